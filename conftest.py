@@ -1,0 +1,60 @@
+"""pytest hooks only: the suite's `--lab-*` options, declared once, parsed once (resnet_lab.suite)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from resnet_lab.argtypes import non_negative_int, non_negative_int_list, positive_int
+from resnet_lab.errors import LabError
+from resnet_lab.suite import C3_DEFAULT_WORKERS, PRESETS, build_options
+
+
+def _choice(text: str) -> str:
+    if text not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset '{text}'; choose one of {', '.join(PRESETS)}")
+    return text
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("resnet-lab", "resnet_lab benchmark suite")
+    smoke, full = PRESETS["smoke"], PRESETS["full"]
+    group.addoption(
+        "--lab-preset", type=_choice, default="smoke", metavar="NAME",
+        help=f"smoke ({smoke.epochs} epochs x {smoke.max_batches} batches, CPU-sized) or full "
+        f"(the lab as written: {full.epochs} epochs, all batches). Default: smoke",
+    )
+    group.addoption(
+        "--lab-data", default="synthetic", metavar="SRC",
+        help="'synthetic', a torchvision CIFAR-10 root, an image folder or a .tar.gz of one. Default: synthetic",
+    )
+    group.addoption(
+        "--lab-device", default="cpu,cuda", metavar="LIST",
+        help="comma-separated devices; absent ones are skipped with the reason. Default: cpu,cuda",
+    )
+    group.addoption("--lab-epochs", type=positive_int, default=None, metavar="N", help="epochs per training benchmark. Default: from the preset")
+    group.addoption(
+        "--lab-batches", type=non_negative_int, default=None, metavar="N",
+        help="max batches per epoch, 0 = no cap. Default: from the preset (smoke 2, full none)",
+    )
+    group.addoption(
+        "--lab-workers", type=non_negative_int_list, default=None, metavar="LIST",
+        help=f"C3 worker counts, e.g. 0,2,4. Default: {','.join(map(str, C3_DEFAULT_WORKERS))} and on by 4 while loading time improves",
+    )
+    group.addoption("--lab-out", default="lab-output", metavar="DIR", help="folder for profiler traces and tables. Default: lab-output")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        config.lab_options = build_options(  # type: ignore[attr-defined]
+            preset=config.getoption("lab_preset"),
+            data=config.getoption("lab_data"),
+            devices=config.getoption("lab_device"),
+            epochs=config.getoption("lab_epochs"),
+            batches=config.getoption("lab_batches"),
+            workers=config.getoption("lab_workers"),
+            out_dir=config.getoption("lab_out"),
+        )
+    except LabError as exc:
+        raise pytest.UsageError(str(exc)) from None

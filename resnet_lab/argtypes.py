@@ -1,0 +1,34 @@
+"""Argument converters shared by the CLI and the pytest options: one clear message per bad value."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer") from None
+
+
+def positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (>= 1), got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def non_negative_int_list(text: str) -> tuple[int, ...]:
+    """'0,4,8' -> (0, 4, 8): sorted, without duplicates."""
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of integers >= 0, e.g. 0,4,8")
+    return tuple(sorted({non_negative_int(p) for p in parts}))

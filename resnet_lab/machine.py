@@ -1,0 +1,34 @@
+"""What a figure was measured on: library versions and hardware, as a flat record."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+import torchvision
+
+
+def cpu_count() -> int:
+    """CPUs this process may use (the affinity mask, not the host's total)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def environment_info() -> dict[str, object]:
+    cuda = torch.cuda.is_available()
+    return {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "cuda_available": cuda,
+        "gpu": torch.cuda.get_device_name(0) if cuda else None,
+        "gpu_count": torch.cuda.device_count() if cuda else 0,
+        "cpu_count": cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }

@@ -1,0 +1,116 @@
+"""A lab run: model, optimizer and loaders built from one frozen config, epoch by epoch.
+
+The CLI loops `run_epoch()`; the benchmarks hand `run_epoch` to
+`benchmark.pedantic` so each round is one epoch on the same model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from .data import LabDataset, LoaderConfig, make_test_loader, make_train_loader
+from .errors import LabError
+from .model import resnet18
+from .optim import OptimConfig, canonical_optimizer, make_optimizer
+from .train import StepConfig, configure_backends, evaluate, resolve_device, set_seed, summarize, train_one_epoch
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one lab run depends on; defaults are LAB_SPEC's prescribed setup."""
+
+    device: str = "cpu"
+    epochs: int = 5
+    optimizer: str = "sgd"
+    batch_norm: bool = True
+    max_batches: int | None = None  # per epoch; caps CPU-sized runs
+    eval_batches: int | None = None  # test batches per evaluation; None = whole test set
+    seed: int = 0
+    step: StepConfig = StepConfig()
+    compile_mode: str | None = None  # torch.compile mode (C8); None = eager
+    optim: OptimConfig = OptimConfig()
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise LabError(f"epochs must be >= 1, got {self.epochs}")
+        if self.max_batches is not None and self.max_batches < 1:
+            raise LabError(f"max batches must be >= 1, got {self.max_batches}")
+        if self.eval_batches is not None and self.eval_batches < 0:
+            raise LabError(f"eval batches must be >= 0, got {self.eval_batches}")
+        if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
+            raise LabError(f"unknown compile mode '{self.compile_mode}': choose one of {', '.join(COMPILE_MODES)}")
+        canonical_optimizer(self.optimizer)
+
+    def as_record(self) -> dict[str, object]:
+        record = asdict(self)
+        record["optimizer"] = canonical_optimizer(self.optimizer)
+        record["step"] = {"channels_last": self.step.channels_last, "amp_dtype": str(self.step.amp_dtype) if self.step.amp_dtype else None}
+        return record
+
+
+def build_model(config: RunConfig, device: torch.device) -> torch.nn.Module:
+    model = resnet18(batch_norm=config.batch_norm).to(device)
+    if config.step.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+class LabRun:
+    """One model + optimizer trained epoch by epoch; records accumulate in `records`."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        train_set: LabDataset | None = None,
+        test_set: LabDataset | None = None,
+        *,
+        train_loader: Iterable | None = None,
+        test_loader: Iterable | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.config = config
+        self.device = resolve_device(config.device)
+        set_seed(config.seed)
+        configure_backends(self.device)
+        self.model = build_model(config, self.device)
+        self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.optim)
+        # Compile after the optimizer holds the real parameters; the compiled wrapper shares them.
+        self.step_model = torch.compile(self.model, mode=config.compile_mode) if config.compile_mode else self.model
+        if train_loader is None:
+            if train_set is None:
+                raise LabError("LabRun needs a train_set or a train_loader")
+            train_loader = make_train_loader(train_set, config.loader, self.device)
+        if test_loader is None and test_set is not None:
+            test_loader = make_test_loader(test_set, config.loader, self.device)
+        self.train_loader, self.test_loader = train_loader, test_loader
+        self.progress = progress
+        self.records: list[dict[str, object]] = []
+
+    def run_epoch(self) -> dict[str, object]:
+        record = train_one_epoch(
+            self.step_model,
+            self.train_loader,
+            self.optimizer,
+            self.device,
+            epoch=len(self.records) + 1,
+            max_batches=self.config.max_batches,
+            step=self.config.step,
+            progress=self.progress,
+        )
+        record["warmup"] = not self.records  # the lab counts epoch 1; readers may exclude it
+        self.records.append(record)
+        return record
+
+    def evaluate(self) -> dict[str, object]:
+        if self.test_loader is None or self.config.eval_batches == 0:
+            return {}
+        return evaluate(self.step_model, self.test_loader, self.device, max_batches=self.config.eval_batches, step=self.config.step)
+
+    def summary(self) -> dict[str, object]:
+        return summarize(self.records)

@@ -1,0 +1,266 @@
+"""The timed training loop (C1, C2): one epoch in, one flat record out.
+
+Phases per mini-batch, each timed by the same synchronizing clock and labelled
+for torch.profiler (Q3b):
+
+    load     waiting for the loader's next batch (host side; no device copy)
+    copy     host->device copy (+ uint8 normalization / memory-format change)
+    train    forward, loss, backward, optimizer step  (sub-labels forward,
+             backward, optimizer_step)
+    metrics  loss.item(), top-1 bookkeeping, the divergence check
+
+`epoch_s` is the synchronized wall time of the whole epoch, so
+epoch_s - (load_s + copy_s + train_s + metrics_s) is the loop's own overhead.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.profiler import record_function
+
+from .errors import DivergenceError, LabError
+from .timing import SyncClock, clock_for
+
+# Kept here rather than imported from data.py so the loop has no dependency on
+# the PIL pipeline; tests check the two copies agree.
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2023, 0.1994, 0.2010)
+PHASES = ("load", "copy", "train", "metrics")
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """How a mini-batch is computed; the lab's faithful baseline is the default (fp32, NCHW)."""
+
+    channels_last: bool = False
+    amp_dtype: torch.dtype | None = None  # autocast dtype, e.g. torch.bfloat16; None = fp32
+
+    def __post_init__(self) -> None:
+        if self.amp_dtype not in (None, torch.bfloat16, torch.float16):
+            raise LabError(f"amp_dtype must be None, torch.bfloat16 or torch.float16, got {self.amp_dtype}")
+
+
+def set_seed(seed: int) -> None:
+    """Seed every RNG the run touches (torch CPU and CUDA, numpy, random)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def configure_backends(device: torch.device) -> None:
+    # cuDNN autotuning pays off for the lab's fixed input shape (LAB_SPEC: cudnn.benchmark on CUDA).
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+def resolve_device(name: str) -> torch.device:
+    """A torch.device for `name`, or a LabError when it is unknown or absent here."""
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise LabError(f"unknown device '{name}': use 'cpu' or 'cuda' (optionally 'cuda:N')") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise LabError(f"unsupported device '{name}': use 'cpu' or 'cuda'")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise LabError("device 'cuda' requested but CUDA is not available on this machine; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise LabError(f"device '{name}' does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, step: StepConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Host->device copy; uint8 batches (device-resident loader) are normalized here, on the device."""
+    x = x.to(device, non_blocking=True)
+    y = y.to(device, non_blocking=True)
+    if x.dtype == torch.uint8:
+        mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
+        std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
+        x = (x.float() - mean) / std
+    if step.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
+def train_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, step: StepConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, cross-entropy, backward, step. Returns (loss, logits) still on the device."""
+    optimizer.zero_grad(set_to_none=True)
+    with record_function("forward"), torch.autocast(x.device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+    with record_function("backward"):
+        loss.backward()
+    with record_function("optimizer_step"):
+        optimizer.step()
+    return loss, logits
+
+
+@dataclass
+class EpochMetrics:
+    """Running loss and top-1 over all samples seen; per-class counts stay on the device until the end."""
+
+    num_classes: int
+    device: torch.device
+
+    def __post_init__(self) -> None:
+        self.loss_sum = 0.0
+        self.images = 0
+        self.correct = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
+        self.seen = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
+
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> float:
+        loss_value = loss.item()
+        hit = logits.argmax(dim=1).eq(y)
+        self.correct += torch.bincount(y, weights=hit.float(), minlength=self.num_classes).long()
+        self.seen += torch.bincount(y, minlength=self.num_classes)
+        self.loss_sum += loss_value * y.numel()
+        self.images += y.numel()
+        return loss_value
+
+    def summary(self) -> dict[str, object]:
+        correct, seen = self.correct.cpu(), self.seen.cpu()
+        per_class = [(c / s) if s else None for c, s in zip(correct.tolist(), seen.tolist())]
+        return {
+            "loss": self.loss_sum / self.images if self.images else float("nan"),
+            # Top-1 = correct argmax over *all* samples of the epoch, not the best class's accuracy.
+            "top1": correct.sum().item() / self.images if self.images else float("nan"),
+            "per_class_top1": per_class,
+        }
+
+
+def num_outputs(model: nn.Module) -> int:
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    return linears[-1].out_features
+
+
+def capped(loader: Iterable, max_batches: int | None) -> int | None:
+    """Batches this epoch will run, when known."""
+    try:
+        total = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return max_batches
+    return total if max_batches is None else min(total, max_batches)
+
+
+def progress_bar(total: int | None, enabled: bool, desc: str):
+    from tqdm.auto import tqdm  # imported lazily: only interactive runs draw a bar
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: Iterable,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device | str,
+    *,
+    epoch: int = 0,
+    max_batches: int | None = None,
+    step: StepConfig = StepConfig(),
+    clock: SyncClock | None = None,
+    progress: bool = False,
+    on_batch_end: Callable[[int], None] | None = None,
+) -> dict[str, object]:
+    """Train for one epoch (at most `max_batches` batches) and return the flat C1/C2 record."""
+    device = torch.device(device)
+    if max_batches is not None and max_batches < 1:
+        raise LabError(f"max_batches must be >= 1 or None, got {max_batches}")
+    clock = clock or clock_for(device)
+    clock.totals.clear()
+    metrics = EpochMetrics(num_outputs(model), device)
+    model.train()
+    total = capped(loader, max_batches)
+    bar = progress_bar(total, progress, f"epoch {epoch}")
+    batches = 0
+    start = clock.now()
+    iterator: Iterator = iter(loader)
+    try:
+        while max_batches is None or batches < max_batches:
+            with clock.region("load"), record_function("load"):
+                batch = next(iterator, None)
+            if batch is None:
+                break
+            with clock.region("copy"), record_function("copy"):
+                x, y = to_device(batch[0], batch[1], device, step)
+            with clock.region("train"), record_function("train"):
+                loss, logits = train_step(model, optimizer, x, y, step)
+            with clock.region("metrics"), record_function("metrics"):
+                loss_value = metrics.update(loss, logits.detach(), y)
+                if not math.isfinite(loss_value):
+                    raise DivergenceError(epoch, batches, loss_value)
+            batches += 1
+            bar.update(1)
+            if on_batch_end is not None:
+                on_batch_end(batches)
+        epoch_s = clock.now() - start
+    finally:
+        bar.close()
+        del iterator  # shuts DataLoader workers down outside the epoch's clock
+    if batches == 0:
+        raise LabError("the training loader yielded no batches: is the dataset empty?")
+    record: dict[str, object] = {"epoch": epoch, "batches": batches, "images": metrics.images}
+    record.update({f"{phase}_s": clock.total(phase) for phase in PHASES})
+    record["epoch_s"] = epoch_s
+    record["images_per_s"] = metrics.images / epoch_s if epoch_s > 0 else float("inf")
+    record.update(metrics.summary())
+    return record
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device | str,
+    *,
+    max_batches: int | None = None,
+    step: StepConfig = StepConfig(),
+) -> dict[str, object]:
+    """Test loss and top-1, run outside every training timing."""
+    device = torch.device(device)
+    clock = clock_for(device)
+    metrics = EpochMetrics(num_outputs(model), device)
+    model.eval()
+    start = clock.now()
+    for batches, (x, y) in enumerate(loader):
+        if max_batches is not None and batches >= max_batches:
+            break
+        x, y = to_device(x, y, device, step)
+        with torch.autocast(device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None):
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+        metrics.update(loss, logits, y)
+    summary = metrics.summary()
+    return {
+        "test_loss": summary["loss"],
+        "test_top1": summary["top1"],
+        "test_images": metrics.images,
+        "eval_s": clock.now() - start,
+    }
+
+
+SUMMED = ("load_s", "copy_s", "train_s", "metrics_s", "epoch_s")
+
+
+def summarize(records: list[dict[str, object]]) -> dict[str, object]:
+    """Means of the phase times over epochs; loss and top-1 of the last epoch."""
+    if not records:
+        return {}
+    summary: dict[str, object] = {key: sum(float(r[key]) for r in records) / len(records) for key in SUMMED}  # type: ignore[arg-type]
+    steady = records[1:] or records
+    summary["steady_epoch_s"] = sum(float(r["epoch_s"]) for r in steady) / len(steady)  # type: ignore[arg-type]
+    summary["first_epoch_s"] = float(records[0]["epoch_s"])  # type: ignore[arg-type]
+    summary["images_per_s"] = sum(int(r["images"]) for r in records) / sum(float(r["epoch_s"]) for r in records)  # type: ignore[arg-type]
+    summary["loss"] = records[-1]["loss"]
+    summary["top1"] = records[-1]["top1"]
+    summary["epochs"] = len(records)
+    return summary

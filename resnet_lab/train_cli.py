@@ -1,0 +1,98 @@
+"""`resnet-lab train`: the lab's lab2.py, done right."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .argtypes import non_negative_int, positive_int
+from .data import DataConfig, LoaderConfig, load_datasets
+from .errors import LabError
+from .fileio import write_json
+from .machine import environment_info
+from .optim import OPTIMIZERS
+from .run import LabRun, RunConfig
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", metavar="DEV", help="cpu or cuda (cuda:N). Default: cpu")
+    parser.add_argument("--num-workers", type=non_negative_int, default=2, metavar="N", help="DataLoader workers. Default: 2")
+    parser.add_argument("--epochs", type=positive_int, default=5, metavar="N", help="epochs to train. Default: 5")
+    parser.add_argument(
+        "--optimizer", default="sgd", metavar="NAME", help=f"one of {', '.join(OPTIMIZERS)} (lr 0.1, wd 5e-4). Default: sgd"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=128, metavar="N", help="training batch size. Default: 128")
+    parser.add_argument(
+        "--data", default="synthetic", metavar="SRC",
+        help="'synthetic', a torchvision CIFAR-10 root, an image folder (train/<class>/, test/<class>/) or a .tar.gz of one. Default: synthetic",
+    )
+    parser.add_argument("--no-batch-norm", action="store_true", help="remove every BatchNorm (C7). Default: BatchNorm on")
+    parser.add_argument("--max-batches", type=positive_int, default=None, metavar="N", help="cap batches per epoch (CPU-sized runs). Default: no cap")
+    parser.add_argument("--eval-batches", type=non_negative_int, default=None, metavar="N", help="test batches per evaluation; 0 skips it. Default: whole test set")
+    parser.add_argument("--seed", type=non_negative_int, default=0, metavar="N", help="seed for data order, augmentation and init. Default: 0")
+    parser.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10 into --data. Default: never download")
+    parser.add_argument("--json", default=None, metavar="PATH", help="write per-epoch records and averages here (atomically). Default: none")
+    parser.add_argument("--quiet", action="store_true", help="print only the final averages")
+
+
+def epoch_line(record: dict[str, object], epochs: int) -> str:
+    return (
+        f"epoch {record['epoch']}/{epochs}  load {record['load_s']:.3f}s  copy {record['copy_s']:.3f}s  "
+        f"train {record['train_s']:.3f}s  metrics {record['metrics_s']:.3f}s  epoch {record['epoch_s']:.3f}s  "
+        f"loss {record['loss']:.4f}  top1 {100 * record['top1']:.2f}%  ({record['images_per_s']:.0f} img/s)"
+    )
+
+
+def summary_line(summary: dict[str, object]) -> str:
+    return (
+        f"mean over {summary['epochs']} epochs: load {summary['load_s']:.3f}s  copy {summary['copy_s']:.3f}s  "
+        f"train {summary['train_s']:.3f}s  metrics {summary['metrics_s']:.3f}s  epoch {summary['epoch_s']:.3f}s  "
+        f"| last epoch loss {summary['loss']:.4f}  top1 {100 * summary['top1']:.2f}%"
+    )
+
+
+def run_config(args: argparse.Namespace) -> RunConfig:
+    loader = LoaderConfig(batch_size=args.batch_size, num_workers=args.num_workers, seed=args.seed)
+    return RunConfig(
+        device=args.device,
+        epochs=args.epochs,
+        optimizer=args.optimizer,
+        batch_norm=not args.no_batch_norm,
+        max_batches=args.max_batches,
+        eval_batches=args.eval_batches,
+        seed=args.seed,
+        loader=loader,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    config = run_config(args)  # validates before any data is touched
+    train_set, test_set = load_datasets(DataConfig(source=args.data, seed=args.seed, download=args.download))
+    if args.batch_size > len(train_set):
+        raise LabError(f"--batch-size {args.batch_size} is larger than the training set ({len(train_set)} images)")
+    run = LabRun(config, train_set, test_set, progress=sys.stdout.isatty() and not args.quiet)
+    if not args.quiet:
+        print(f"resnet-lab train: {train_set.source} data ({len(train_set)} train / {len(test_set)} test), "
+              f"device {run.device}, optimizer {config.as_record()['optimizer']}, workers {args.num_workers}, "
+              f"batch norm {'on' if config.batch_norm else 'off'}")
+    for _ in range(config.epochs):
+        record = run.run_epoch()
+        if not args.quiet:
+            print(epoch_line(record, config.epochs), flush=True)
+    summary = run.summary()
+    test = run.evaluate()
+    print(summary_line(summary))
+    if test:
+        print(f"test: loss {test['test_loss']:.4f}  top1 {100 * test['test_top1']:.2f}% on {test['test_images']} images")
+    if args.json:
+        write_json(args.json, {
+            "config": config.as_record(),
+            "data": {"source": args.data, "kind": train_set.source, "train_images": len(train_set), "test_images": len(test_set)},
+            "machine": environment_info(),
+            "epochs": run.records,
+            "summary": summary,
+            "test": test,
+        })
+        if not args.quiet:
+            print(f"wrote {args.json}")
+    return 0
