@@ -1,0 +1,11 @@
+"""C5: average epoch time, CPU vs GPU, at the C3.2 worker count (compare images/s when epochs are capped)."""
+
+from resnet_lab.benchmarking import BenchSpec, run_training_benchmark
+
+DEVICES = ("cpu", "cuda")  # the question is the comparison; absent CUDA is skipped with its reason
+
+
+def test_c5_device(benchmark, device, lab_options, lab_data, c32):
+    train_set, test_set = lab_data
+    spec = BenchSpec("C5", device=device, workers=int(c32["workers"]), evaluate=False)
+    run_training_benchmark(benchmark, spec, lab_options, train_set, test_set, extra={"c32_workers": c32["workers"], "c32_rule": c32["rule"]})

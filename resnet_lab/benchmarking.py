@@ -1,0 +1,140 @@
+"""What every training benchmark does, once: build a LabRun, time epochs as rounds, record extra_info.
+
+The benchmark modules only choose parameters; measuring lives here so it is
+importable and tested like the rest of the library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .data import LabDataset, LoaderConfig, make_train_loader
+from .run import LabRun, RunConfig
+from .suite import LabOptions, c32_answer
+from .timing import SyncClock, clock_for, synced_timer
+from .train import StepConfig
+
+SUMMARY_KEYS = ("load_s", "copy_s", "train_s", "metrics_s", "epoch_s", "first_epoch_s", "steady_epoch_s", "images_per_s", "loss", "top1")
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """One training benchmark's configuration; defaults are the lab's (workers 2, SGD, BN, fp32)."""
+
+    group: str
+    device: str = "cpu"
+    workers: int = 2
+    optimizer: str = "sgd"
+    batch_norm: bool = True
+    step: StepConfig = StepConfig()
+    compile_mode: str | None = None
+    evaluate: bool = True
+
+
+def run_config(spec: BenchSpec, options: LabOptions) -> RunConfig:
+    return RunConfig(
+        device=spec.device,
+        epochs=options.epochs,
+        optimizer=spec.optimizer,
+        batch_norm=spec.batch_norm,
+        max_batches=options.max_batches,
+        eval_batches=options.eval_batches,
+        step=spec.step,
+        compile_mode=spec.compile_mode,
+        loader=LoaderConfig(num_workers=spec.workers),
+    )
+
+
+def use_synced_timer(benchmark: Any, device: torch.device | str) -> None:
+    # pytest-benchmark takes its timer from --benchmark-timer for the whole
+    # session and has no public per-benchmark setter; a CUDA run must be timed
+    # with a synchronizing clock, so set the fixture's timer directly.
+    benchmark._timer = synced_timer(device)
+
+
+def run_training_benchmark(
+    benchmark: Any,
+    spec: BenchSpec,
+    options: LabOptions,
+    train_set: LabDataset,
+    test_set: LabDataset | None,
+    *,
+    train_loader: Iterable | None = None,
+    extra: dict[str, object] | None = None,
+) -> LabRun:
+    """rounds = epochs on one model, so pytest-benchmark's statistics are over epochs."""
+    config = run_config(spec, options)
+    run = LabRun(config, train_set, test_set if spec.evaluate else None, train_loader=train_loader)
+    benchmark.group = spec.group
+    use_synced_timer(benchmark, run.device)
+    benchmark.pedantic(run.run_epoch, rounds=config.epochs, iterations=1, warmup_rounds=0)
+    benchmark.extra_info.update(training_extra_info(run, spec, options, train_set))
+    benchmark.extra_info.update(run.evaluate())
+    benchmark.extra_info.update(extra or {})
+    return run
+
+
+def training_extra_info(run: LabRun, spec: BenchSpec, options: LabOptions, train_set: LabDataset) -> dict[str, object]:
+    summary = run.summary()
+    info: dict[str, object] = {key: summary[key] for key in SUMMARY_KEYS}
+    info.update(
+        epochs=run.records,
+        data=train_set.source,
+        data_source=options.data,
+        preset=options.preset,
+        batches_per_epoch=run.records[0]["batches"] if run.records else 0,
+        full_epoch=options.max_batches is None,
+        device=str(run.device),
+        workers=spec.workers,
+        optimizer=run.config.as_record()["optimizer"],
+        batch_norm=spec.batch_norm,
+        batch_size=run.config.loader.batch_size,
+    )
+    return info
+
+
+def loader_epoch(loader: Iterable, device: torch.device | str = "cpu", clock: SyncClock | None = None) -> dict[str, object]:
+    """Iterate one epoch of a loader with no training: the C3 loader-only figure."""
+    clock = clock or clock_for(device)
+    images, batches = 0, 0
+    with clock.region("load"):
+        for x, _ in loader:
+            images += x.shape[0]
+            batches += 1
+    load_s = clock.total("load")
+    return {"load_s": load_s, "images": images, "batches": batches, "images_per_s": images / load_s if load_s > 0 else float("inf")}
+
+
+def loader_only_sweep(train_set: LabDataset, workers: Iterable[int]) -> dict[int, float]:
+    """load_s of one full CPU epoch per worker count (the C3.2 fallback when C3 did not run)."""
+    return {w: float(loader_epoch(make_train_loader(train_set, LoaderConfig(num_workers=w)))["load_s"]) for w in workers}
+
+
+@dataclass
+class SweepState:
+    """C3's measurements in this pytest run, and the C3.2 answer derived from them once."""
+
+    training: dict[int, float] = field(default_factory=dict)  # workers -> mean load_s per epoch, with training
+    training_full_epochs: bool = False
+    loader: dict[int, float] = field(default_factory=dict)  # workers -> load_s of one loader-only epoch
+    answer: dict[str, object] | None = None
+
+    def c32(self, train_set: LabDataset, fallback_workers: Iterable[int]) -> dict[str, object]:
+        """C3.2 from full-epoch training times if C3 ran them, else the loader-only sweep (run now if needed).
+
+        Capped smoke epochs time mostly worker start-up, so their load_s is no
+        basis for choosing a worker count; a full loader epoch is.
+        """
+        if self.answer is None:
+            if self.training_full_epochs and len(self.training) >= 2:
+                self.answer = c32_answer(self.training, source="C3 (training, full epochs)")
+            else:
+                if len(self.loader) < 2:
+                    self.loader.update(loader_only_sweep(train_set, fallback_workers))
+                self.answer = c32_answer(self.loader, source="C3-loader (full CPU loader epochs)")
+        return self.answer
+

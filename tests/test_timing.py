@@ -1,0 +1,88 @@
+"""The synchronizing clock: no CUDA call on a CPU; on CUDA a sync at both ends of every region."""
+
+import pytest
+import torch
+
+from resnet_lab import resnet18
+from resnet_lab.optim import make_optimizer
+from resnet_lab.timing import SyncClock, clock_for, device_sync_fn
+from resnet_lab.train import train_one_epoch
+
+
+def test_cpu_clock_makes_no_cuda_call(monkeypatch):
+    def boom(*_a, **_k):
+        raise AssertionError("CUDA synchronize called for a CPU device")
+
+    monkeypatch.setattr(torch.cuda, "synchronize", boom)
+    assert device_sync_fn("cpu") is None
+    clock = clock_for("cpu")
+    with clock.region("x"):
+        pass
+    assert clock.total("x") >= 0.0
+
+
+def test_cuda_sync_fn_calls_synchronize_with_device(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    device_sync_fn("cuda:0")()
+    assert calls == [torch.device("cuda:0")]
+
+
+def test_region_syncs_at_both_ends():
+    events = []
+    clock = SyncClock(sync=lambda: events.append("sync"))
+    with clock.region("work"):
+        events.append("work")
+    assert events == ["sync", "work", "sync"]
+
+
+def test_every_phase_of_an_epoch_is_bracketed_by_syncs():
+    """Injected sync: each timed region of the loop starts and ends with a sync (as it would on CUDA)."""
+    events = []
+    clock = SyncClock(sync=lambda: events.append("sync"))
+    batches = [(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))) for _ in range(2)]
+    model = resnet18()
+    opt = make_optimizer("sgd", model.parameters())
+
+    class Spy:
+        def __iter__(self):
+            for b in batches:
+                events.append("loader")
+                yield b
+
+    original_step = opt.step
+
+    def step(*a, **k):
+        events.append("step")
+        return original_step(*a, **k)
+
+    opt.step = step
+    record = train_one_epoch(model, Spy(), opt, "cpu", clock=clock)
+    assert record["batches"] == 2
+    # Between consecutive work markers there is always a sync: no work escapes a region's clock.
+    work = [i for i, e in enumerate(events) if e != "sync"]
+    assert events[0] == "sync" and events[-1] == "sync"
+    for a, b in zip(work, work[1:]):
+        assert "sync" in events[a:b], f"no sync between {events[a]} and {events[b]}"
+    # 2 batches x 4 regions, + the final loader call that ends the epoch, each 2 syncs; + epoch start/end.
+    assert events.count("sync") == 2 * (2 * 4 + 1) + 2
+
+
+def test_regions_accumulate():
+    clock = SyncClock()
+    for _ in range(3):
+        with clock.region("a"):
+            pass
+    assert set(clock.totals) == {"a"} and clock.total("missing") == 0.0
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
+def test_cuda_clock_counts_async_kernels():
+    x = torch.randn(4096, 4096, device="cuda")
+    clock = clock_for("cuda")
+    with clock.region("mm"):
+        for _ in range(10):
+            x = x @ x / 4096
+    synced = clock.total("mm")
+    assert synced > 0
