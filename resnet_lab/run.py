@@ -13,6 +13,7 @@ import torch
 
 from .data import LabDataset, LoaderConfig, make_test_loader, make_train_loader
 from .errors import LabError
+from .fastloader import DeviceLoader
 from .model import resnet18
 from .optim import OptimConfig, canonical_optimizer, make_optimizer
 from .train import StepConfig, configure_backends, evaluate, resolve_device, set_seed, summarize, train_one_epoch
@@ -33,6 +34,8 @@ class RunConfig:
     seed: int = 0
     step: StepConfig = StepConfig()
     compile_mode: str | None = None  # torch.compile mode (C8); None = eager
+    device_loader: bool = False  # C8: device-resident loader instead of the lab's PIL DataLoader
+    sync_phases: bool = True  # False: the fast loop, no per-batch sync (see train_one_epoch)
     optim: OptimConfig = OptimConfig()
     loader: LoaderConfig = field(default_factory=LoaderConfig)
 
@@ -85,7 +88,11 @@ class LabRun:
         if train_loader is None:
             if train_set is None:
                 raise LabError("LabRun needs a train_set or a train_loader")
-            train_loader = make_train_loader(train_set, config.loader, self.device)
+            train_loader = (
+                DeviceLoader(train_set.images, train_set.labels, config.loader.batch_size, device=self.device, seed=config.seed)
+                if config.device_loader
+                else make_train_loader(train_set, config.loader, self.device)
+            )
         if test_loader is None and test_set is not None:
             test_loader = make_test_loader(test_set, config.loader, self.device)
         self.train_loader, self.test_loader = train_loader, test_loader
@@ -102,6 +109,7 @@ class LabRun:
             max_batches=self.config.max_batches,
             step=self.config.step,
             progress=self.progress,
+            sync_phases=self.config.sync_phases,
         )
         record["warmup"] = not self.records  # the lab counts epoch 1; readers may exclude it
         self.records.append(record)

@@ -27,12 +27,9 @@ from torch import nn
 from torch.profiler import record_function
 
 from .errors import DivergenceError, LabError
+from .fastloader import normalize_batch
 from .timing import SyncClock, clock_for
 
-# Kept here rather than imported from data.py so the loop has no dependency on
-# the PIL pipeline; tests check the two copies agree.
-MEAN = (0.4914, 0.4822, 0.4465)
-STD = (0.2023, 0.1994, 0.2010)
 PHASES = ("load", "copy", "train", "metrics")
 
 
@@ -81,13 +78,10 @@ def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, step: Step
     """Host->device copy; uint8 batches (device-resident loader) are normalized here, on the device."""
     x = x.to(device, non_blocking=True)
     y = y.to(device, non_blocking=True)
+    memory_format = torch.channels_last if step.channels_last else torch.contiguous_format
     if x.dtype == torch.uint8:
-        mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1) * 255
-        std = torch.tensor(STD, device=device).view(1, 3, 1, 1) * 255
-        x = (x.float() - mean) / std
-    if step.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, y
+        return normalize_batch(x, memory_format=memory_format), y
+    return x.contiguous(memory_format=memory_format), y
 
 
 def train_step(
@@ -107,31 +101,40 @@ def train_step(
 
 @dataclass
 class EpochMetrics:
-    """Running loss and top-1 over all samples seen; per-class counts stay on the device until the end."""
+    """Running loss and top-1 over all samples seen, kept on the device.
+
+    `update` returns the batch loss as a float when `eager` (one host sync per
+    batch, as the lab's loop does with loss.item()); otherwise nothing is read
+    back until `check_finite`/`summary`, so the host never waits on the device.
+    """
 
     num_classes: int
     device: torch.device
+    eager: bool = True
 
     def __post_init__(self) -> None:
-        self.loss_sum = 0.0
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self.images = 0
         self.correct = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
         self.seen = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
 
-    def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> float:
-        loss_value = loss.item()
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> float | None:
         hit = logits.argmax(dim=1).eq(y)
         self.correct += torch.bincount(y, weights=hit.float(), minlength=self.num_classes).long()
         self.seen += torch.bincount(y, minlength=self.num_classes)
-        self.loss_sum += loss_value * y.numel()
+        self.loss_sum += loss.detach().double() * y.numel()
         self.images += y.numel()
-        return loss_value
+        return loss.item() if self.eager else None
+
+    def check_finite(self) -> float:
+        """The running loss sum (one sync); NaN/inf in any batch so far makes it non-finite."""
+        return float(self.loss_sum.item())
 
     def summary(self) -> dict[str, object]:
         correct, seen = self.correct.cpu(), self.seen.cpu()
         per_class = [(c / s) if s else None for c, s in zip(correct.tolist(), seen.tolist())]
         return {
-            "loss": self.loss_sum / self.images if self.images else float("nan"),
+            "loss": self.loss_sum.item() / self.images if self.images else float("nan"),
             # Top-1 = correct argmax over *all* samples of the epoch, not the best class's accuracy.
             "top1": correct.sum().item() / self.images if self.images else float("nan"),
             "per_class_top1": per_class,
@@ -170,14 +173,23 @@ def train_one_epoch(
     clock: SyncClock | None = None,
     progress: bool = False,
     on_batch_end: Callable[[int], None] | None = None,
+    sync_phases: bool = True,
+    check_every: int = 50,
 ) -> dict[str, object]:
-    """Train for one epoch (at most `max_batches` batches) and return the flat C1/C2 record."""
+    """Train for one epoch (at most `max_batches` batches) and return the flat C1/C2 record.
+
+    `sync_phases=False` is the fast path (C8): no device sync or loss.item() per
+    batch, so host and device overlap; phase times are then host-side only
+    (`phases_synced` is False in the record) and non-finite loss is caught
+    every `check_every` batches instead of at once. `epoch_s` is synced either way.
+    """
     device = torch.device(device)
     if max_batches is not None and max_batches < 1:
         raise LabError(f"max_batches must be >= 1 or None, got {max_batches}")
     clock = clock or clock_for(device)
     clock.totals.clear()
-    metrics = EpochMetrics(num_outputs(model), device)
+    regions = clock if sync_phases else SyncClock()  # unsynced regions: host-side time only
+    metrics = EpochMetrics(num_outputs(model), device, eager=sync_phases)
     model.train()
     total = capped(loader, max_batches)
     bar = progress_bar(total, progress, f"epoch {epoch}")
@@ -186,30 +198,35 @@ def train_one_epoch(
     iterator: Iterator = iter(loader)
     try:
         while max_batches is None or batches < max_batches:
-            with clock.region("load"), record_function("load"):
+            with regions.region("load"), record_function("load"):
                 batch = next(iterator, None)
             if batch is None:
                 break
-            with clock.region("copy"), record_function("copy"):
+            with regions.region("copy"), record_function("copy"):
                 x, y = to_device(batch[0], batch[1], device, step)
-            with clock.region("train"), record_function("train"):
+            with regions.region("train"), record_function("train"):
                 loss, logits = train_step(model, optimizer, x, y, step)
-            with clock.region("metrics"), record_function("metrics"):
+            with regions.region("metrics"), record_function("metrics"):
                 loss_value = metrics.update(loss, logits.detach(), y)
-                if not math.isfinite(loss_value):
+                if loss_value is None and (batches + 1) % check_every == 0:
+                    loss_value = metrics.check_finite()
+                if loss_value is not None and not math.isfinite(loss_value):
                     raise DivergenceError(epoch, batches, loss_value)
             batches += 1
             bar.update(1)
             if on_batch_end is not None:
                 on_batch_end(batches)
         epoch_s = clock.now() - start
+        if not sync_phases and not math.isfinite(total_loss := metrics.check_finite()):
+            raise DivergenceError(epoch, batches - 1, total_loss)
     finally:
         bar.close()
         del iterator  # shuts DataLoader workers down outside the epoch's clock
     if batches == 0:
         raise LabError("the training loader yielded no batches: is the dataset empty?")
     record: dict[str, object] = {"epoch": epoch, "batches": batches, "images": metrics.images}
-    record.update({f"{phase}_s": clock.total(phase) for phase in PHASES})
+    record.update({f"{phase}_s": regions.total(phase) for phase in PHASES})
+    record["phases_synced"] = sync_phases
     record["epoch_s"] = epoch_s
     record["images_per_s"] = metrics.images / epoch_s if epoch_s > 0 else float("inf")
     record.update(metrics.summary())

@@ -9,7 +9,8 @@ from torch import nn
 from resnet_lab import resnet18
 from resnet_lab.errors import DivergenceError, LabError
 from resnet_lab.optim import make_optimizer
-from resnet_lab.train import MEAN, STD, StepConfig, evaluate, summarize, to_device, train_one_epoch
+from resnet_lab.data import CIFAR10_MEAN as MEAN, CIFAR10_STD as STD
+from resnet_lab.train import StepConfig, evaluate, summarize, to_device, train_one_epoch
 
 RECORD_KEYS = {
     "epoch", "batches", "images", "load_s", "copy_s", "train_s", "metrics_s", "epoch_s",
