@@ -1,0 +1,147 @@
+"""FLOP accounting against hand-computed values, and the peak calibration."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from resnet_lab.errors import LabError
+from resnet_lab.flops import achieved_flops, fast_dtype_supported, measure_peak_flops, mfu, train_step_flops
+from resnet_lab.model import resnet18
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")),
+]
+
+
+def conv_flops(c_in: int, c_out: int, k: int, h_out: int, w_out: int, batch: int) -> int:
+    """Forward FLOPs of a conv: one multiply-add (2 FLOPs) per weight per output position."""
+    return 2 * c_in * c_out * k * k * h_out * w_out * batch
+
+
+def linear_flops(d_in: int, d_out: int, batch: int) -> int:
+    return 2 * d_in * d_out * batch
+
+
+def tiny_model() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_tiny_model_counts_by_hand(device: str) -> None:
+    record = train_step_flops(tiny_model(), batch_size=2, device=device, image_size=8)
+    conv = conv_flops(3, 4, 3, 8, 8, batch=2)  # 27,648
+    linear = linear_flops(256, 10, batch=2)  # 10,240; the bias add of addmm counts 0
+    assert record["forward_flops"] == conv + linear
+    # Backward: each matmul-class op has a weight gradient (same FLOPs as its
+    # forward) and an input gradient (same again) only where the input needs a
+    # gradient: the linear's input does, the conv's input (the image) does not.
+    assert record["backward_flops"] == conv + 2 * linear
+    assert record["flops_per_step"] == 2 * conv + 3 * linear == 86_016
+    assert record["flops_per_image"] == record["flops_per_step"] // 2
+    assert record["counted_on"] == device
+
+
+def resnet18_step_flops_by_hand(batch: int, num_classes: int = 10) -> tuple[int, int]:
+    """(forward, backward) FLOPs of the lab's CIFAR ResNet-18, from its architecture (LAB_SPEC)."""
+    size, width = 32, 64
+    stem = conv_flops(3, 64, 3, size, size, batch)
+    forward = stem
+    for group_width, group_stride in zip((64, 128, 256, 512), (1, 2, 2, 2)):
+        for block_stride in (group_stride, 1):
+            size //= block_stride
+            forward += conv_flops(width, group_width, 3, size, size, batch)  # conv1
+            forward += conv_flops(group_width, group_width, 3, size, size, batch)  # conv2
+            if block_stride != 1 or width != group_width:
+                forward += conv_flops(width, group_width, 1, size, size, batch)  # projection shortcut
+            width = group_width
+    assert size == 4  # avg_pool2d(., 4) then gives 512 features
+    forward += linear_flops(512, num_classes, batch)
+    # Every conv and the linear get weight + input gradients, except the stem: the image needs none.
+    backward = 2 * forward - stem
+    return forward, backward
+
+
+def test_resnet18_step_matches_hand_derivation() -> None:
+    forward, backward = resnet18_step_flops_by_hand(batch=128)
+    record = train_step_flops(resnet18(), batch_size=128)
+    assert record["forward_flops"] == pytest.approx(forward, rel=0.01)
+    assert record["backward_flops"] == pytest.approx(backward, rel=0.01)
+    assert record["flops_per_step"] == pytest.approx(forward + backward, rel=0.01)
+    # The lab's order of magnitude: ~1.11 GFLOP per image forward, ~426 GFLOP per step of 128.
+    assert 1.10e9 < record["forward_flops"] / 128 < 1.12e9
+    assert 420e9 < record["flops_per_step"] < 430e9
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu"])
+def test_counting_leaves_the_model_untouched(device: str) -> None:
+    model = resnet18().eval()
+    model.linear.weight.grad = torch.ones_like(model.linear.weight)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    record = train_step_flops(model, batch_size=2, device=device)
+    after = model.state_dict()
+    assert before.keys() == after.keys()
+    for name, tensor in before.items():
+        assert torch.equal(tensor, after[name]), name  # weights, BN running stats, num_batches_tracked
+    assert not model.training
+    assert torch.equal(model.linear.weight.grad, torch.ones_like(model.linear.weight))
+    assert all(p.grad is None for name, p in model.named_parameters() if name != "linear.weight")
+    assert all(t.device.type == "cpu" for t in after.values())
+    # A real step (slow on CPU, hence only here) counts what the shape-only meta step counts.
+    assert record == train_step_flops(model, batch_size=2, device="meta") | {"counted_on": device}
+
+
+@pytest.mark.parametrize(("batch_size", "image_size"), [(0, 32), (8, 0)])
+def test_train_step_flops_rejects_bad_sizes(batch_size: int, image_size: int) -> None:
+    with pytest.raises(ValueError, match="must be >= 1"):
+        train_step_flops(tiny_model(), batch_size=batch_size, image_size=image_size)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_peak_calibration_is_positive_and_quick(device: str, dtype: torch.dtype) -> None:
+    if not fast_dtype_supported(device, dtype):
+        with pytest.raises(LabError, match="no native"):
+            measure_peak_flops(device, dtype, size=128, seconds=0.05)
+        return
+    record = measure_peak_flops(device, dtype, size=128, seconds=0.05, rounds=2)
+    assert math.isfinite(record["peak_flops_per_s"]) and record["peak_flops_per_s"] > 0
+    assert record["peak_flops_per_s"] >= record["median_flops_per_s"] > 0
+    assert record["matmul_n"] == 128 and record["repeats"] >= 1 and record["rounds"] == 2
+    assert record["dtype"] == str(dtype).removeprefix("torch.")
+
+
+def test_peak_refuses_an_emulated_dtype() -> None:
+    # No x86 CPU path multiplies float16 natively in oneDNN here: calibrating it would time an emulation.
+    with pytest.raises(LabError, match="no native float16 matmul"):
+        measure_peak_flops("cpu", torch.float16, size=64)
+
+
+def test_peak_default_size_is_per_device() -> None:
+    assert measure_peak_flops("cpu", seconds=0.01, rounds=1)["matmul_n"] == 2048
+
+
+def test_achieved_flops_and_mfu() -> None:
+    assert achieved_flops(426e9, steps=10, seconds=2.0) == pytest.approx(2.13e12)
+    assert mfu(1e12, 4e12) == pytest.approx(0.25)
+    assert mfu(0.0, 1.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: achieved_flops(1e9, 1, 0.0), "seconds must be > 0"),
+        (lambda: achieved_flops(1e9, -1, 1.0), "must be >= 0"),
+        (lambda: mfu(1e9, 0.0), "positive finite"),
+        (lambda: mfu(1e9, math.inf), "positive finite"),
+        (lambda: mfu(-1.0, 1e9), "must be >= 0"),
+    ],
+    ids=["zero-seconds", "negative-steps", "zero-peak", "infinite-peak", "negative-achieved"],
+)
+def test_bad_numbers_raise_value_error(call, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
