@@ -1,0 +1,324 @@
+"""Reading saved pytest-benchmark runs: find, load, validate, and read values defensively.
+
+Shared by `resnet-lab report` and `resnet-lab compare`. A run is the JSON that
+`pytest --benchmark-json PATH`, `--benchmark-save NAME` or `--benchmark-autosave`
+writes (all three have the same layout), plus the suite's own `lab` key.
+
+Anything a user can get wrong (a missing file, invalid JSON, a file that is not
+pytest-benchmark's, an unknown storage id) raises `LabError` with one line that
+says what and where. Anything a *run* may lack (an older run, a skipped question)
+reads as `None` through the accessors here, never as an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import LabError
+
+DEFAULT_STORAGE = ".benchmarks"  # pytest-benchmark's --benchmark-storage default (file://./.benchmarks)
+STORAGE_ID = re.compile(r"^\d{1,4}(_[^/\\]*)?$")  # 0001, 1, 0001_mysave
+
+
+# ---------------------------------------------------------------------------
+# finding and loading files
+# ---------------------------------------------------------------------------
+
+
+def machine_id() -> str:
+    """The storage sub-folder pytest-benchmark uses for this interpreter, e.g. Linux-CPython-3.11-64bit."""
+    from pytest_benchmark.utils import get_machine_id  # local: only needed for storage ids
+
+    return get_machine_id()
+
+
+def storage_root(storage: str) -> Path:
+    """`file://./.benchmarks` or a plain folder -> Path; other storage kinds are not files we can read."""
+    if "://" in storage:
+        scheme, _, rest = storage.partition("://")
+        if scheme != "file":
+            raise LabError(f"--storage: only file storage can be read, got '{storage}' (use a folder or file://PATH)")
+        storage = rest
+    return Path(storage)
+
+
+def resolve_run_path(spec: str, storage: str = DEFAULT_STORAGE) -> Path:
+    """A file path, or a pytest-benchmark storage id (`0001`, `0001_name`) looked up in `storage`.
+
+    Ids are looked for first under this machine's sub-folder (as pytest-benchmark
+    does), then under any machine's; more than one match is an error that lists them.
+    """
+    path = Path(spec)
+    if path.exists() or not STORAGE_ID.match(spec):
+        return path
+    head, sep, tail = spec.partition("_")
+    prefix = f"{int(head):04d}{sep}{tail}"
+    root = storage_root(storage)
+    if not root.is_dir():
+        raise LabError(f"'{spec}' is neither a file nor a saved run: the benchmark storage '{root}' does not exist (pass --storage DIR)")
+    pattern = f"{prefix}*.json" if sep else f"{prefix}_*.json"
+    matches = sorted(root.glob(f"{machine_id()}/{pattern}")) or sorted(root.glob(f"*/{pattern}"))
+    if not matches:
+        raise LabError(f"'{spec}' is neither a file nor a saved run in '{root}' (looked for */{pattern}; pass --storage DIR)")
+    if len(matches) > 1:
+        listed = ", ".join(str(m) for m in matches[:5])
+        raise LabError(f"saved run id '{spec}' is ambiguous in '{root}': {listed}; pass the file path instead")
+    return matches[0]
+
+
+@dataclass(frozen=True)
+class Bench:
+    """One benchmark of a run: pytest-benchmark's record, with safe accessors."""
+
+    group: str | None
+    name: str
+    fullname: str
+    params: dict[str, Any]
+    stats: dict[str, Any]
+    extra_info: dict[str, Any]
+
+    @property
+    def param_text(self) -> str:
+        """`device=cpu, workers=4` (or the name when the benchmark has no params)."""
+        if not self.params:
+            return self.name
+        return ", ".join(f"{k}={v}" for k, v in self.params.items())
+
+    def pair_key(self) -> tuple[str, str]:
+        return (self.fullname, canonical_params(self.params))
+
+    def name_key(self) -> tuple[str, str]:
+        return (self.name, canonical_params(self.params))
+
+    def extra(self, key: str) -> Any:
+        return self.extra_info.get(key)
+
+    def number(self, key: str) -> float | None:
+        """A finite number from extra_info's summary keys, else None."""
+        return as_number(self.extra_info.get(key))
+
+    def epochs(self) -> list[dict[str, Any]]:
+        """extra_info's per-epoch records that are dicts (empty when not recorded)."""
+        records = self.extra_info.get("epochs")
+        if not isinstance(records, list):
+            return []
+        return [r for r in records if isinstance(r, dict)]
+
+    def epoch_values(self, key: str) -> list[float]:
+        """One finite value per epoch record that has `key`."""
+        return [v for v in (as_number(r.get(key)) for r in self.epochs()) if v is not None]
+
+    def round_times(self) -> list[float]:
+        """pytest-benchmark's per-round times (`stats.data`) when saved, else []."""
+        data = self.stats.get("data")
+        if not isinstance(data, list):
+            return []
+        return [v for v in (as_number(x) for x in data) if v is not None]
+
+    def stat(self, key: str) -> float | None:
+        return as_number(self.stats.get(key))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One loaded pytest-benchmark JSON file."""
+
+    path: Path
+    label: str
+    machine_info: dict[str, Any]
+    commit_info: dict[str, Any]
+    datetime: str | None
+    version: str | None
+    lab: dict[str, Any]
+    benchmarks: tuple[Bench, ...] = field(default=())
+
+    def group(self, name: str) -> list[Bench]:
+        return [b for b in self.benchmarks if b.group == name]
+
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(b.group for b in self.benchmarks if b.group))
+
+    def machine(self) -> "MachineSummary":
+        return machine_summary(self.machine_info)
+
+    def workload(self) -> str:
+        """`preset smoke, synthetic data, 2 epochs x 2 batches` from the run's `lab` key."""
+        lab = self.lab
+        if not lab:
+            return "preset not recorded"
+        parts = [f"preset {lab.get('preset', 'not recorded')}"]
+        data = lab.get("data")
+        parts.append(f"{data} data" if data else "data not recorded")
+        epochs, batches = lab.get("epochs"), lab.get("max_batches")
+        if epochs is not None:
+            parts.append(f"{epochs} epochs x {'all' if batches is None else batches} batches")
+        return ", ".join(parts)
+
+    def describe(self) -> str:
+        """One line for 'numbers from ...' notes."""
+        return f"`{self.label}` ({self.machine().text}; {self.workload()})"
+
+
+def canonical_params(params: dict[str, Any] | None) -> str:
+    return json.dumps(params or {}, sort_keys=True, default=str)
+
+
+def as_number(value: Any) -> float | None:
+    """A finite int/float (not bool) as float, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _read_json(path: Path) -> Any:
+    if not path.exists():
+        raise LabError(f"'{path}' does not exist")
+    if path.is_dir():
+        raise LabError(f"'{path}' is a folder, not a pytest-benchmark JSON file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise LabError(f"'{path}' is not a text file (not UTF-8), so it is not pytest-benchmark JSON") from None
+    except OSError as exc:
+        raise LabError(f"cannot read '{path}': {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise LabError(f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); is the file truncated?") from None
+
+
+def _not_pytest_benchmark(path: Path, why: str, data: Any) -> LabError:
+    hint = "write one with pytest --benchmark-json PATH or --benchmark-save NAME"
+    if isinstance(data, dict) and {"config", "summary", "epochs"} <= set(data):
+        hint = "this looks like `resnet-lab train --json` output; report and compare read pytest-benchmark runs of the suite"
+    return LabError(f"'{path}' is not a pytest-benchmark JSON file: {why} ({hint})")
+
+
+def _bench(path: Path, index: int, raw: Any, data: Any) -> Bench:
+    if not isinstance(raw, dict):
+        raise _not_pytest_benchmark(path, f"benchmarks[{index}] is not an object", data)
+    name, stats = raw.get("name"), raw.get("stats")
+    if not isinstance(name, str) or not isinstance(stats, dict):
+        raise _not_pytest_benchmark(path, f"benchmarks[{index}] has no 'name' and 'stats'", data)
+    params = raw.get("params")
+    extra = raw.get("extra_info")
+    fullname = raw.get("fullname")
+    group = raw.get("group")
+    return Bench(
+        group=group if isinstance(group, str) else None,
+        name=name,
+        fullname=fullname if isinstance(fullname, str) else name,
+        params=params if isinstance(params, dict) else {},
+        stats=stats,
+        extra_info=extra if isinstance(extra, dict) else {},
+    )
+
+
+def load_run(path: str | Path, label: str | None = None) -> Run:
+    """Load and validate one pytest-benchmark JSON file (raises LabError with one line on any problem)."""
+    path = Path(path)
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise _not_pytest_benchmark(path, f"the top level is a JSON {type(data).__name__}, not an object", data)
+    benchmarks = data.get("benchmarks")
+    if not isinstance(benchmarks, list):
+        raise _not_pytest_benchmark(path, "no 'benchmarks' list at the top level", data)
+    machine_info = data.get("machine_info")
+    if not isinstance(machine_info, dict):
+        raise _not_pytest_benchmark(path, "no 'machine_info' object at the top level", data)
+    commit_info, lab = data.get("commit_info"), data.get("lab")
+    dt, version = data.get("datetime"), data.get("version")
+    return Run(
+        path=path,
+        label=label or path.name,
+        machine_info=machine_info,
+        commit_info=commit_info if isinstance(commit_info, dict) else {},
+        datetime=dt if isinstance(dt, str) else None,
+        version=version if isinstance(version, str) else None,
+        lab=lab if isinstance(lab, dict) else {},
+        benchmarks=tuple(_bench(path, i, b, data) for i, b in enumerate(benchmarks)),
+    )
+
+
+def load_runs(specs: Sequence[str], storage: str = DEFAULT_STORAGE) -> list[Run]:
+    """Load several runs; labels are file names, made unique (`smoke.json`, `smoke.json#2`)."""
+    runs: list[Run] = []
+    seen: dict[str, int] = {}
+    for spec in specs:
+        path = resolve_run_path(spec, storage)
+        label = path.name
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            label = f"{label}#{seen[label]}"
+        runs.append(load_run(path, label))
+    return runs
+
+
+# ---------------------------------------------------------------------------
+# machines
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MachineSummary:
+    """What decides whether two runs' timings are comparable: CPU model and count, GPU."""
+
+    cpu: str | None
+    cpu_count: int | None
+    gpu: str | None
+    node: str | None
+    torch: str | None
+
+    @property
+    def identity(self) -> tuple[str | None, int | None, str | None]:
+        return (self.cpu, self.cpu_count, self.gpu)
+
+    @property
+    def text(self) -> str:
+        cpu = self.cpu or "CPU not recorded"
+        count = f" x{self.cpu_count}" if self.cpu_count else ""
+        gpu = self.gpu or "no GPU"
+        torch = f", torch {self.torch}" if self.torch else ""
+        node = f" on {self.node}" if self.node else ""
+        return f"{cpu}{count}, {gpu}{torch}{node}"
+
+
+def machine_summary(info: dict[str, Any]) -> MachineSummary:
+    cpu_info = info.get("cpu") if isinstance(info.get("cpu"), dict) else {}
+    brand = cpu_info.get("brand_raw") or info.get("processor") or None
+    count = info.get("cpu_count")
+    if not isinstance(count, int) or isinstance(count, bool):
+        count = cpu_info.get("count") if isinstance(cpu_info.get("count"), int) else None
+    gpu = info.get("gpu") if isinstance(info.get("gpu"), str) and info.get("gpu") else None
+    node = info.get("node") if isinstance(info.get("node"), str) else None
+    torch = info.get("torch") if isinstance(info.get("torch"), str) else None
+    return MachineSummary(cpu=brand if isinstance(brand, str) else None, cpu_count=count, gpu=gpu, node=node, torch=torch)
+
+
+# ---------------------------------------------------------------------------
+# statistics over a benchmark's rounds (epochs)
+# ---------------------------------------------------------------------------
+
+
+def summarize(values: Iterable[float]) -> dict[str, float] | None:
+    """pytest-benchmark's own statistics (min/max/mean/median/stddev/iqr/q1/q3/rounds) of per-round values.
+
+    Computed with pytest-benchmark's `Stats`, so a phase's spread over epochs is
+    defined exactly like `epoch_s`'s (sample stddev; 0 for a single round).
+    """
+    from pytest_benchmark.stats import Stats  # local: report's import stays light
+
+    data = [float(v) for v in values]
+    if not data:
+        return None
+    stats = Stats()
+    for value in data:
+        stats.update(value)
+    return {key: float(getattr(stats, key)) for key in ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3", "rounds")}

@@ -1,0 +1,477 @@
+"""`resnet-lab compare BASE NEW`: pair two saved runs' benchmarks, print old/new/ratio, apply thresholds.
+
+Timing figures are `epoch_s` (pytest-benchmark's own statistics over rounds,
+i.e. over epochs) and the phases `load_s`, `copy_s`, `train_s`, `metrics_s`
+(statistics over the per-epoch records in extra_info, computed the same way).
+Quality figures are `loss`, `top1`, `test_loss`, `test_top1` (last epoch, or
+the evaluation after it). Thresholds are `--fail METRIC[:STAT]:[+|-]AMOUNT[%]`.
+
+The timing rule is noise-aware (see `timing_violation`): a run is only called
+slower when the change is beyond the threshold *and* beyond what the two runs'
+own spread over their rounds explains *and* above an absolute floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .benchjson import DEFAULT_STORAGE, Bench, Run, as_number, load_runs, summarize
+from .errors import LabError
+
+# ---------------------------------------------------------------------------
+# what can be compared
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    kind: str  # "timing" (noise-aware, machine-bound) or "quality" (enforced across machines)
+    source: str  # "stats": pytest-benchmark's stats; "epochs": per-epoch records; "scalar": a summary value
+    worse: int  # +1: larger is worse; -1: smaller is worse
+    unit: str  # "s", "" or "%" (fractions shown and thresholded in percentage points)
+    default_stat: str
+
+
+METRICS: dict[str, Metric] = {
+    "epoch_s": Metric("epoch_s", "timing", "stats", +1, "s", "median"),
+    "load_s": Metric("load_s", "timing", "epochs", +1, "s", "median"),
+    "copy_s": Metric("copy_s", "timing", "epochs", +1, "s", "median"),
+    "train_s": Metric("train_s", "timing", "epochs", +1, "s", "median"),
+    "metrics_s": Metric("metrics_s", "timing", "epochs", +1, "s", "median"),
+    "loss": Metric("loss", "quality", "epochs", +1, "", "last"),
+    "top1": Metric("top1", "quality", "epochs", -1, "%", "last"),
+    "test_loss": Metric("test_loss", "quality", "scalar", +1, "", "last"),
+    "test_top1": Metric("test_top1", "quality", "scalar", -1, "%", "last"),
+}
+TABLE_METRICS = ("epoch_s", "load_s", "train_s", "loss", "top1")
+STATS = ("min", "max", "mean", "median", "last")
+
+# The thresholds CI applies to the smoke preset (and `compare`'s default when no --fail is given).
+# Chosen from repeated smoke runs on the 2-core CI machine: see README "Comparing runs".
+CI_THRESHOLDS: tuple[str, ...] = (
+    "epoch_s:median:+40%",
+    "load_s:median:+40%",
+    "train_s:median:+40%",
+    "top1:-5",
+    "loss:+10%",
+)
+NOISE_K = 2.0  # a timing change must exceed NOISE_K x the larger of the two runs' stddev over rounds
+MIN_DELTA_S = 0.05  # ... and this many seconds: below it, a change is timer and scheduler noise
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """`epoch_s:median:+15%` -> metric epoch_s, stat median, worse when it grows by more than 15%."""
+
+    text: str
+    metric: Metric
+    stat: str
+    direction: int  # +1: an increase is a violation; -1: a decrease is
+    amount: float  # >= 0, a fraction when relative, else metric units (seconds, loss, percentage points)
+    relative: bool
+
+    def limit(self, old: float) -> float:
+        return self.amount * abs(old) if self.relative else self.amount
+
+    def describe_limit(self) -> str:
+        sign = "+" if self.direction > 0 else "-"
+        if self.relative:
+            return f"{sign}{self.amount:.0%}"
+        unit = {"s": " s", "%": " pt", "": ""}[self.metric.unit]
+        return f"{sign}{self.amount:g}{unit}"
+
+
+_AMOUNT = re.compile(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(%?)$")
+
+
+def parse_threshold(text: str) -> Threshold:
+    """argparse type for --fail: METRIC[:STAT]:[+|-]AMOUNT[%]."""
+    parts = text.strip().split(":")
+    if len(parts) not in (2, 3):
+        raise argparse.ArgumentTypeError(f"'{text}' is not METRIC[:STAT]:[+|-]AMOUNT[%], e.g. epoch_s:median:+15% or top1:-2")
+    name = parts[0]
+    if name not in METRICS:
+        raise argparse.ArgumentTypeError(f"'{text}': unknown metric '{name}'; choose one of {', '.join(METRICS)}")
+    metric = METRICS[name]
+    stat = parts[1] if len(parts) == 3 else metric.default_stat
+    if stat not in STATS:
+        raise argparse.ArgumentTypeError(f"'{text}': unknown statistic '{stat}'; choose one of {', '.join(STATS)}")
+    if stat == "last" and metric.kind == "timing":
+        raise argparse.ArgumentTypeError(f"'{text}': timing metrics take min, max, mean or median over rounds, not 'last'")
+    match = _AMOUNT.match(parts[-1])
+    if not match:
+        raise argparse.ArgumentTypeError(f"'{text}': threshold '{parts[-1]}' is not [+|-]NUMBER[%], e.g. +15% or -2")
+    sign, number, percent = match.groups()
+    direction = {"+": 1, "-": -1, "": metric.worse}[sign]
+    return Threshold(text, metric, stat, direction, float(number) / (100 if percent else 1), bool(percent))
+
+
+# ---------------------------------------------------------------------------
+# values of a metric in one benchmark
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Value:
+    value: float
+    spread: float | None  # stddev over rounds (timing), None where there is one figure
+    rounds: int
+
+
+def _scale(metric: Metric, value: float) -> float:
+    """top1 is stored as a fraction; compared and shown in percent (points)."""
+    if metric.unit == "%" and value <= 1.0:
+        return value * 100.0
+    return value
+
+
+def metric_value(bench: Bench, metric: Metric, stat: str) -> Value | None:
+    """The figure `stat` of `metric` in `bench`, or None when the run did not record it."""
+    if metric.source == "stats":
+        stats = summarize(bench.round_times()) or bench.stats
+        value = as_number(stats.get(stat))
+        if value is None:
+            return None
+        rounds = as_number(stats.get("rounds"))
+        return Value(value, as_number(stats.get("stddev")) or 0.0, int(rounds or 1))
+    per_epoch = bench.epoch_values(metric.name) if metric.source == "epochs" else []
+    if stat == "last":
+        value = bench.number(metric.name)
+        if value is None and per_epoch:
+            value = per_epoch[-1]
+        return None if value is None else Value(_scale(metric, value), None, 1)
+    summary = summarize(per_epoch)
+    if summary is None:
+        scalar = bench.number(metric.name)  # e.g. C3-loader's single load_s, or an older run's mean
+        return None if scalar is None else Value(_scale(metric, scalar), 0.0, 1)
+    return Value(_scale(metric, summary[stat]), _scale(metric, summary["stddev"]), int(summary["rounds"]))
+
+
+# ---------------------------------------------------------------------------
+# pairing and checking
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pairing:
+    pairs: list[tuple[Bench, Bench]]
+    only_base: list[Bench]
+    only_new: list[Bench]
+
+
+def pair_benchmarks(base: Sequence[Bench], new: Sequence[Bench]) -> Pairing:
+    """Pair by fullname + params; what is left, by name + params (a run started from another folder)."""
+    pairs: list[tuple[Bench, Bench]] = []
+    new_left = list(new)
+    base_left: list[Bench] = []
+    for key in (Bench.pair_key, Bench.name_key):
+        index: dict[tuple[str, str], list[Bench]] = {}
+        for bench in new_left:
+            index.setdefault(key(bench), []).append(bench)
+        still: list[Bench] = []
+        for bench in base if key is Bench.pair_key else base_left:
+            candidates = index.get(key(bench))
+            if candidates:
+                match = candidates.pop(0)
+                pairs.append((bench, match))
+                new_left.remove(match)
+            else:
+                still.append(bench)
+        base_left = still
+    return Pairing(pairs, base_left, new_left)
+
+
+@dataclass(frozen=True)
+class Check:
+    threshold: Threshold
+    bench: Bench
+    old: Value
+    new: Value
+    violated: bool
+    enforced: bool
+    margin: float  # the noise margin applied (0 for quality)
+
+    def line(self) -> str:
+        t, m = self.threshold, self.threshold.metric
+        change = self.new.value - self.old.value
+        rel = f"{change / self.old.value:+.1%}" if self.old.value else "n/a"
+        unit = {"s": " s", "%": " %", "": ""}[m.unit]
+        text = (
+            f"{bench_label(self.bench)}: {m.name} {t.stat} {self.old.value:.4g}{unit} -> {self.new.value:.4g}{unit} "
+            f"({rel}; threshold {t.describe_limit()}"
+        )
+        if m.kind == "timing":
+            text += f", noise margin {self.margin:.3g} s"
+        return text + ")"
+
+
+def timing_violation(threshold: Threshold, old: Value, new: Value, noise_k: float, min_delta_s: float) -> tuple[bool, float]:
+    """The noise-aware rule for timing figures; returns (violated, noise margin in seconds).
+
+    With `worse = direction x (new - old)` (positive = slower for a `+` threshold):
+    violated iff  worse > threshold limit (e.g. 15% of old)
+              and worse > noise_k x max(old stddev, new stddev)  (the runs' own spread over rounds)
+              and worse > min_delta_s.
+    """
+    worse = threshold.direction * (new.value - old.value)
+    margin = noise_k * max(old.spread or 0.0, new.spread or 0.0)
+    return worse > threshold.limit(old.value) and worse > margin and worse > min_delta_s, margin
+
+
+def quality_violation(threshold: Threshold, old: Value, new: Value) -> bool:
+    worse = threshold.direction * (new.value - old.value)
+    return worse > threshold.limit(old.value)
+
+
+def run_checks(
+    pairs: Sequence[tuple[Bench, Bench]],
+    thresholds: Sequence[Threshold],
+    *,
+    enforce_timing: bool,
+    noise_k: float = NOISE_K,
+    min_delta_s: float = MIN_DELTA_S,
+) -> list[Check]:
+    checks = []
+    for threshold in thresholds:
+        for base, new in pairs:
+            old_v = metric_value(base, threshold.metric, threshold.stat)
+            new_v = metric_value(new, threshold.metric, threshold.stat)
+            if old_v is None or new_v is None:
+                continue
+            if threshold.metric.kind == "timing":
+                violated, margin = timing_violation(threshold, old_v, new_v, noise_k, min_delta_s)
+                enforced = enforce_timing
+            else:
+                violated, margin, enforced = quality_violation(threshold, old_v, new_v), 0.0, True
+            checks.append(Check(threshold, new, old_v, new_v, violated, enforced, margin))
+    return checks
+
+
+# ---------------------------------------------------------------------------
+# machines and workloads
+# ---------------------------------------------------------------------------
+
+
+def machine_difference(base: Run, new: Run) -> str | None:
+    a, b = base.machine(), new.machine()
+    if a.identity == b.identity:
+        return None
+    return f"BASE ran on {a.text}; NEW ran on {b.text}"
+
+
+def workload_difference(base: Run, new: Run) -> str | None:
+    keys = ("preset", "data", "epochs", "max_batches")
+    diffs = [f"{k} {base.lab.get(k)!r} vs {new.lab.get(k)!r}" for k in keys if base.lab.get(k) != new.lab.get(k)]
+    return "; ".join(diffs) or None
+
+
+# ---------------------------------------------------------------------------
+# output
+# ---------------------------------------------------------------------------
+
+
+def bench_label(bench: Bench) -> str:
+    return f"{bench.group} {bench.name}" if bench.group else bench.name
+
+
+def _fmt(metric: Metric, value: Value | None) -> str:
+    if value is None:
+        return "not recorded"
+    if metric.unit == "s":
+        return f"{value.value:.4f} s"
+    if metric.unit == "%":
+        return f"{value.value:.2f} %"
+    return f"{value.value:.4f}"
+
+
+def _ratio(metric: Metric, old: Value | None, new: Value | None) -> tuple[str, str]:
+    if old is None or new is None:
+        return "", ""
+    ratio = f"{new.value / old.value:.2f}x" if old.value else "n/a"
+    if metric.unit == "%":
+        return ratio, f"{new.value - old.value:+.2f} pt"
+    change = f"{(new.value - old.value) / old.value:+.1%}" if old.value else "n/a"
+    return ratio, change
+
+
+def table_rows(pairs: Sequence[tuple[Bench, Bench]]) -> list[list[str]]:
+    rows = []
+    for base, new in pairs:
+        label = bench_label(new)
+        for name in TABLE_METRICS:
+            metric = METRICS[name]
+            old_v, new_v = metric_value(base, metric, metric.default_stat), metric_value(new, metric, metric.default_stat)
+            if old_v is None and new_v is None:
+                continue
+            rows.append([label, name, metric.default_stat, _fmt(metric, old_v), _fmt(metric, new_v), *_ratio(metric, old_v, new_v)])
+            label = ""
+    return rows
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------
+
+HELP_EPILOG = f"""\
+thresholds:
+  --fail METRIC[:STAT]:[+|-]AMOUNT[%]   (repeatable)
+    METRIC   timing: epoch_s (pytest-benchmark's stats over rounds = epochs),
+             load_s, copy_s, train_s, metrics_s (over the per-epoch records);
+             quality: loss, top1, test_loss, test_top1
+    STAT     min, max, mean, median (timing default: median); quality default: last (the last epoch)
+    AMOUNT   N% relative to BASE, or N in the metric's unit: seconds, loss, or
+             percentage points for top1 (top1:-2 = fails when top-1 drops by more than 2 points)
+    sign     + (an increase is bad) or - (a decrease is bad); default: the metric's bad direction
+  With no --fail, the CI thresholds apply: {' '.join(CI_THRESHOLDS)}
+
+noise-aware timing rule:
+  a timing threshold is violated only when the change in the bad direction is
+    (1) beyond the threshold (e.g. +15% of BASE's median), and
+    (2) beyond --noise-k x the larger of the two runs' stddev over their rounds
+        (each run's own epoch-to-epoch spread; 0 for single-round benchmarks), and
+    (3) at least --min-delta seconds.
+  Quality thresholds are plain differences (training is seeded).
+
+machines:
+  when BASE and NEW come from different machines (CPU model, CPU count or GPU
+  differ in machine_info), compare warns and does not enforce timing
+  thresholds unless --cross-machine is given; quality thresholds still apply.
+
+exit status: 0 all thresholds hold; 1 a threshold is violated;
+  2 usage error, unreadable or non-pytest-benchmark file, or no benchmark in common.
+"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = HELP_EPILOG
+    parser.add_argument("base", metavar="BASE", help="reference run: a pytest-benchmark JSON file or a storage id (0001)")
+    parser.add_argument("new", metavar="NEW", help="run to check: a pytest-benchmark JSON file or a storage id (0002)")
+    parser.add_argument(
+        "--fail", action="append", type=parse_threshold, default=None, metavar="EXPR",
+        help="threshold METRIC[:STAT]:[+|-]AMOUNT[%%], repeatable (see below). Default: the CI thresholds",
+    )
+    parser.add_argument(
+        "--noise-k", type=_non_negative_float, default=NOISE_K, metavar="K",
+        help=f"timing changes must exceed K x the runs' larger stddev over rounds. Default: {NOISE_K:g}",
+    )
+    parser.add_argument(
+        "--min-delta", type=_non_negative_float, default=MIN_DELTA_S, metavar="SECONDS",
+        help=f"timing changes smaller than this are never regressions. Default: {MIN_DELTA_S:g}",
+    )
+    parser.add_argument("--cross-machine", action="store_true", help="enforce timing thresholds even when the machines differ")
+    parser.add_argument(
+        "--group", action="append", default=None, metavar="NAME",
+        help="compare only these benchmark groups (repeatable or comma-separated, e.g. C2,C4). Default: all",
+    )
+    parser.add_argument(
+        "--storage", default=DEFAULT_STORAGE, metavar="DIR",
+        help=f"pytest-benchmark storage for ids like 0001 (its --benchmark-storage). Default: {DEFAULT_STORAGE}",
+    )
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
+def _groups(values: Sequence[str] | None) -> set[str] | None:
+    if not values:
+        return None
+    return {g.strip() for v in values for g in v.split(",") if g.strip()}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    text: str
+    warnings: list[str]
+    checks: list[Check]
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.violated and c.enforced]
+
+
+def compare_runs(
+    base: Run,
+    new: Run,
+    thresholds: Sequence[Threshold],
+    *,
+    cross_machine: bool = False,
+    noise_k: float = NOISE_K,
+    min_delta_s: float = MIN_DELTA_S,
+    groups: set[str] | None = None,
+) -> Outcome:
+    """Everything `compare` prints and decides, as data (the CLI only prints it and sets the exit status)."""
+    base_benches = [b for b in base.benchmarks if groups is None or b.group in groups]
+    new_benches = [b for b in new.benchmarks if groups is None or b.group in groups]
+    pairing = pair_benchmarks(base_benches, new_benches)
+    if not pairing.pairs:
+        which = f" in groups {', '.join(sorted(groups))}" if groups else ""
+        raise LabError(
+            f"'{base.label}' ({len(base_benches)} benchmarks) and '{new.label}' ({len(new_benches)} benchmarks) "
+            f"have no benchmark in common{which}; compare runs of the same suite"
+        )
+    warnings = []
+    machines = machine_difference(base, new)
+    if machines:
+        if cross_machine:
+            warnings.append(f"different machines ({machines}); timing thresholds enforced anyway (--cross-machine)")
+        else:
+            warnings.append(f"different machines ({machines}); timing thresholds are not enforced (pass --cross-machine to enforce them), quality thresholds are")
+    workload = workload_difference(base, new)
+    if workload:
+        warnings.append(f"the runs did different work ({workload}); their timings measure different amounts of work")
+    checks = run_checks(pairing.pairs, thresholds, enforce_timing=cross_machine or not machines, noise_k=noise_k, min_delta_s=min_delta_s)
+
+    out = [f"BASE {base.describe()}", f"NEW  {new.describe()}", ""]
+    out.append(format_table(["benchmark", "metric", "stat", "old", "new", "ratio", "change"], table_rows(pairing.pairs)))
+    for title, only in (("only in BASE", pairing.only_base), ("only in NEW", pairing.only_new)):
+        if only:
+            out.append(f"\n{title} ({len(only)}): " + ", ".join(bench_label(b) for b in only))
+    out.append(f"\nthresholds (timing: noise-aware, k={noise_k:g}, min delta {min_delta_s:g} s):")
+    for threshold in thresholds:
+        mine = [c for c in checks if c.threshold is threshold]
+        bad = [c for c in mine if c.violated]
+        enforced = all(c.enforced for c in mine) if mine else True
+        note = "" if enforced else " (not enforced: different machines)"
+        out.append(f"  {threshold.text}: {len(mine)} checked, {len(bad)} beyond it{note}")
+        for check in bad:
+            out.append(f"    {'FAIL' if check.enforced else 'warn'} {check.line()}")
+    return Outcome("\n".join(out), warnings, checks)
+
+
+def main(args: argparse.Namespace) -> int:
+    thresholds = args.fail or [parse_threshold(t) for t in CI_THRESHOLDS]
+    base, new = load_runs([args.base, args.new], args.storage)
+    outcome = compare_runs(
+        base, new, thresholds, cross_machine=args.cross_machine, noise_k=args.noise_k, min_delta_s=args.min_delta, groups=_groups(args.group)
+    )
+    for warning in outcome.warnings:
+        print(f"resnet-lab compare: warning: {warning}", file=sys.stderr)
+    print(outcome.text)
+    failed = outcome.failed
+    if failed:
+        print(f"\nresult: FAIL ({len(failed)} of {len(outcome.checks)} checks violated)")
+        return 1
+    print(f"\nresult: ok ({len(outcome.checks)} checks)")
+    return 0
+
