@@ -75,6 +75,11 @@ def _accepted() -> str:
     return "accepted: " + "; ".join(ACCEPTED_LAYOUTS)
 
 
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one line: the CLI prints DataError messages as a single line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 # ----------------------------------------------------------------------------- transforms
 
 
@@ -348,7 +353,7 @@ def _load_torchvision(root: Path, download: bool) -> _Splits:
         test = cls(str(root), train=False, download=False)
     except (URLError, OSError) as exc:  # URLError is an OSError; listed for the reader
         raise DataError(
-            f"downloading CIFAR-10 into {root} failed ({exc}); check the network, or download "
+            f"downloading CIFAR-10 into {root} failed ({_one_line(exc)}); check the network, or download "
             f"{cls.filename} by hand and extract it there, or pass --data synthetic"
         ) from exc
     except RuntimeError as exc:  # torchvision's "Dataset not found or corrupted"
@@ -451,7 +456,7 @@ def _archive_files(archive: Path, data: bytes) -> list[_ImageFile]:
                 parts = tuple(p for p in member.name.split("/") if p not in ("", "."))
                 members.append((parts, member.name, handle.read()))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise DataError(f"cannot read archive {archive}: it is truncated or corrupted ({exc}); copy it again") from exc
+        raise DataError(f"cannot read archive {archive}: it is truncated or corrupted ({_one_line(exc)}); copy it again") from exc
     wrappers = {parts[0] for parts, _, _ in members if parts[0] not in _SPLITS}
     strip = 1 if len(wrappers) == 1 and not any(parts[0] in _SPLITS for parts, _, _ in members) else 0
     files = []
@@ -551,7 +556,7 @@ def _decode_chunk(payloads: list[str | bytes]) -> tuple[np.ndarray, list[tuple[i
                 out[i] = np.asarray(image.convert("RGB"))  # convert() forces the full decode
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             # UnidentifiedImageError (not an image) and "image file is truncated" are OSErrors.
-            errors.append((i, f"not a readable image, truncated or corrupted ({exc})"))
+            errors.append((i, f"not a readable image, truncated or corrupted ({_one_line(exc)})"))
     return out, errors
 
 
@@ -613,7 +618,7 @@ def _cache_lock(cache_file: Path) -> Iterator[None]:
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"cannot create cache directory {cache_file.parent} ({exc}); set RESNET_LAB_CACHE to a writable directory") from exc
+        raise DataError(f"cannot create cache directory {cache_file.parent} ({_one_line(exc)}); set RESNET_LAB_CACHE to a writable directory") from exc
     lock = filelock.FileLock(str(cache_file) + ".lock", timeout=300)
     try:
         lock.acquire()
@@ -643,13 +648,14 @@ def _write_cache(cache_file: Path, key: str, splits: _Splits) -> None:
         with atomic_open(cache_file, "wb") as handle:
             np.savez(handle, **_cache_arrays(key, splits))  # uncompressed: loading is a plain copy
     except OSError as exc:
-        raise DataError(f"cannot write cache file {cache_file} ({exc}); set RESNET_LAB_CACHE to a writable directory") from exc
+        raise DataError(f"cannot write cache file {cache_file} ({_one_line(exc)}); set RESNET_LAB_CACHE to a writable directory") from exc
 
 
 def _read_cache(cache_file: Path, key: str, kind: str) -> _Splits | None:
     """The cached splits, or None when the file is absent, stale, from another format version or damaged."""
     try:
-        with np.load(cache_file, allow_pickle=False) as npz:
+        # Our own handle: np.load leaks the file it opened when the zip directory is unreadable.
+        with open(cache_file, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
             # Check the small header members first, so a stale cache costs no large read.
             if int(npz["format_version"]) != CACHE_FORMAT_VERSION or str(npz["source_key"]) != key:
                 return None
@@ -664,8 +670,10 @@ def _read_cache(cache_file: Path, key: str, kind: str) -> _Splits | None:
             )
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
-        return None  # truncated or damaged: rebuild, never trust
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError, zipfile.BadZipFile, zlib.error):
+        # Truncated, damaged or not an .npz at all (np.load then returns an array, without
+        # the context-manager methods): rebuild, never trust.
+        return None
     return splits if _splits_problem(splits) is None else None
 
 
@@ -689,6 +697,7 @@ def seed_worker(worker_id: int) -> None:
     """worker_init_fn: seed numpy and `random` from the worker's torch seed (PyTorch's reproducibility recipe).
 
     The DataLoader derives each worker's torch seed from its generator, so these follow `LoaderConfig.seed`.
+    torch >= 1.9 already seeds both in its worker loop; this states the contract here instead of relying on it.
     """
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
@@ -721,7 +730,7 @@ def _make_loader(
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise DataError(f"unknown device {device!r} ({exc}); use cpu, cuda or cuda:N") from exc
+        raise DataError(f"unknown device {device!r} ({_one_line(exc)}); use cpu, cuda or cuda:N") from exc
     pin_memory = device.type == "cuda" if config.pin_memory is None else config.pin_memory
     extra: dict[str, Any] = {}
     if config.prefetch_factor is not None:
