@@ -10,6 +10,7 @@ source built independently here.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -20,9 +21,10 @@ from torchvision import transforms
 
 from resnet_lab.fastloader import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, normalize_batch
 
+NO_CUDA = "CUDA is not available on this machine"
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")),
+    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)]),
 ]
 
 
@@ -147,7 +149,23 @@ def test_same_seed_same_stream_other_seed_other_stream() -> None:
         assert not torch.equal(ya, yc)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")
+@pytest.mark.parametrize("drop_last", [False, True], ids=["keep-last", "drop-last"])
+@pytest.mark.parametrize("per_gather", [2, 3, 100], ids=["2-batches", "3-batches", "whole-epoch"])
+def test_gather_granularity_leaves_the_stream_unchanged(
+    per_gather: int, drop_last: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # CPU gathers one batch at a time, CUDA a whole epoch at once: both must give the same batches.
+    images, labels = coded_images(290), np.arange(290)
+    expected = list(DeviceLoader(images, labels, batch_size=32, seed=9, drop_last=drop_last))
+    monkeypatch.setattr(DeviceLoader, "_batches_per_gather", lambda self: per_gather)
+    got = list(DeviceLoader(images, labels, batch_size=32, seed=9, drop_last=drop_last))
+    assert [x.shape[0] for x, _ in got] == [x.shape[0] for x, _ in expected]
+    for (x, y), (x_ref, y_ref) in zip(got, expected):
+        assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
 def test_cuda_stream_equals_cpu_stream() -> None:
     images, labels = coded_images(300), np.arange(300)
     on_cpu = DeviceLoader(images, labels, batch_size=100, seed=2)
@@ -155,6 +173,22 @@ def test_cuda_stream_equals_cpu_stream() -> None:
     xa, ya = epoch(on_cpu)
     xb, yb = epoch(on_cuda)
     assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+def test_cuda_batches_need_no_host_sync() -> None:
+    loader = DeviceLoader(coded_images(1000), np.arange(1000), batch_size=100, device="cuda")
+    batches = iter(loader)
+    next(batches)  # the epoch's plan is copied to the device here, once
+    try:
+        with warnings.catch_warnings():  # it warns that the debug mode is a prototype
+            warnings.simplefilter("ignore", UserWarning)
+            torch.cuda.set_sync_debug_mode("error")  # any synchronizing call (.item(), .tolist(), .cpu()) raises
+        rest = [x.float().sum() + y.sum() for x, y in batches]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert len(rest) == 9
 
 
 @pytest.mark.parametrize("device", DEVICES)

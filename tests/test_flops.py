@@ -12,9 +12,10 @@ from resnet_lab.errors import LabError
 from resnet_lab.flops import achieved_flops, fast_dtype_supported, measure_peak_flops, mfu, train_step_flops
 from resnet_lab.model import resnet18
 
+NO_CUDA = "CUDA is not available on this machine"
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available")),
+    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)]),
 ]
 
 
@@ -119,6 +120,14 @@ def test_peak_refuses_an_emulated_dtype() -> None:
     # No x86 CPU path multiplies float16 natively in oneDNN here: calibrating it would time an emulation.
     with pytest.raises(LabError, match="no native float16 matmul"):
         measure_peak_flops("cpu", torch.float16, size=64)
+
+
+def test_cpu_calibration_makes_no_cuda_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args, **kwargs):
+        raise AssertionError("a CUDA call during a CPU calibration")
+
+    monkeypatch.setattr(torch.cuda, "synchronize", boom)
+    assert measure_peak_flops("cpu", size=64, seconds=0.01, rounds=1)["peak_flops_per_s"] > 0
 
 
 def test_peak_default_size_is_per_device() -> None:
