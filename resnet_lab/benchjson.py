@@ -72,7 +72,7 @@ def resolve_run_path(spec: str, storage: str = DEFAULT_STORAGE) -> Path:
     return matches[0]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Bench:
     """One benchmark of a run: pytest-benchmark's record, with safe accessors."""
 
@@ -125,7 +125,7 @@ class Bench:
         return as_number(self.stats.get(key))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: two loads of one file are two runs
 class Run:
     """One loaded pytest-benchmark JSON file."""
 

@@ -1,0 +1,146 @@
+"""The answer sheet's figures: one function per plot, plain numbers in, one PNG out.
+
+matplotlib's object API with the Agg canvas (no pyplot, no global backend, no
+display needed); every PNG is written atomically, so a figure on disk is
+always complete. Functions take lists and dicts, not runs, so the report
+decides what to draw and these only draw it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .fileio import atomic_open
+
+PHASE_COLORS = {
+    "load_s": "#4c72b0",
+    "copy_s": "#dd8452",
+    "train_s": "#55a868",
+    "metrics_s": "#c44e52",
+    "other_s": "#8c8c8c",
+}
+PHASE_NAMES = {
+    "load_s": "data loading",
+    "copy_s": "host→device copy",
+    "train_s": "training (fwd+bwd+step)",
+    "metrics_s": "metric bookkeeping",
+    "other_s": "other (epoch − phases)",
+}
+DPI = 110
+
+
+def _new_figure(width: float = 8.0, height: float = 4.0, ncols: int = 1) -> tuple[Figure, list]:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, list(axes)
+
+
+def _legend(ax) -> None:
+    """Legend outside the axes, on the right, so it never hides a bar or a line."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0.0)
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    with atomic_open(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=DPI)
+    return path
+
+
+def phase_breakdown(path: str | Path, epochs: Sequence[int], phases: Mapping[str, Sequence[float]], title: str) -> Path:
+    """Stacked bars: seconds per phase in each epoch (keys of PHASE_NAMES; missing phases are left out)."""
+    fig, (ax,) = _new_figure()
+    labels = [str(e) for e in epochs]
+    bottom = [0.0] * len(epochs)
+    for key, name in PHASE_NAMES.items():
+        values = phases.get(key)
+        if not values:
+            continue
+        ax.bar(labels, values, bottom=bottom, label=name, color=PHASE_COLORS[key])
+        bottom = [b + v for b, v in zip(bottom, values)]
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("time per epoch (s)")
+    ax.set_title(title)
+    _legend(ax)
+    return _save(fig, path)
+
+
+def workers_curve(
+    path: str | Path,
+    series: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+    title: str,
+    chosen: int | None = None,
+) -> Path:
+    """Lines of seconds against num_workers, one per series; the C3.2 choice marked."""
+    fig, (ax,) = _new_figure()
+    for label, (workers, seconds) in series.items():
+        ax.plot(list(workers), list(seconds), marker="o", label=label)
+    if chosen is not None:
+        ax.axvline(chosen, color="#555555", linestyle="--", linewidth=1, label=f"C3.2 choice: {chosen} workers")
+    ax.set_xlabel("DataLoader num_workers")
+    ax.set_ylabel("time per epoch (s)")
+    ax.set_title(title)
+    ax.set_ylim(bottom=0)
+    _legend(ax)
+    return _save(fig, path)
+
+
+def device_bars(path: str | Path, labels: Sequence[str], epoch_s: Sequence[float], images_per_s: Sequence[float | None], title: str) -> Path:
+    """Two panels: mean epoch time and throughput per device."""
+    fig, (left, right) = _new_figure(width=8.0, ncols=2)
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
+    left.bar(labels, epoch_s, color=colors[: len(labels)])
+    left.set_ylabel("mean epoch time (s)")
+    left.set_xlabel("device")
+    rates = [r if r is not None else 0.0 for r in images_per_s]
+    right.bar(labels, rates, color=colors[: len(labels)])
+    right.set_ylabel("training throughput (images/s)")
+    right.set_xlabel("device")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def grouped_bars(
+    path: str | Path,
+    labels: Sequence[str],
+    parts: Mapping[str, Sequence[float]],
+    title: str,
+    ylabel: str = "mean time per epoch (s)",
+) -> Path:
+    """Per configuration (x), one bar per named part (legend); phase names get the phase colours."""
+    fig, (ax,) = _new_figure(width=max(8.0, 1.2 * len(labels) + 4.5))
+    width = 0.8 / max(1, len(parts))
+    colors = {PHASE_NAMES[k]: c for k, c in PHASE_COLORS.items()}
+    for i, (name, values) in enumerate(parts.items()):
+        xs = [x + (i - (len(parts) - 1) / 2) * width for x in range(len(labels))]
+        ax.bar(xs, values, width=width, label=name, color=colors.get(name))
+    ax.set_xticks(range(len(labels)), labels, rotation=15 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    _legend(ax)
+    return _save(fig, path)
+
+
+def epoch_curves(path: str | Path, curves: Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float]]], title: str) -> Path:
+    """Two panels per label: training loss and top-1 training accuracy (%) against epoch."""
+    fig, (loss_ax, top1_ax) = _new_figure(width=11.0, ncols=2)
+    for label, (epochs, loss, top1) in curves.items():
+        if loss:
+            loss_ax.plot(list(epochs)[: len(loss)], list(loss), marker="o", label=label)
+        if top1:
+            top1_ax.plot(list(epochs)[: len(top1)], list(top1), marker="o", label=label)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss (cross-entropy)")
+    top1_ax.set_xlabel("epoch")
+    top1_ax.set_ylabel("top-1 training accuracy (%)")
+    for ax in (loss_ax, top1_ax):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    _legend(top1_ax)  # one legend serves both panels
+    fig.suptitle(title)
+    return _save(fig, path)
