@@ -410,7 +410,7 @@ def _list_folder(root: Path) -> list[tuple[str, Path, os.stat_result]]:
     return sorted(found, key=lambda item: item[0])
 
 
-def _folder_key(root: Path, listing: list[tuple[str, Path, os.stat_result]]) -> str:
+def _folder_key(listing: list[tuple[str, Path, os.stat_result]]) -> str:
     # Listing hash, not content hash: reading 60,000 files to hash them would cost as much as decoding.
     digest = hashlib.sha256(f"imagefolder:v{CACHE_FORMAT_VERSION}\n".encode())
     for name, _, stat in listing:
@@ -508,18 +508,19 @@ def _splits_from_files(files: list[_ImageFile], origin: Path, kind: str) -> _Spl
 
 # ----------------------------------------------------------------------------- decoding
 
-_DECODE_CHUNK = 2500  # images per task; small sources (one chunk) decode in-process with no pool
+_POOL_MIN_IMAGES = 4000  # below this, worker start-up costs more than it saves: decode in-process
 
 
 def _decode_images(payloads: Sequence[str | bytes], names: Sequence[str], origin: Path) -> np.ndarray:
     """(N, 32, 32, 3) uint8 RGB, in order; DataError naming the first file that is not a 32x32 image."""
-    starts = range(0, len(payloads), _DECODE_CHUNK)
-    chunks = [list(payloads[s : s + _DECODE_CHUNK]) for s in starts]
-    workers = _cpu_count()
-    if len(chunks) > 1 and workers > 1 and "fork" in multiprocessing.get_all_start_methods():
-        results = _decode_in_pool(chunks, workers)
-    else:
-        results = [_decode_chunk(chunk) for chunk in chunks]
+    workers = _cpu_count() if "fork" in multiprocessing.get_all_start_methods() else 1
+    if len(payloads) < _POOL_MIN_IMAGES:
+        workers = 1
+    # About four tasks per worker, so that uneven chunks still finish close together.
+    size = -(-len(payloads) // (4 * workers)) if workers > 1 else max(1, len(payloads))
+    starts = range(0, len(payloads), size)
+    chunks = [list(payloads[s : s + size]) for s in starts]
+    results = _decode_in_pool(chunks, workers) if workers > 1 else [_decode_chunk(chunk) for chunk in chunks]
     images = np.empty((len(payloads), *IMAGE_SHAPE), dtype=np.uint8)
     for start, (array, errors) in zip(starts, results):
         if errors:
@@ -587,7 +588,7 @@ def _load_cached_image_folder(kind: str, path: Path, cache_dir: Path) -> _Splits
     cache_file = _cache_file(cache_dir, kind, path)
     if kind == "imagefolder":
         listing = _list_folder(path)
-        key = _folder_key(path, listing)
+        key = _folder_key(listing)
     else:
         key = _archive_key(path)
     cached = _read_cache(cache_file, key, kind)

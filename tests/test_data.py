@@ -216,6 +216,14 @@ def test_image_folder_archive(tmp_path: Path, name: str, wrapper: str | None) ->
     assert_matches(train, test, expected, "imagefolder-tar")
 
 
+def test_parallel_decode_matches_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    expected = write_image_folder(tmp_path / "folder", train_per_class=3, test_per_class=2)
+    monkeypatch.setattr(data, "_POOL_MIN_IMAGES", 1)  # use the worker pool even for 50 images
+    monkeypatch.setattr(data, "_cpu_count", lambda: 2)
+    train, test = load_datasets(DataConfig(source=str(tmp_path / "folder")))
+    assert_matches(train, test, expected, "imagefolder")
+
+
 # ----------------------------------------------------------------------------- cache
 
 

@@ -102,6 +102,15 @@ def test_not_an_image(tmp_path: Path, as_archive: bool) -> None:
     assert "train/cat/0005.jpg" in message and "not a readable image" in message and str(source) in message
 
 
+def test_bad_image_is_named_when_decoded_in_parallel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_image_folder(tmp_path / "folder", train_per_class=3, test_per_class=2)
+    (tmp_path / "folder" / "test" / "ship" / "0001.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+    monkeypatch.setattr(data, "_POOL_MIN_IMAGES", 1)
+    monkeypatch.setattr(data, "_cpu_count", lambda: 2)  # 50 images in 8 chunks: the bad one is in a later chunk
+    message = load_error(tmp_path / "folder")
+    assert "test/ship/0001.jpg" in message and "not a readable image" in message
+
+
 def test_truncated_jpeg(tmp_path: Path) -> None:
     write_image_folder(tmp_path / "folder", train_per_class=1, test_per_class=1)
     target = tmp_path / "folder" / "test" / "dog" / "0007.jpg"
