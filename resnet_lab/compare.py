@@ -60,7 +60,7 @@ CI_THRESHOLDS: tuple[str, ...] = (
     "top1:-5",
     "loss:+10%",
 )
-NOISE_K = 2.0  # a timing change must exceed NOISE_K x the larger of the two runs' stddev over rounds
+NOISE_K = 1.5  # a timing change must exceed NOISE_K x the larger of the two runs' IQR over rounds
 MIN_DELTA_S = 0.05  # ... and this many seconds: below it, a change is timer and scheduler noise
 
 
@@ -119,7 +119,7 @@ def parse_threshold(text: str) -> Threshold:
 @dataclass(frozen=True)
 class Value:
     value: float
-    spread: float | None  # stddev over rounds (timing), None where there is one figure
+    spread: float | None  # interquartile range over rounds (timing), None where there is one figure
     rounds: int
 
 
@@ -138,7 +138,7 @@ def metric_value(bench: Bench, metric: Metric, stat: str) -> Value | None:
         if value is None:
             return None
         rounds = as_number(stats.get("rounds"))
-        return Value(value, as_number(stats.get("stddev")) or 0.0, int(rounds or 1))
+        return Value(value, as_number(stats.get("iqr")) or 0.0, int(rounds or 1))
     per_epoch = bench.epoch_values(metric.name) if metric.source == "epochs" else []
     if stat == "last":
         value = bench.number(metric.name)
@@ -149,7 +149,7 @@ def metric_value(bench: Bench, metric: Metric, stat: str) -> Value | None:
     if summary is None:
         scalar = bench.number(metric.name)  # e.g. C3-loader's single load_s, or an older run's mean
         return None if scalar is None else Value(_scale(metric, scalar), 0.0, 1)
-    return Value(_scale(metric, summary[stat]), _scale(metric, summary["stddev"]), int(summary["rounds"]))
+    return Value(_scale(metric, summary[stat]), _scale(metric, summary["iqr"]), int(summary["rounds"]))
 
 
 # ---------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def timing_violation(threshold: Threshold, old: Value, new: Value, noise_k: floa
 
     With `worse = direction x (new - old)` (positive = slower for a `+` threshold):
     violated iff  worse > threshold limit (e.g. 15% of old)
-              and worse > noise_k x max(old stddev, new stddev)  (the runs' own spread over rounds)
+              and worse > noise_k x max(old IQR, new IQR)  (the runs' own spread over rounds)
               and worse > min_delta_s.
     """
     worse = threshold.direction * (new.value - old.value)
@@ -340,8 +340,9 @@ thresholds:
 noise-aware timing rule:
   a timing threshold is violated only when the change in the bad direction is
     (1) beyond the threshold (e.g. +15% of BASE's median), and
-    (2) beyond --noise-k x the larger of the two runs' stddev over their rounds
-        (each run's own epoch-to-epoch spread; 0 for single-round benchmarks), and
+    (2) beyond --noise-k x the larger of the two runs' interquartile range over
+        their rounds (each run's own epoch-to-epoch spread, as pytest-benchmark
+        computes IQR; with 2 rounds it is max - min; 0 for single-round benchmarks), and
     (3) at least --min-delta seconds.
   Quality thresholds are plain differences (training is seeded).
 
@@ -366,7 +367,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--noise-k", type=_non_negative_float, default=NOISE_K, metavar="K",
-        help=f"timing changes must exceed K x the runs' larger stddev over rounds. Default: {NOISE_K:g}",
+        help=f"timing changes must exceed K x the runs' larger IQR over rounds. Default: {NOISE_K:g}",
     )
     parser.add_argument(
         "--min-delta", type=_non_negative_float, default=MIN_DELTA_S, metavar="SECONDS",

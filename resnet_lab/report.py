@@ -61,6 +61,11 @@ def fmt_num(value: Any, digits: int = 4) -> str:
     return NR if v is None else f"{v:.{digits}g}"
 
 
+def fmt_rate(value: Any) -> str:
+    v = as_number(value)
+    return NR if v is None else (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}")
+
+
 def fmt_loss(value: Any) -> str:
     v = as_number(value)
     return NR if v is None else f"{v:.4f}"
@@ -192,13 +197,13 @@ def c2_section(runs: Sequence[Run], figures: Figures) -> list[str]:
         for r in records:
             rows.append([
                 str(r.get("epoch", NR)), fmt_int(r.get("batches")), fmt_int(r.get("images")),
-                *(fmt_s(r.get(k)) for k in PHASES), fmt_s(r.get("epoch_s")), fmt_num(r.get("images_per_s"), 4),
+                *(fmt_s(r.get(k)) for k in PHASES), fmt_s(r.get("epoch_s")), fmt_rate(r.get("images_per_s")),
                 fmt_loss(r.get("loss")), fmt_pct(r.get("top1")), "yes" if r.get("warmup") is True else "no",
             ])
         rows.append([
             f"**mean over {len(records) or 'all'} epochs**", "", "",
             *(fmt_s(phase_mean(bench, k)) for k in PHASES), fmt_s(epoch_time(bench)),
-            fmt_num(phase_mean(bench, "images_per_s"), 4), fmt_loss(last_value(bench, "loss")) + " (last)",
+            fmt_rate(phase_mean(bench, "images_per_s")), fmt_loss(last_value(bench, "loss")) + " (last)",
             fmt_pct(last_value(bench, "top1")) + " (last)", "",
         ])
         if len(records) > 1 and any(r.get("warmup") is True for r in records):
@@ -206,7 +211,7 @@ def c2_section(runs: Sequence[Run], figures: Figures) -> list[str]:
                 "**mean without warm-up**", "", "",
                 *(fmt_s(phase_mean(bench, k, skip_warmup=True)) for k in PHASES),
                 fmt_s(phase_mean(bench, "epoch_s", skip_warmup=True)),
-                fmt_num(phase_mean(bench, "images_per_s", skip_warmup=True), 4), "", "", "",
+                fmt_rate(phase_mean(bench, "images_per_s", skip_warmup=True)), "", "", "",
             ])
         lines += md_table(
             ["epoch", "batches", "images", "load (s)", "copy (s)", "train (s)", "metrics (s)", "epoch (s)", "images/s", "loss", "top-1", "warm-up"],
@@ -294,7 +299,7 @@ def c3_section(runs: Sequence[Run], figures: Figures) -> list[str]:
         if loader:
             rows = [[
                 str(b.params.get("workers", b.extra("workers"))), fmt_s(phase_mean(b, "load_s") or b.stat("mean")),
-                fmt_int(b.extra("images")), fmt_num(b.extra("images_per_s"), 4),
+                fmt_int(b.extra("images")), fmt_rate(b.extra("images_per_s")),
             ] for b in loader]
             lines += ["Loader only, one full epoch on the CPU (`C3-loader`):", ""]
             lines += md_table(["workers", "load (s/epoch)", "images", "images/s"], rows)
@@ -366,7 +371,7 @@ def c5_section(runs: Sequence[Run], figures: Figures) -> list[str]:
         device = str(b.params.get("device", b.extra("device") or NR))
         ep, rate = epoch_time(b), phase_mean(b, "images_per_s")
         rows.append([device, str(b.extra("workers") if b.extra("workers") is not None else NR), fmt_s(ep),
-                     fmt_s(b.number("steady_epoch_s")), fmt_num(rate, 4), fmt_int(b.extra("batches_per_epoch")), run.describe()])
+                     fmt_s(b.number("steady_epoch_s")), fmt_rate(rate), fmt_int(b.extra("batches_per_epoch")), run.describe()])
         by_device.setdefault(device.split(":")[0], (ep, rate))
         if ep is not None:
             labels.append(f"{device} ({run.label})" if len(runs) > 1 else device)
@@ -547,10 +552,14 @@ def loader_section(runs: Sequence[Run]) -> list[str]:
     found = [(run, b) for run in runs for b in run.group("loader")]
     if not found:
         return lines + not_run("loader", runs)
-    rows = [[str(b.params.get("pipeline", b.extra("pipeline") or NR)), str(b.params.get("workers", b.extra("workers"))),
-             str(b.params.get("device", b.extra("device") or NR)), fmt_num(b.number("images_per_s"), 4), fmt_s(b.stat("median")), f"`{run.label}`"]
-            for run, b in found]
-    lines += md_table(["pipeline", "workers", "device", "images/s", "median round (s)", "run"], rows)
+    rows = []
+    for run, b in found:
+        speedups = ", ".join(f"{fmt_num(v, 3)}× vs {k.removeprefix('speedup_vs_').replace('_w', ' w')}"
+                             for k, v in b.extra_info.items() if k.startswith("speedup_vs_") and as_number(v) is not None)
+        rows.append([str(b.params.get("pipeline", b.extra("pipeline") or NR)), str(b.params.get("workers", b.extra("workers"))),
+                     str(b.params.get("device", b.extra("device") or NR)), fmt_rate(b.number("images_per_s")),
+                     fmt_s(b.stat("median")), speedups, f"`{run.label}`"])
+    lines += md_table(["pipeline", "workers", "device", "images/s", "median epoch (s)", "speedup", "run"], rows)
     return lines
 
 
