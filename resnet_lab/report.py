@@ -13,7 +13,7 @@ import os
 import re
 import statistics
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,11 @@ def epoch_time(bench: Bench) -> float | None:
 def from_line(run: Run, bench: Bench | None = None) -> str:
     what = f", benchmark `{bench.name}`" if bench else ""
     return f"_From {run.describe()}{what}._"
+
+
+def sources_line(runs: Iterable[Run]) -> list[str]:
+    """`_From A (machine; preset) and B (...)._` for a table that mixes runs."""
+    return ["_From " + " and ".join(run.describe() for run in dict.fromkeys(runs)) + "._", ""]
 
 
 def not_run(group: str, runs: Sequence[Run], why: str = "") -> list[str]:
@@ -371,13 +376,14 @@ def c5_section(runs: Sequence[Run], figures: Figures) -> list[str]:
         device = str(b.params.get("device", b.extra("device") or NR))
         ep, rate = epoch_time(b), phase_mean(b, "images_per_s")
         rows.append([device, str(b.extra("workers") if b.extra("workers") is not None else NR), fmt_s(ep),
-                     fmt_s(b.number("steady_epoch_s")), fmt_rate(rate), fmt_int(b.extra("batches_per_epoch")), run.describe()])
+                     fmt_s(b.number("steady_epoch_s")), fmt_rate(rate), fmt_int(b.extra("batches_per_epoch")), f"`{run.label}`"])
         by_device.setdefault(device.split(":")[0], (ep, rate))
         if ep is not None:
             labels.append(f"{device} ({run.label})" if len(runs) > 1 else device)
             epoch_s.append(ep)
             rates.append(rate)
-    lines += md_table(["device", "workers", "mean epoch (s)", "steady epoch (s)", "images/s", "batches/epoch", "from"], rows)
+    lines += sources_line(run for run, _ in benches)
+    lines += md_table(["device", "workers", "mean epoch (s)", "steady epoch (s)", "images/s", "batches/epoch", "run"], rows)
     cpu, gpu = by_device.get("cpu"), by_device.get("cuda")
     if cpu and gpu and cpu[0] and gpu[0]:
         speed = f"**GPU speedup: {cpu[0] / gpu[0]:.1f}×** in mean epoch time"
@@ -552,6 +558,7 @@ def loader_section(runs: Sequence[Run]) -> list[str]:
     found = [(run, b) for run in runs for b in run.group("loader")]
     if not found:
         return lines + not_run("loader", runs)
+    lines += sources_line(run for run, _ in found)
     rows = []
     for run, b in found:
         speedups = ", ".join(f"{fmt_num(v, 3)}× vs {k.removeprefix('speedup_vs_').replace('_w', ' w')}"
