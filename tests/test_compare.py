@@ -399,7 +399,10 @@ def run_tiny(pytester, monkeypatch, name: str, batches: int, augment_passes: int
     monkeypatch.setenv("TINY_BATCHES", str(batches))
     monkeypatch.setenv("TINY_AUGMENT_PASSES", str(augment_passes))
     out = pytester.path / f"{name}.json"
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist", "--benchmark-json", str(out), "test_tiny.py")
+    storage = f"file://{pytester.path / 'storage'}"  # also saved the --benchmark-autosave way, read back by storage id
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:xdist", "--benchmark-json", str(out), "--benchmark-autosave", "--benchmark-storage", storage, "test_tiny.py"
+    )
     result.assert_outcomes(passed=1)
     return out
 
@@ -407,21 +410,22 @@ def run_tiny(pytester, monkeypatch, name: str, batches: int, augment_passes: int
 def compare_tiny(pytester, monkeypatch, capsys, slow_batches: int, slow_passes: int, attempts: int = 3):
     """Base and slower run; on a shared 2-core machine a burst of foreign load can blur one pair, so retry a few times."""
     pytester.makepyfile(test_tiny=TINY_BENCHMARK)
-    for _ in range(attempts):
+    for attempt in range(attempts):
         base = run_tiny(pytester, monkeypatch, "base", 20, 1)
         slow = run_tiny(pytester, monkeypatch, "slow", slow_batches, slow_passes)
         rc, out, err = run_cli(capsys, str(base), str(slow))
         if rc == 1:
-            return base, out
+            return base, out, f"{2 * attempt + 1:04d}"  # the storage id autosave gave this base run
     pytest.fail(f"compare did not flag a genuinely slower run in {attempts} attempts:\n{out}\n{err}")
 
 
 def test_end_to_end_twice_the_batches_is_flagged_and_self_compare_passes(pytester, monkeypatch, capsys):
-    base, out = compare_tiny(pytester, monkeypatch, capsys, slow_batches=40, slow_passes=1)
+    base, out, base_id = compare_tiny(pytester, monkeypatch, capsys, slow_batches=40, slow_passes=1)
     failing = " ".join(line for line in out.splitlines() if line.strip().startswith("FAIL"))
     assert "epoch_s" in failing and "train_s" in failing
-    rc, out, _ = run_cli(capsys, str(base), str(base))
+    rc, out, _ = run_cli(capsys, base_id, str(base), "--storage", str(pytester.path / "storage"))  # autosaved vs --benchmark-json
     assert rc == 0 and "result: ok" in out
+    assert "1.00x" in out
 
 
 def test_end_to_end_slower_loading_phase_is_flagged(pytester, monkeypatch, capsys):
@@ -429,6 +433,6 @@ def test_end_to_end_slower_loading_phase_is_flagged(pytester, monkeypatch, capsy
 
     (Training time is not asserted unchanged: on a shared 2-core machine it moves with foreign load.)
     """
-    _, out = compare_tiny(pytester, monkeypatch, capsys, slow_batches=20, slow_passes=3)
+    _, out, _ = compare_tiny(pytester, monkeypatch, capsys, slow_batches=20, slow_passes=3)
     failing = [line for line in out.splitlines() if line.strip().startswith("FAIL")]
     assert any(" load_s " in line for line in failing), out
