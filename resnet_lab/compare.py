@@ -347,7 +347,7 @@ noise-aware timing rule:
     (2) beyond --noise-k x the larger of the two runs' interquartile range over
         their rounds (each run's own epoch-to-epoch spread, as pytest-benchmark
         computes IQR; with 2 rounds it is max - min; 0 for single-round benchmarks), and
-    (3) at least --min-delta seconds.
+    (3) more than --min-delta seconds.
   Quality thresholds are plain differences (training is seeded).
 
 machines:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+from typing import TYPE_CHECKING
 
 from .fileio import atomic_open
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 PHASE_COLORS = {
     "load_s": "#4c72b0",
@@ -34,6 +35,10 @@ DPI = 110
 
 
 def _new_figure(width: float = 8.0, height: float = 4.0, ncols: int = 1) -> tuple[Figure, list]:
+    # imported here: `resnet-lab --help` and `compare` never pay for matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, ncols, squeeze=False)[0]

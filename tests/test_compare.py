@@ -17,7 +17,6 @@ from resnet_lab.compare import (
     CI_THRESHOLDS,
     METRICS,
     Value,
-    compare_runs,
     metric_value,
     pair_benchmarks,
     parse_threshold,
