@@ -24,7 +24,7 @@ def device_param(device: str):
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # tryfirst: device is parametrized before module-level marks, so ids read [device=cpu-workers=4].
     options: LabOptions = metafunc.config.lab_options  # type: ignore[attr-defined]
-    if "device" in metafunc.fixturenames:
+    if "device" in metafunc.fixturenames and not getattr(metafunc.module, "PARAMETRIZES_DEVICE", False):
         devices = getattr(metafunc.module, "DEVICES", None) or options.devices
         metafunc.parametrize("device", [device_param(d) for d in devices])
 

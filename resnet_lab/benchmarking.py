@@ -32,19 +32,24 @@ class BenchSpec:
     batch_norm: bool = True
     step: StepConfig = StepConfig()
     compile_mode: str | None = None
+    device_loader: bool = False
+    sync_phases: bool = True
+    epochs: int | None = None  # None: the preset's epochs
     evaluate: bool = True
 
 
 def run_config(spec: BenchSpec, options: LabOptions) -> RunConfig:
     return RunConfig(
         device=spec.device,
-        epochs=options.epochs,
+        epochs=spec.epochs or options.epochs,
         optimizer=spec.optimizer,
         batch_norm=spec.batch_norm,
         max_batches=options.max_batches,
         eval_batches=options.eval_batches,
         step=spec.step,
         compile_mode=spec.compile_mode,
+        device_loader=spec.device_loader,
+        sync_phases=spec.sync_phases,
         loader=LoaderConfig(num_workers=spec.workers),
     )
 

@@ -1,0 +1,54 @@
+"""C8: how fast can the lab go. Variants against the eager fp32 NCHW baseline, with FLOP/s and MFU.
+
+First epoch (compile and warm-up cost) and steady-state average are recorded
+separately; each variant's final loss is kept so speed never hides divergence.
+"""
+
+import pytest
+import torch
+
+from resnet_lab import resnet18
+from resnet_lab.benchmarking import BenchSpec, run_training_benchmark
+from resnet_lab.flops import train_step_flops
+from resnet_lab.speed import VARIANTS, device_peaks, step_seconds, work_record
+
+
+@pytest.fixture(scope="session")
+def peaks_by_device():
+    return {}
+
+
+@pytest.fixture(scope="session")
+def step_flops():
+    return train_step_flops(resnet18(), batch_size=128)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS), ids=lambda v: f"variant={v}")
+def test_c8_variant(benchmark, device, variant, lab_options, lab_data, c32, peaks_by_device, step_flops):
+    v = VARIANTS[variant]
+    dev = torch.device(device)
+    reason = v.skip_reason(dev, lab_options.preset)
+    if reason:
+        pytest.skip(reason)
+    if device not in peaks_by_device:  # calibrated once per device, in this run, before any variant of it
+        peaks_by_device[device] = device_peaks(dev)
+    peaks = peaks_by_device[device]
+    compile_mode = v.resolved_compile_mode(dev, lab_options.preset)
+    train_set, _ = lab_data
+    spec = BenchSpec(
+        "C8", device=device, workers=int(c32["workers"]), step=v.step_config(dev), compile_mode=compile_mode,
+        device_loader=v.device_loader, sync_phases=v.sync_phases, epochs=lab_options.c8_epochs, evaluate=False,
+    )
+    run = run_training_benchmark(benchmark, spec, lab_options, train_set, None)
+    peak = peaks["bfloat16" if v.uses_bf16(dev) else "float32"]
+    benchmark.extra_info.update(
+        work_record(int(step_flops["flops_per_step"]), step_seconds(run.records), peak),
+        variant=variant,
+        channels_last=v.channels_last,
+        amp_dtype="bfloat16" if v.uses_bf16(dev) else None,
+        compile_mode=compile_mode,
+        loader="device-resident" if v.device_loader else "dataloader",
+        phases_synced=v.sync_phases,
+        peaks={k: p["peak_flops_per_s"] for k, p in peaks.items()},
+        flops_counted_batch=step_flops["batch_size"],
+    )

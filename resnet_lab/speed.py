@@ -1,0 +1,118 @@
+"""C8 and "how fast can the lab go": training variants and their work accounting (FLOP/s, MFU).
+
+Each variant changes one thing against the lab's faithful baseline (eager,
+fp32, NCHW, PIL DataLoader, a sync per phase), except `best`, which combines
+what helps: channels_last, bf16 autocast where the device has native bf16,
+the device-resident loader and the loop without per-batch syncs (plus
+torch.compile in the full preset).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from .flops import fast_dtype_supported, measure_peak_flops, mfu
+from .train import StepConfig
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    channels_last: bool = False
+    bf16: bool = False
+    compile_mode: str | None = None
+    device_loader: bool = False
+    sync_phases: bool = True
+    compile_in_best: bool = False  # `best` adds torch.compile where the preset allows it
+
+    def step_config(self, device: torch.device) -> StepConfig:
+        return StepConfig(channels_last=self.channels_last, amp_dtype=torch.bfloat16 if self.uses_bf16(device) else None)
+
+    def uses_bf16(self, device: torch.device) -> bool:
+        # `best` falls back to fp32 where bf16 would be emulated; the plain `bf16` variant skips instead.
+        return self.bf16 and fast_dtype_supported(device, torch.bfloat16)
+
+    def resolved_compile_mode(self, device: torch.device, preset: str) -> str | None:
+        if self.compile_in_best:
+            if preset != "full":
+                return None
+            return "reduce-overhead" if device.type == "cuda" else "default"
+        return self.compile_mode
+
+    def skip_reason(self, device: torch.device, preset: str) -> str | None:
+        if self.compile_mode is not None and preset != "full":
+            return (
+                f"torch.compile mode '{self.compile_mode}' runs in the full preset only: building it takes minutes "
+                "on a CPU, beyond the smoke preset's 10-minute budget (pass --lab-preset full)"
+            )
+        if self.bf16 and not self.compile_in_best and not fast_dtype_supported(device, torch.bfloat16):
+            return f"{device.type} has no native bfloat16 (needs AVX512_BF16/AMX on a CPU, sm_80+ on CUDA)"
+        return None
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("eager"),
+        Variant("channels-last", channels_last=True),
+        Variant("bf16", bf16=True),
+        Variant("channels-last-bf16", channels_last=True, bf16=True),
+        Variant("compile-default", compile_mode="default"),
+        Variant("compile-reduce-overhead", compile_mode="reduce-overhead"),
+        Variant("compile-max-autotune", compile_mode="max-autotune"),
+        Variant("best", channels_last=True, bf16=True, device_loader=True, sync_phases=False, compile_in_best=True),
+    )
+}
+
+
+@contextlib.contextmanager
+def tf32_like_convs(device: torch.device) -> Iterator[None]:
+    # cuDNN runs fp32 convolutions in TF32 by default (torch.backends.cudnn.allow_tf32),
+    # so the fp32 peak that fp32 training is measured against must allow TF32 too.
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+def device_peaks(device: torch.device, seconds: float = 1.0) -> dict[str, dict[str, object]]:
+    """Measured matmul peak per dtype on `device` (bf16 only where native)."""
+    peaks: dict[str, dict[str, object]] = {}
+    with tf32_like_convs(device):
+        peaks["float32"] = measure_peak_flops(device, torch.float32, seconds=seconds)
+    if fast_dtype_supported(device, torch.bfloat16):
+        peaks["bfloat16"] = measure_peak_flops(device, torch.bfloat16, seconds=seconds)
+    return peaks
+
+
+def step_seconds(records: list[dict[str, object]]) -> float:
+    """Seconds per training step over the steady epochs (all epochs if there is only one).
+
+    Synced phases: train_s per batch (forward, loss, backward, step). Unsynced
+    (the fast loop): epoch_s per batch, an upper bound that includes loading.
+    """
+    steady = records[1:] or records
+    batches = sum(int(r["batches"]) for r in steady)  # type: ignore[arg-type]
+    key = "train_s" if all(r.get("phases_synced", True) for r in steady) else "epoch_s"
+    return sum(float(r[key]) for r in steady) / batches  # type: ignore[arg-type]
+
+
+def work_record(flops_per_step: int, step_s: float, peak: dict[str, object]) -> dict[str, object]:
+    achieved = flops_per_step / step_s
+    return {
+        "flops_per_step": flops_per_step,
+        "train_step_s": step_s,
+        "achieved_flops_per_s": achieved,
+        "peak_flops_per_s": peak["peak_flops_per_s"],
+        "peak_dtype": peak["dtype"],
+        "mfu": mfu(achieved, float(peak["peak_flops_per_s"])),  # type: ignore[arg-type]
+    }
