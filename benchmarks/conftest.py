@@ -77,3 +77,13 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output
         "devices": list(options.devices),
         "c3_2": sweep.answer if sweep else None,
     }
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
+    # A run cut short (Ctrl-C, a time box) leaves the benchmark in flight with no rounds, and
+    # pytest-benchmark would then fail to write any JSON at all; keep every finished benchmark instead.
+    bench_session = getattr(session.config, "_benchmarksession", None)
+    if bench_session is not None:
+        bench_session.benchmarks[:] = [b for b in bench_session.benchmarks if b.stats is not None and b.stats.data]
+    yield

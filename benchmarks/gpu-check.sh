@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The GPU check: the full preset on one GPU, time-boxed so it ends within about 6 minutes.
+#   usage: benchmarks/gpu-check.sh OUTDIR [DATA]      (DATA: a CIFAR-10 source; default synthetic)
+# Two parts, each its own pytest run with its own JSON and log, so a part that overruns its
+# limit loses only itself:
+#   speed  C8 variants (3 epochs; compile-reduce-overhead and max-autotune left out: minutes to build)
+#          and the loader group (PIL DataLoader w0/w2 vs device-resident, CPU and CUDA)
+#   lab    C2-C7, Q1-Q4 and Q3b at full size (50,000 images, batch 128), 2 epochs each to fit
+# Environment: PYTHON (default python3), LAB_DEVICE (default cuda), SPEED_LIMIT/LAB_LIMIT seconds,
+# EXTRA (more pytest arguments for both parts, e.g. for a dry run on a CPU).
+set -uo pipefail
+OUT=${1:?usage: benchmarks/gpu-check.sh OUTDIR [DATA]}
+DATA=${2:-synthetic}
+PY=${PYTHON:-python3}
+DEVICE=${LAB_DEVICE:-cuda}
+cd "$(dirname "$0")/.."
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export RESNET_LAB_CACHE=${RESNET_LAB_CACHE:-/tmp/resnet_lab_cache}
+{ date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1;
+  $PY -c "import torch, torchvision, pytest_benchmark; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'pytest-benchmark', pytest_benchmark.__version__, 'cpus', __import__('os').cpu_count())"; } > "$OUT/machine.txt" 2>&1
+cat "$OUT/machine.txt"
+
+part() {  # part NAME LIMIT_S PYTEST_ARGS...
+  local name=$1 limit=$2; shift 2
+  local start=$SECONDS
+  # -W default: show library warnings (e.g. from torch.compile) instead of failing on them as the unit tests do.
+  timeout --signal=INT --kill-after=15 "$limit" $PY -m pytest benchmarks -p no:cacheprovider -W default \
+    --lab-preset full --lab-data "$DATA" --lab-device "$DEVICE" --lab-out "$OUT/lab-output" \
+    --benchmark-json "$OUT/$name.json" --benchmark-columns=median,mean,stddev,rounds "$@" ${EXTRA:-} > "$OUT/$name.log" 2>&1
+  local status=$?
+  echo "part $name: exit $status after $((SECONDS - start)) s (limit $limit s)"
+  grep -E "passed|failed|error" "$OUT/$name.log" | tail -n 3
+}
+
+part speed "${SPEED_LIMIT:-190}" -k "C8 or loader_throughput" --lab-epochs 3 --lab-workers 8,16 \
+  --deselect "benchmarks/test_c8_speed.py::test_c8_variant[device=$DEVICE-variant=compile-reduce-overhead]" \
+  --deselect "benchmarks/test_c8_speed.py::test_c8_variant[device=$DEVICE-variant=compile-max-autotune]"
+part lab "${LAB_LIMIT:-140}" -k "not C8 and not loader_throughput" --lab-epochs 2
+ls -la "$OUT"
