@@ -29,7 +29,8 @@ def test_c3_workers(benchmark, device, workers, lab_options, lab_data, sweep):
     train_set, test_set = lab_data
     spec = BenchSpec("C3", device=device, workers=workers, evaluate=False)
     run = run_training_benchmark(benchmark, spec, lab_options, train_set, test_set)
-    if device == "cpu" or not sweep.training:  # one sweep per run; prefer the first device's
+    if sweep.training_device in (None, device):  # one sweep per run: the first device's
+        sweep.training_device = device
         sweep.training[workers] = float(run.summary()["load_s"])
         sweep.training_full_epochs = lab_options.max_batches is None
 

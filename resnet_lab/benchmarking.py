@@ -125,6 +125,7 @@ class SweepState:
 
     training: dict[int, float] = field(default_factory=dict)  # workers -> mean load_s per epoch, with training
     training_full_epochs: bool = False
+    training_device: str | None = None  # the device whose C3 sweep the answer uses
     loader: dict[int, float] = field(default_factory=dict)  # workers -> load_s of one loader-only epoch
     answer: dict[str, object] | None = None
 
