@@ -395,6 +395,9 @@ TINY_BENCHMARK = textwrap.dedent(
 
 
 def run_tiny(pytester, monkeypatch, name: str, batches: int, augment_passes: int):
+    # Under `pytest -n`, the inner run would inherit PYTEST_XDIST_WORKER and pytest-benchmark would disable itself.
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TINY_BATCHES", str(batches))
     monkeypatch.setenv("TINY_AUGMENT_PASSES", str(augment_passes))
     out = pytester.path / f"{name}.json"
