@@ -1,17 +1,20 @@
 """`resnet-lab` command line: a thin shell over the library (no measurement logic here).
 
 User errors (LabError) print one line `resnet-lab: error: ...` and exit 2,
-like argparse's own usage errors; nothing prints a traceback for them.
+like argparse's own usage errors; nothing prints a traceback for them. The device running
+out of memory is one line and exit 2 too (it suggests a smaller --batch-size); a run that
+diverges or loses a DataLoader worker is one line and exit 1; Ctrl-C is one line and exit 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import LabError
+from .errors import DivergenceError, LabError
 
 # Subcommands live in their own modules, each exposing `configure(parser)`
 # and `main(args) -> int`; imported lazily so `--help` stays fast.
@@ -46,10 +49,24 @@ def get_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.
     return parser, handlers
 
 
+def out_of_memory(exc: BaseException) -> bool:
+    """torch's device out-of-memory error (torch.OutOfMemoryError, alias torch.cuda.OutOfMemoryError)."""
+    torch = sys.modules.get("torch")  # never imported here just to check: --help stays torch-free
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
+    return oom is not None and isinstance(exc, oom)
+
+
+def run_failure(exc: BaseException) -> bool:
+    """Training stopped for a reason the message fully explains (divergence, a dead or hung loader worker)."""
+    train = sys.modules.get("resnet_lab.train")
+    return isinstance(exc, DivergenceError) or (train is not None and isinstance(exc, train.LoaderWorkerError))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser, handlers = get_parser()
-    args = parser.parse_args(argv)
+    args = None
     try:
+        parser, handlers = get_parser()  # inside the try: Ctrl-C while torch imports is still one line
+        args = parser.parse_args(argv)
         return handlers[args.command](args)
     except LabError as exc:
         print(f"resnet-lab: error: {exc}", file=sys.stderr)
@@ -57,6 +74,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("resnet-lab: interrupted; files already written are complete, nothing half-written was kept", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if out_of_memory(exc):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "out of memory"
+            detail = " ".join(re.split(r"(?<=\.)\s+", first)[:2])  # 'CUDA out of memory. Tried to allocate 2.00 GiB.'
+            batch = getattr(args, "batch_size", None)
+            at = f" at --batch-size {batch}" if batch else ""
+            print(f"resnet-lab: error: the device ran out of memory{at} ({detail}); try a smaller --batch-size", file=sys.stderr)
+            return 2
+        if run_failure(exc):
+            print(f"resnet-lab: error: {exc}", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

@@ -146,6 +146,10 @@ class LoaderConfig:
     prefetch_factor: int | None = None  # DataLoader's default when None
     seed: int = 0  # seeds the shuffling generator and, through it, the workers
     drop_last: bool = False
+    # Seconds to wait for one batch from the workers before raising (a hung worker would otherwise
+    # hang the run forever); 0 waits forever. Ignored with num_workers=0. A killed worker is
+    # detected without it.
+    timeout: float = 120.0
 
     def __post_init__(self) -> None:
         _require_int("batch_size", self.batch_size, 1)
@@ -158,6 +162,8 @@ class LoaderConfig:
                 raise DataError("prefetch_factor needs worker processes: set num_workers >= 1 or leave prefetch_factor unset")
         if self.persistent_workers and self.num_workers == 0:
             raise DataError("persistent_workers needs worker processes: set num_workers >= 1 or persistent_workers=False")
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not 0 <= self.timeout < float("inf"):
+            raise DataError(f"timeout must be a number of seconds >= 0 (0 waits forever), got {self.timeout!r}")
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -736,6 +742,8 @@ def _make_loader(
     extra: dict[str, Any] = {}
     if config.prefetch_factor is not None:
         extra["prefetch_factor"] = config.prefetch_factor
+    if config.num_workers > 0:
+        extra["timeout"] = float(config.timeout)
     return DataLoader(
         dataset,
         batch_size=batch_size,

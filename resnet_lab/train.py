@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 import random
+import signal
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -31,6 +33,50 @@ from .fastloader import normalize_batch
 from .timing import SyncClock, clock_for
 
 PHASES = ("load", "copy", "train", "metrics")
+
+
+class LoaderWorkerError(RuntimeError):
+    """A DataLoader worker process died or hung mid-epoch; the message names the worker and the signal."""
+
+
+def _exited_workers(iterator: object) -> list[str]:
+    """'pid 123 killed by SIGKILL' for each exited worker of a multi-process DataLoader iterator."""
+    found = []
+    for worker in getattr(iterator, "_workers", ()):  # torch's multi-process iterator; read only
+        code = getattr(worker, "exitcode", None)
+        if code is None:
+            continue
+        try:
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+        found.append(f"pid {worker.pid} {how}")
+    return found
+
+
+def loader_failure(exc: BaseException, iterator: object, epoch: int, batch: int) -> LoaderWorkerError | None:
+    """A clear error for a worker that died or hung, or None when `exc` is something else.
+
+    torch reports a killed worker in three ways depending on timing: RuntimeError 'DataLoader worker
+    (pid X) is killed by signal', RuntimeError '... exited unexpectedly', or a bare
+    ConnectionResetError/EOFError while receiving a batch the dead worker had queued.
+    """
+    text = str(exc)
+    where = f"epoch {epoch}, batch {batch}"
+    if isinstance(exc, (ConnectionError, EOFError)) or text.startswith("DataLoader worker (pid"):
+        exited = _exited_workers(iterator)
+        deadline = time.monotonic() + 1.0  # a socket can reset a moment before its process is reapable
+        while not exited and isinstance(exc, (ConnectionError, EOFError)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            exited = _exited_workers(iterator)
+        cause = "; ".join(exited) if exited else f"{type(exc).__name__}: {text.strip()}"
+        return LoaderWorkerError(
+            f"a DataLoader worker died mid-epoch ({where}): {cause}; "
+            "SIGKILL is often the out-of-memory killer: use fewer workers or check the machine's memory"
+        )
+    if text.startswith("DataLoader timed out"):
+        return LoaderWorkerError(f"{text.strip()} waiting for a batch ({where}): a DataLoader worker is hung (see LoaderConfig.timeout)")
+    return None
 
 
 @dataclass(frozen=True)
@@ -219,6 +265,11 @@ def train_one_epoch(
         epoch_s = clock.now() - start
         if not sync_phases and not math.isfinite(total_loss := metrics.check_finite()):
             raise DivergenceError(epoch, batches - 1, total_loss)
+    except (ConnectionError, EOFError, RuntimeError) as exc:
+        failure = loader_failure(exc, iterator, epoch, batches)
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         bar.close()
         del iterator  # shuts DataLoader workers down outside the epoch's clock

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
+from pathlib import Path
 
 from .argtypes import non_negative_int, positive_int
 from .data import DataConfig, LoaderConfig, load_datasets
@@ -12,6 +15,7 @@ from .fileio import write_json
 from .machine import environment_info
 from .optim import OPTIMIZERS
 from .run import LabRun, RunConfig
+from .train import resolve_device
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -65,11 +69,40 @@ def run_config(args: argparse.Namespace) -> RunConfig:
     )
 
 
+def check_json_path(path: str) -> None:
+    """Fail before training, not after it, when --json cannot be written."""
+    target = Path(path)
+    if target.is_dir():
+        raise LabError(f"--json {path} is a folder; give a file path such as {target / 'run.json'}")
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # missing folders are created when writing
+    if not folder.is_dir():
+        raise LabError(f"cannot write --json {path}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise LabError(f"cannot write --json {path}: {folder} is not writable")
+
+
+def write_results(path: str, results: dict[str, object]) -> None:
+    try:
+        write_json(path, results)  # atomic: an existing file is replaced whole or left as it was
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.filename:
+            reason += f": {exc.filename}"
+        raise LabError(f"cannot write --json {path}: {reason}; an existing file there was left unchanged") from exc
+
+
 def main(args: argparse.Namespace) -> int:
     config = run_config(args)  # validates before any data is touched
+    resolve_device(config.device)
+    if args.json:
+        check_json_path(args.json)
     train_set, test_set = load_datasets(DataConfig(source=args.data, seed=args.seed, download=args.download))
     if args.batch_size > len(train_set):
         raise LabError(f"--batch-size {args.batch_size} is larger than the training set ({len(train_set)} images)")
+    if config.loader.test_batch_size > len(test_set):  # a small image folder: evaluate it in one batch
+        config = dataclasses.replace(config, loader=dataclasses.replace(config.loader, test_batch_size=len(test_set)))
     run = LabRun(config, train_set, test_set, progress=sys.stdout.isatty() and not args.quiet)
     if not args.quiet:
         print(f"resnet-lab train: {train_set.source} data ({len(train_set)} train / {len(test_set)} test), "
@@ -85,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
     if test:
         print(f"test: loss {test['test_loss']:.4f}  top1 {100 * test['test_top1']:.2f}% on {test['test_images']} images")
     if args.json:
-        write_json(args.json, {
+        write_results(args.json, {
             "config": config.as_record(),
             "data": {"source": args.data, "kind": train_set.source, "train_images": len(train_set), "test_images": len(test_set)},
             "machine": environment_info(),
