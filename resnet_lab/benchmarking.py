@@ -34,6 +34,7 @@ class BenchSpec:
     compile_mode: str | None = None
     device_loader: bool = False
     sync_phases: bool = True
+    flush_denormal: bool = False
     epochs: int | None = None  # None: the preset's epochs
     evaluate: bool = True
 
@@ -50,6 +51,7 @@ def run_config(spec: BenchSpec, options: LabOptions) -> RunConfig:
         compile_mode=spec.compile_mode,
         device_loader=spec.device_loader,
         sync_phases=spec.sync_phases,
+        flush_denormal=spec.flush_denormal,
         loader=LoaderConfig(num_workers=spec.workers),
     )
 

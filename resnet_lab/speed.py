@@ -27,6 +27,7 @@ class Variant:
     compile_mode: str | None = None
     device_loader: bool = False
     sync_phases: bool = True
+    flush_denormal: bool = False
     compile_in_best: bool = False  # `best` adds torch.compile where the preset allows it
 
     def step_config(self, device: torch.device) -> StepConfig:
@@ -64,7 +65,7 @@ VARIANTS: dict[str, Variant] = {
         Variant("compile-default", compile_mode="default"),
         Variant("compile-reduce-overhead", compile_mode="reduce-overhead"),
         Variant("compile-max-autotune", compile_mode="max-autotune"),
-        Variant("best", channels_last=True, bf16=True, device_loader=True, sync_phases=False, compile_in_best=True),
+        Variant("best", channels_last=True, bf16=True, device_loader=True, sync_phases=False, flush_denormal=True, compile_in_best=True),
     )
 }
 
