@@ -15,9 +15,11 @@ epoch_s - (load_s + copy_s + train_s + metrics_s) is the loop's own overhead.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -33,6 +35,28 @@ from .fastloader import normalize_batch
 from .timing import SyncClock, clock_for
 
 PHASES = ("load", "copy", "train", "metrics")
+
+
+@contextlib.contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back while DataLoader workers fork or shut down, then raise it.
+
+    A KeyboardInterrupt raised inside an at-fork hook (logging registers one) or inside the
+    iterator's __del__ is printed as 'Exception ignored' and lost, and training would go on;
+    Ctrl-C right after an epoch line lands exactly there. Forked workers inherit the holding
+    handler, so they leave Ctrl-C to the main process, which shuts them down.
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield  # someone else handles SIGINT here; leave it alone
+        return
+    pending: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if pending:
+            raise KeyboardInterrupt
 
 
 class LoaderWorkerError(RuntimeError):
@@ -59,8 +83,20 @@ def loader_failure(exc: BaseException, iterator: object, epoch: int, batch: int)
 
     torch reports a killed worker in three ways depending on timing: RuntimeError 'DataLoader worker
     (pid X) is killed by signal', RuntimeError '... exited unexpectedly', or a bare
-    ConnectionResetError/EOFError while receiving a batch the dead worker had queued.
+    ConnectionResetError/EOFError while receiving a batch the dead worker had queued. Its SIGCHLD
+    handler can raise the first one at any moment, including while this looks at the workers.
     """
+    for _ in range(3):
+        try:
+            return _describe_loader_failure(exc, iterator, epoch, batch)
+        except RuntimeError as late:  # torch's SIGCHLD handler reported the death meanwhile
+            if not str(late).startswith("DataLoader worker (pid"):
+                raise
+            exc = late
+    return LoaderWorkerError(f"a DataLoader worker died mid-epoch (epoch {epoch}, batch {batch}): {str(exc).strip()}")
+
+
+def _describe_loader_failure(exc: BaseException, iterator: object, epoch: int, batch: int) -> LoaderWorkerError | None:
     text = str(exc)
     where = f"epoch {epoch}, batch {batch}"
     if isinstance(exc, (ConnectionError, EOFError)) or text.startswith("DataLoader worker (pid"):
@@ -241,7 +277,8 @@ def train_one_epoch(
     bar = progress_bar(total, progress, f"epoch {epoch}")
     batches = 0
     start = clock.now()
-    iterator: Iterator = iter(loader)
+    with deferred_interrupt():
+        iterator: Iterator = iter(loader)
     try:
         while max_batches is None or batches < max_batches:
             with regions.region("load"), record_function("load"):
@@ -272,7 +309,8 @@ def train_one_epoch(
         raise failure from exc
     finally:
         bar.close()
-        del iterator  # shuts DataLoader workers down outside the epoch's clock
+        with deferred_interrupt():
+            del iterator  # shuts DataLoader workers down outside the epoch's clock
     if batches == 0:
         raise LabError("the training loader yielded no batches: is the dataset empty?")
     record: dict[str, object] = {"epoch": epoch, "batches": batches, "images": metrics.images}
@@ -299,14 +337,20 @@ def evaluate(
     metrics = EpochMetrics(num_outputs(model), device)
     model.eval()
     start = clock.now()
-    for batches, (x, y) in enumerate(loader):
-        if max_batches is not None and batches >= max_batches:
-            break
-        x, y = to_device(x, y, device, step)
-        with torch.autocast(device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None):
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
-        metrics.update(loss, logits, y)
+    with deferred_interrupt():
+        iterator = iter(loader)
+    try:
+        for batches, (x, y) in enumerate(iterator):
+            if max_batches is not None and batches >= max_batches:
+                break
+            x, y = to_device(x, y, device, step)
+            with torch.autocast(device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None):
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+            metrics.update(loss, logits, y)
+    finally:
+        with deferred_interrupt():
+            del iterator  # shuts test-loader workers down
     summary = metrics.summary()
     return {
         "test_loss": summary["loss"],

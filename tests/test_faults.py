@@ -1,0 +1,399 @@
+"""Failure modes: divergence, a killed or hung DataLoader worker, interrupted runs and --json, device OOM, Ctrl-C.
+
+Each test is the user-visible promise: the run stops with an error that names the cause (never a
+hang, never silently continuing), and a results file is always whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import get_worker_info
+
+from datafixtures import CLASSES, random_images, write_image_folder
+from resnet_lab import cli, resnet18, train_cli
+from resnet_lab import train as train_module
+from resnet_lab.data import DataError, LabDataset, LoaderConfig, make_train_loader, train_transform
+from resnet_lab.errors import DivergenceError
+from resnet_lab.optim import OptimConfig, make_optimizer
+from resnet_lab.run import LabRun, RunConfig
+from resnet_lab.train import LoaderWorkerError, train_one_epoch
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_PID = os.getpid()
+INTERRUPTED = "resnet-lab: interrupted; files already written are complete, nothing half-written was kept"
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RESNET_LAB_CACHE", str(cache))  # inherited by the subprocesses too
+    return cache
+
+
+@pytest.fixture()
+def tiny_folder(tmp_path: Path) -> Path:
+    write_image_folder(tmp_path / "tiny", train_per_class=2, test_per_class=1)
+    return tmp_path / "tiny"
+
+
+@pytest.fixture()
+def deadline():
+    """Fail instead of hanging: SIGALRM raises in the test after `seconds`."""
+
+    class Hung(Exception):
+        pass
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise Hung("no error surfaced in time: the run hung")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+
+    def arm(seconds: int) -> None:
+        signal.alarm(seconds)
+
+    yield arm
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        rc = cli.main(list(argv))
+    except SystemExit as exc:
+        rc = exc.code
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+# ----------------------------------------------------------------------------- (8) divergence
+
+
+class CountingLoader:
+    """In-memory batches that count how many the current epoch pulled."""
+
+    def __init__(self, n: int, size: int = 4, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.batches = [(torch.randn(size, 3, 32, 32, generator=gen), torch.randint(0, 10, (size,), generator=gen)) for _ in range(n)]
+        self.served = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.served = 0
+        for batch in self.batches:
+            self.served += 1
+            yield batch
+
+
+def diverge(run: LabRun, epochs: int = 3) -> DivergenceError:
+    with pytest.raises(DivergenceError) as caught:
+        for _ in range(epochs):
+            run.run_epoch()
+    return caught.value
+
+
+def assert_names_epoch_and_batch(err: DivergenceError, run: LabRun) -> None:
+    assert not math.isfinite(err.loss)
+    assert f"epoch {err.epoch}, batch {err.batch}" in str(err) and "lower the learning rate" in str(err)
+    assert err.epoch == len(run.records) + 1, "the diverged epoch is not recorded as if it were fine"
+    assert all(math.isfinite(r["loss"]) for r in run.records)
+
+
+def test_absurd_learning_rate_stops_at_the_batch() -> None:
+    loader = CountingLoader(4)
+    run = LabRun(RunConfig(optim=OptimConfig(lr=1e12)), train_loader=loader)
+    err = diverge(run)
+    assert_names_epoch_and_batch(err, run)
+    assert loader.served == err.batch + 1, "the synced loop stops at the first non-finite loss"
+    assert err.batch < len(loader) - 1
+
+
+def test_fast_loop_catches_divergence_by_the_end_of_the_epoch() -> None:
+    loader = CountingLoader(4)
+    run = LabRun(RunConfig(optim=OptimConfig(lr=1e12), sync_phases=False), train_loader=loader)
+    err = diverge(run)
+    assert_names_epoch_and_batch(err, run)
+    # No per-batch sync: the default check interval (50) is longer than the epoch, so the epoch-end check catches it.
+    assert loader.served == len(loader) and err.batch == len(loader) - 1
+
+
+def test_fast_loop_catches_divergence_at_the_check_interval() -> None:
+    torch.manual_seed(0)
+    model = resnet18()
+    optimizer = make_optimizer("sgd", model.parameters(), OptimConfig(lr=1e12))
+    loader = CountingLoader(8)
+    with pytest.raises(DivergenceError) as caught:
+        for epoch in (1, 2):
+            train_one_epoch(model, loader, optimizer, "cpu", epoch=epoch, sync_phases=False, check_every=2)
+    err = caught.value
+    assert (err.batch + 1) % 2 == 0, "caught at a check, batch index check_every-1, 2*check_every-1, ..."
+    assert loader.served == err.batch + 1 < len(loader), "stopped at the check, not at the end of the epoch"
+    assert f"epoch {err.epoch}, batch {err.batch}" in str(err)
+
+
+def test_cli_reports_divergence_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI has no learning-rate option; give it one here, as a user editing the defaults would."""
+    plain = train_cli.run_config
+    monkeypatch.setattr(train_cli, "run_config", lambda args: dataclasses.replace(plain(args), optim=OptimConfig(lr=1e12)))
+    rc, out, err = in_process(capsys, "train", "--data", str(tiny_folder), "--epochs", "3", "--max-batches", "3",
+                              "--batch-size", "4", "--num-workers", "0", "--eval-batches", "0", "--json", str(tmp_path / "never.json"))
+    assert rc == 1 and "Traceback" not in err
+    line = err.strip()
+    assert "\n" not in line and line.startswith("resnet-lab: error: training diverged: loss is nan at epoch "), err
+    assert "lower the learning rate" in line
+    assert not (tmp_path / "never.json").exists()
+
+
+# ----------------------------------------------------------------------------- (9) DataLoader workers
+
+
+class FailingWorkerDataset(LabDataset):
+    """Worker 1 kills itself (SIGKILL) or hangs on the `nth` item it loads; the test process is never touched."""
+
+    def __init__(self, n: int, nth: int, action: str, pid_file: Path) -> None:
+        rng = np.random.default_rng(0)
+        super().__init__(random_images(n, 0), rng.integers(0, 10, n), CLASSES, "synthetic", train_transform())
+        self.nth, self.action, self.pid_file, self.loaded = nth, action, pid_file, 0
+
+    def __getitem__(self, index: int):
+        info = get_worker_info()
+        if info is not None and info.id == 1 and os.getpid() != TEST_PID:
+            self.loaded += 1  # this worker's own copy (fork)
+            if self.loaded == self.nth:
+                self.pid_file.write_text(str(os.getpid()))
+                if self.action == "kill":
+                    os.kill(os.getpid(), signal.SIGKILL)
+                time.sleep(3600)
+        return super().__getitem__(index)
+
+
+@pytest.mark.filterwarnings(r"ignore:.*use of fork\(\) may lead to deadlocks:DeprecationWarning")
+@pytest.mark.parametrize("nth", [1, 4, 9])
+def test_killed_worker_surfaces_with_its_cause(tmp_path: Path, deadline, nth: int) -> None:
+    pid_file = tmp_path / "killed.pid"
+    dataset = FailingWorkerDataset(40, nth, "kill", pid_file)
+    run = LabRun(RunConfig(loader=LoaderConfig(batch_size=4, num_workers=2)), dataset)
+    start = time.monotonic()
+    deadline(60)
+    with pytest.raises(LoaderWorkerError) as caught:
+        run.run_epoch()
+    assert time.monotonic() - start < 60
+    message = str(caught.value)
+    assert f"pid {pid_file.read_text()} killed by SIGKILL" in message, message
+    assert message.startswith("a DataLoader worker died mid-epoch (epoch 1, batch ") and "fewer workers" in message
+    assert isinstance(caught.value, RuntimeError)
+
+
+@pytest.mark.filterwarnings(r"ignore:.*use of fork\(\) may lead to deadlocks:DeprecationWarning")
+def test_hung_worker_times_out_instead_of_hanging(tmp_path: Path, deadline) -> None:
+    dataset = FailingWorkerDataset(40, 2, "hang", tmp_path / "hung.pid")
+    run = LabRun(RunConfig(loader=LoaderConfig(batch_size=4, num_workers=2, timeout=2)), dataset)
+    deadline(60)
+    with pytest.raises(LoaderWorkerError, match=r"DataLoader timed out after 2\.0 seconds waiting for a batch \(epoch 1, batch \d+\): a DataLoader worker is hung"):
+        run.run_epoch()
+
+
+def test_loader_timeout_setting() -> None:
+    dataset = LabDataset(random_images(8, 0), np.zeros(8, dtype=np.int64), CLASSES, "synthetic", train_transform())
+    assert LoaderConfig().timeout == 120
+    assert make_train_loader(dataset, LoaderConfig(batch_size=4)).timeout == 120
+    assert make_train_loader(dataset, LoaderConfig(batch_size=4, num_workers=0)).timeout == 0  # no workers to wait for
+    assert make_train_loader(dataset, LoaderConfig(batch_size=4, timeout=0)).timeout == 0  # 0: wait forever
+    for bad in (-1, float("inf"), float("nan"), True, "60"):
+        with pytest.raises(DataError, match="timeout must be a number of seconds >= 0"):
+            LoaderConfig(timeout=bad)
+
+
+# ----------------------------------------------------------------------------- (10) interrupted runs never leave a partial --json
+
+
+def load_trials():
+    spec = importlib.util.spec_from_file_location("interrupt_trials", ROOT / "scripts" / "interrupt_trials.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_interrupted_overwrites_leave_old_or_new_json_never_partial(tmp_path: Path, tiny_folder: Path) -> None:
+    """Four trials (scripts/interrupt_trials.py runs many more): SIGINT and SIGKILL, at a random moment and mid-write."""
+    trials = load_trials()
+    rng = random.Random(1234)
+    plan = [
+        (signal.SIGINT, trials.AT_WRITE),
+        (signal.SIGKILL, trials.AT_WRITE),
+        (signal.SIGINT, rng.uniform(1.0, 6.0)),
+        (signal.SIGKILL, rng.uniform(1.0, 6.0)),
+    ]
+    env = dict(os.environ)
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(
+            lambda item: trials.run_trial(tmp_path / f"trial-{item[0]}", item[1][0], item[1][1], str(tiny_folder), env),
+            enumerate(plan),
+        ))
+    for trial in results:
+        assert trial.outcome in ("old", "new"), trial
+        assert trial.ok, trial
+        if trial.signal == "SIGINT":
+            assert trial.leftover_tmp == 0, trial
+        if trial.signal == "SIGINT" and trial.sent and trial.returncode == 130:
+            assert trial.stderr.strip() == INTERRUPTED, trial.stderr
+        if not trial.sent:
+            assert trial.returncode == 0 and trial.outcome == "new"
+        elif trial.signal == "SIGKILL":
+            assert trial.returncode == -signal.SIGKILL
+    for trial in results[:2]:
+        if trial.write_seen:  # signalled while the new file was being written: old or new, both whole
+            assert trial.returncode in (130, -signal.SIGKILL, 0), trial
+
+
+# ----------------------------------------------------------------------------- (12) device out of memory
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError, torch.cuda.OutOfMemoryError], ids=["torch", "torch.cuda"])
+def test_out_of_memory_suggests_a_smaller_batch(
+    capsys: pytest.CaptureFixture[str], tiny_folder: Path, monkeypatch: pytest.MonkeyPatch, error: type[Exception]
+) -> None:
+    def oom(*args: object, **kwargs: object) -> None:
+        raise error(
+            "CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of 79.19 GiB of which 3.12 GiB is free. "
+            "Of the allocated memory 70.01 GiB is allocated by PyTorch.\nSee documentation for Memory Management"
+        )
+
+    monkeypatch.setattr(train_module, "train_step", oom)
+    rc, out, err = in_process(capsys, "train", "--data", str(tiny_folder), "--batch-size", "16", "--epochs", "1",
+                              "--num-workers", "0", "--eval-batches", "0")
+    assert rc == 2 and "Traceback" not in err
+    assert err.strip() == (
+        "resnet-lab: error: the device ran out of memory at --batch-size 16 "
+        "(CUDA out of memory. Tried to allocate 20.00 GiB.); try a smaller --batch-size"
+    )
+
+
+def test_other_runtime_errors_are_not_disguised(capsys: pytest.CaptureFixture[str], tiny_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bug is a bug: the CLI does not turn arbitrary errors into one-liners."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("shape mismatch in a layer")
+
+    monkeypatch.setattr(train_module, "train_step", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        cli.main(["train", "--data", str(tiny_folder), "--batch-size", "4", "--epochs", "1", "--num-workers", "0"])
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+
+def interrupt_self() -> None:
+    """Ctrl-C now: the handler runs during the sleep."""
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.05)
+
+
+class InterruptedWhileStarting(CountingLoader):
+    """Ctrl-C arrives while the loader starts (forks) its workers, inside code that drops exceptions.
+
+    CPython prints and drops an exception raised in an at-fork hook (logging registers one) or in a
+    __del__; this loader drops it the same way.
+    """
+
+    def __iter__(self):
+        try:
+            interrupt_self()
+        except KeyboardInterrupt:
+            pass  # "Exception ignored in: <function _releaseLock ...>"
+        return super().__iter__()
+
+
+class InterruptedWhileStopping(CountingLoader):
+    """Ctrl-C arrives while the loader's iterator shuts its workers down in __del__."""
+
+    class Batches:
+        def __init__(self, batches: list) -> None:
+            self.batches = iter(batches)
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            return next(self.batches)
+
+        def __del__(self) -> None:
+            interrupt_self()  # a KeyboardInterrupt raised here would be printed and dropped
+
+    def __iter__(self):
+        return self.Batches(self.batches)
+
+
+@pytest.mark.parametrize("loader_type", [InterruptedWhileStarting, InterruptedWhileStopping], ids=["starting", "stopping"])
+@pytest.mark.parametrize("phase", ["train", "evaluate"])
+def test_ctrl_c_while_workers_start_or_stop_is_not_lost(loader_type: type, phase: str) -> None:
+    model = resnet18()
+    loader = loader_type(2)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        if phase == "train":
+            train_one_epoch(model, loader, make_optimizer("sgd", model.parameters()), "cpu", max_batches=1)
+        else:
+            train_module.evaluate(model, loader, "cpu", max_batches=1)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the usual Ctrl-C handler is back"
+
+
+def test_ctrl_c_during_training_is_one_line(tmp_path: Path, tiny_folder: Path) -> None:
+    """Ctrl-C reaches the whole foreground process group, DataLoader workers included.
+
+    Sent right after an epoch line, it lands while the next epoch forks its workers: a
+    KeyboardInterrupt raised in an at-fork hook would be swallowed and training would go on.
+    """
+    out_json = tmp_path / "out.json"
+    out_json.write_text('{"earlier": true}\n')
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "resnet_lab", "train", "--data", str(tiny_folder), "--epochs", "50", "--batch-size", "4",
+         "--num-workers", "2", "--json", str(out_json)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)
+    reader.start()
+    try:
+        got = ""
+        end = time.monotonic() + 90
+        while not got.startswith("epoch 1/50"):  # training has started, workers and all
+            got = lines.get(timeout=max(0.1, end - time.monotonic()))
+        os.killpg(proc.pid, signal.SIGINT)
+        rc = proc.wait(timeout=30)
+        err = proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        reader.join(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
+    assert rc == 130, err
+    assert err.strip() == INTERRUPTED, err
+    assert out_json.read_text() == '{"earlier": true}\n'
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # no worker outlives the run
