@@ -213,6 +213,26 @@ def test_hung_worker_times_out_instead_of_hanging(tmp_path: Path, deadline) -> N
         run.run_epoch()
 
 
+def test_every_way_torch_reports_a_dead_worker_names_it() -> None:
+    """torch raises one of three errors depending on timing; each becomes the same clear LoaderWorkerError."""
+    from types import SimpleNamespace
+
+    from resnet_lab.train import loader_failure
+
+    iterator = SimpleNamespace(_workers=[SimpleNamespace(pid=101, exitcode=None), SimpleNamespace(pid=102, exitcode=-signal.SIGKILL)])
+    for raw in (
+        RuntimeError("DataLoader worker (pid 102) is killed by signal: Killed. "),
+        RuntimeError("DataLoader worker (pid(s) 102) exited unexpectedly"),
+        ConnectionResetError(104, "Connection reset by peer"),  # receiving a batch the dead worker had queued
+        EOFError(),
+    ):
+        failure = loader_failure(raw, iterator, epoch=3, batch=7)
+        assert isinstance(failure, LoaderWorkerError), raw
+        assert str(failure).startswith("a DataLoader worker died mid-epoch (epoch 3, batch 7): pid 102 killed by SIGKILL;")
+    assert loader_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied"), iterator, 1, 0) is None
+    assert loader_failure(DivergenceError(1, 0, float("nan")), iterator, 1, 0) is None
+
+
 def test_loader_timeout_setting() -> None:
     dataset = LabDataset(random_images(8, 0), np.zeros(8, dtype=np.int64), CLASSES, "synthetic", train_transform())
     assert LoaderConfig().timeout == 120
