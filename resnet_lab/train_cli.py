@@ -15,7 +15,7 @@ from .fileio import write_json
 from .machine import environment_info
 from .optim import OPTIMIZERS
 from .run import LabRun, RunConfig
-from .train import resolve_device
+from .train import deferred_interrupt, resolve_device
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -85,7 +85,10 @@ def check_json_path(path: str) -> None:
 
 def write_results(path: str, results: dict[str, object]) -> None:
     try:
-        write_json(path, results)  # atomic: an existing file is replaced whole or left as it was
+        # Atomic: an existing file is replaced whole or left as it was. Ctrl-C waits the few
+        # milliseconds the write takes, so it never strands the temporary file either.
+        with deferred_interrupt():
+            write_json(path, results)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         if exc.filename:

@@ -32,6 +32,7 @@ OLD = {"note": "results of an earlier run; must survive any interrupted overwrit
 OLD_BYTES = (json.dumps(OLD, indent=2) + "\n").encode()
 NEW_KEYS = {"config", "data", "machine", "epochs", "summary", "test"}
 AT_WRITE = "at-write"
+INTERRUPTED = "resnet-lab: interrupted; files already written are complete, nothing half-written was kept"
 
 
 @dataclass
@@ -177,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{i + 1:3d} {trial.signal:7s} {trial.trigger:14s} sent={trial.sent!s:5s} seen={trial.write_seen!s:5s} "
                   f"exit={trial.returncode:4d} {trial.outcome:8s} tmp={trial.leftover_tmp} traceback={trial.traceback} "
                   f"{'ok' if trial.ok else 'BROKEN'}", flush=True)
+            last = trial.stderr.strip().splitlines()[-1:] if trial.stderr.strip() else []
+            if last and last[0] != INTERRUPTED:
+                print(f"    stderr ends: {last[0][:160]}")
     print()
     print(summary_table(trials))
     broken = [t for t in trials if not t.ok]
