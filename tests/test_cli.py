@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -20,7 +19,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from datafixtures import write_image_folder
 from resnet_lab import cli, fileio
 
 EPOCH_KEYS = {
@@ -32,18 +30,7 @@ TINY = ["--epochs", "1", "--max-batches", "1", "--batch-size", "4", "--eval-batc
 NUMBER = r"(-?\d+\.\d+)"
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("RESNET_LAB_CACHE", str(cache))  # inherited by the subprocesses too
-    return cache
-
-
-@pytest.fixture()
-def tiny_folder(tmp_path: Path) -> Path:
-    """20 train and 10 test images, two and one per class: loads in milliseconds."""
-    write_image_folder(tmp_path / "tiny", train_per_class=2, test_per_class=1)
-    return tmp_path / "tiny"
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def lab(*args: str, cwd: Path) -> subprocess.Popen:

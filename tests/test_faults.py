@@ -27,7 +27,7 @@ import pytest
 import torch
 from torch.utils.data import get_worker_info
 
-from datafixtures import CLASSES, random_images, write_image_folder
+from datafixtures import CLASSES, random_images
 from resnet_lab import cli, resnet18, train_cli
 from resnet_lab import train as train_module
 from resnet_lab.data import DataError, LabDataset, LoaderConfig, make_train_loader, train_transform
@@ -39,19 +39,6 @@ from resnet_lab.train import LoaderWorkerError, train_one_epoch
 ROOT = Path(__file__).resolve().parent.parent
 TEST_PID = os.getpid()
 INTERRUPTED = "resnet-lab: interrupted; files already written are complete, nothing half-written was kept"
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("RESNET_LAB_CACHE", str(cache))  # inherited by the subprocesses too
-    return cache
-
-
-@pytest.fixture()
-def tiny_folder(tmp_path: Path) -> Path:
-    write_image_folder(tmp_path / "tiny", train_per_class=2, test_per_class=1)
-    return tmp_path / "tiny"
 
 
 @pytest.fixture()
@@ -72,6 +59,9 @@ def deadline():
     yield arm
     signal.alarm(0)
     signal.signal(signal.SIGALRM, previous)
+
+
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
