@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The GPU check: the full preset on one GPU, time-boxed so it ends within about 6 minutes.
+# The GPU check: the full preset on one GPU, time-boxed so it ends within about 6.5 minutes.
 #   usage: benchmarks/gpu-check.sh OUTDIR [DATA]      (DATA: a CIFAR-10 source; default synthetic)
 # Two parts, each its own pytest run with its own JSON and log, so a part that overruns its
-# limit loses only itself:
-#   speed  C8 variants (3 epochs; compile-reduce-overhead and max-autotune left out: minutes to build)
-#          and the loader group (PIL DataLoader w0/w2 vs device-resident, CPU and CUDA)
-#   lab    C2-C7, Q1-Q4 and Q3b at full size (50,000 images, batch 128), 2 epochs each to fit
+# limit loses only itself (benchmarks that finished are still written):
+#   speed  the loader group (PIL DataLoader w0/w2 on the CPU vs device-resident on CPU and GPU),
+#          then C8 (3 epochs): eager, best (compiled, CUDA graphs), the single-change variants,
+#          compile-default and compile-reduce-overhead; max-autotune is left out (many minutes to build)
+#   lab    C4-C7, Q3b, Q1-Q4, C2, C3 at full size (50,000 images, batch 128), 2 epochs each,
+#          in that order so the questions not yet measured on a GPU come first
 # Environment: PYTHON (default python3), LAB_DEVICE (default cuda), SPEED_LIMIT/LAB_LIMIT seconds,
 # EXTRA (more pytest arguments for both parts, e.g. for a dry run on a CPU).
 set -uo pipefail
@@ -21,11 +23,11 @@ export RESNET_LAB_CACHE=${RESNET_LAB_CACHE:-/tmp/resnet_lab_cache}
   $PY -c "import torch, torchvision, pytest_benchmark; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'pytest-benchmark', pytest_benchmark.__version__, 'cpus', __import__('os').cpu_count())"; } > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 
-part() {  # part NAME LIMIT_S PYTEST_ARGS...
+part() {  # part NAME LIMIT_S PYTEST_ARGS...   (test files are given in the order they should run)
   local name=$1 limit=$2; shift 2
   local start=$SECONDS
   # -W default: show library warnings (e.g. from torch.compile) instead of failing on them as the unit tests do.
-  timeout --signal=INT --kill-after=15 "$limit" $PY -m pytest benchmarks -p no:cacheprovider -W default \
+  timeout --signal=INT --kill-after=15 "$limit" $PY -m pytest -p no:cacheprovider -W default \
     --lab-preset full --lab-data "$DATA" --lab-device "$DEVICE" --lab-out "$OUT/lab-output" \
     --benchmark-json "$OUT/$name.json" --benchmark-columns=median,mean,stddev,rounds "$@" ${EXTRA:-} > "$OUT/$name.log" 2>&1
   local status=$?
@@ -33,8 +35,10 @@ part() {  # part NAME LIMIT_S PYTEST_ARGS...
   grep -E "passed|failed|error" "$OUT/$name.log" | tail -n 3
 }
 
-part speed "${SPEED_LIMIT:-190}" -k "C8 or loader_throughput" --lab-epochs 3 --lab-workers 8,16 \
-  --deselect "benchmarks/test_c8_speed.py::test_c8_variant[device=$DEVICE-variant=compile-reduce-overhead]" \
-  --deselect "benchmarks/test_c8_speed.py::test_c8_variant[device=$DEVICE-variant=compile-max-autotune]"
-part lab "${LAB_LIMIT:-140}" -k "not C8 and not loader_throughput" --lab-epochs 2
+B=benchmarks
+part speed "${SPEED_LIMIT:-250}" $B/test_loader.py $B/test_c8_speed.py --lab-epochs 3 --lab-workers 8,16 \
+  --deselect "$B/test_c8_speed.py::test_c8_variant[device=$DEVICE-variant=compile-max-autotune]"
+part lab "${LAB_LIMIT:-120}" $B/test_c7_batchnorm.py $B/test_c6_optimizers.py $B/test_c4_workers_vs_best.py \
+  $B/test_c5_cpu_vs_gpu.py $B/test_q3b_profile.py $B/test_q_structure.py $B/test_c2_phases.py $B/test_c3_workers.py \
+  --lab-epochs 2 --lab-workers 8,16
 ls -la "$OUT"

@@ -10,7 +10,7 @@ import torch
 from resnet_lab import resnet18
 from resnet_lab.benchmarking import BenchSpec, run_training_benchmark
 from resnet_lab.flops import train_step_flops
-from resnet_lab.speed import VARIANTS, device_peaks, step_seconds, work_record
+from resnet_lab.speed import VARIANTS, device_peaks, speedup_record, step_seconds, work_record
 
 
 @pytest.fixture(scope="session")
@@ -19,12 +19,17 @@ def peaks_by_device():
 
 
 @pytest.fixture(scope="session")
+def eager_by_device():
+    return {}  # device -> the eager baseline's work record, for the ratios of the variants after it
+
+
+@pytest.fixture(scope="session")
 def step_flops():
     return train_step_flops(resnet18(), batch_size=128)
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS), ids=lambda v: f"variant={v}")
-def test_c8_variant(benchmark, device, variant, lab_options, lab_data, c32, peaks_by_device, step_flops):
+def test_c8_variant(benchmark, device, variant, lab_options, lab_data, c32, peaks_by_device, eager_by_device, step_flops):
     v = VARIANTS[variant]
     dev = torch.device(device)
     reason = v.skip_reason(dev, lab_options.preset)
@@ -41,8 +46,12 @@ def test_c8_variant(benchmark, device, variant, lab_options, lab_data, c32, peak
     )
     run = run_training_benchmark(benchmark, spec, lab_options, train_set, None)
     peak = peaks["bfloat16" if v.uses_bf16(dev) else "float32"]
+    work = work_record(int(step_flops["flops_per_step"]), step_seconds(run.records), peak)
+    if variant == "eager":
+        eager_by_device[device] = work
     benchmark.extra_info.update(
-        work_record(int(step_flops["flops_per_step"]), step_seconds(run.records), peak),
+        work,
+        **speedup_record(float(work["train_step_s"]), eager_by_device.get(device), float(work["peak_flops_per_s"])),
         variant=variant,
         channels_last=v.channels_last,
         amp_dtype="bfloat16" if v.uses_bf16(dev) else None,

@@ -534,18 +534,23 @@ def c8_section(runs: Sequence[Run], figures: Figures) -> list[str]:
         benches = [b for r, b in found if r is run]
         lines += [f"### {run.label}", "", from_line(run), ""]
         rows, labels, first, steady = [], [], [], []
+        # Ratios against the eager baseline of the same run and device, computed here so older JSON gets them too.
+        eager_step = {str(b.params.get("device", b.extra("device") or "")): b.number("train_step_s")
+                      for b in benches if b.params.get("variant", b.extra("variant")) == "eager"}
         for b in benches:
             variant = str(b.params.get("variant", b.extra("variant") or NR))
             device = str(b.params.get("device", b.extra("device") or ""))
             achieved, peak, mfu = b.number("achieved_flops_per_s"), b.number("peak_flops_per_s"), b.number("mfu")
-            rows.append([variant, device, fmt_s(b.number("first_epoch_s")), fmt_s(b.number("steady_epoch_s")), fmt_s(b.number("train_step_s")),
+            step_s, base_s = b.number("train_step_s"), eager_step.get(device)
+            ratio = NR if not (step_s and base_s) else f"{base_s / step_s:.2f}×"
+            rows.append([variant, device, fmt_s(b.number("first_epoch_s")), fmt_s(b.number("steady_epoch_s")), fmt_s(step_s), ratio,
                          NR if achieved is None else f"{achieved / 1e12:.3g}", NR if peak is None else f"{peak / 1e12:.3g}",
                          NR if mfu is None else f"{mfu:.1%}", fmt_loss(last_value(b, "loss"))])
             if b.number("first_epoch_s") is not None and b.number("steady_epoch_s") is not None:
                 labels.append(f"{variant} ({device})" if device else variant)
                 first.append(b.number("first_epoch_s"))
                 steady.append(b.number("steady_epoch_s"))
-        lines += md_table(["variant", "device", "first epoch (s)", "steady epoch (s)", "train step (s)", "achieved TFLOP/s", "peak TFLOP/s", "MFU", "loss"], rows)
+        lines += md_table(["variant", "device", "first epoch (s)", "steady epoch (s)", "train step (s)", "vs eager", "achieved TFLOP/s", "peak TFLOP/s", "MFU", "loss"], rows)
         if labels:
             title = f"C8: first epoch vs steady state ({run.label})"
             parts = {"first epoch (compilation included)": first, "steady-state epoch": steady}

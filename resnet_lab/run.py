@@ -105,7 +105,9 @@ class LabRun:
         self.model = build_model(config, self.device)
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.optim)
         # Compile after the optimizer holds the real parameters; the compiled wrapper shares them.
-        self.step_model = torch.compile(self.model, mode=config.compile_mode) if config.compile_mode else self.model
+        # dynamic=False: the epoch's last, smaller batch (50,000 % 128 = 80) gets its own static
+        # graph instead of turning the batch dimension symbolic for every later step.
+        self.step_model = torch.compile(self.model, mode=config.compile_mode, dynamic=False) if config.compile_mode else self.model
         if train_loader is None:
             if train_set is None:
                 raise LabError("LabRun needs a train_set or a train_loader")

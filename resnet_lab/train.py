@@ -202,8 +202,10 @@ class EpochMetrics:
 
     def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> float | None:
         hit = logits.argmax(dim=1).eq(y)
-        self.correct += torch.bincount(y, weights=hit.float(), minlength=self.num_classes).long()
-        self.seen += torch.bincount(y, minlength=self.num_classes)
+        # index_add_, not bincount: CUDA bincount reads y.max()/y.min() back to the host,
+        # two device syncs per batch that would serialize the fast loop.
+        self.correct.index_add_(0, y, hit.long())
+        self.seen.index_add_(0, y, torch.ones_like(y))
         self.loss_sum += loss.detach().double() * y.numel()
         self.images += y.numel()
         return loss.item() if self.eager else None

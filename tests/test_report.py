@@ -157,7 +157,8 @@ def test_q3b_and_c8(capsys, tmp_path, cpu_run):
     # share of CPU time: 8.0 of (0.03 + 0.002 + 4 + 8 + 0.6 + 0.01) = 63.3%
     assert f"{8.0 / 12.642:.1%}" in q3b
     c8 = section(text, "## C8")
-    assert "| compile-default | cpu | 60.000 | 3.900 |" in c8
+    assert "| compile-default | cpu | 60.000 | 3.900 | 1.950 | 1.28× |" in c8  # train step 3.9 / 2 against eager's 5.0 / 2
+    assert "| eager | cpu | 5.200 | 5.000 | 2.500 | 1.00× |" in c8
 
 
 def test_absent_questions_are_not_run(capsys, tmp_path):

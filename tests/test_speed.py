@@ -1,0 +1,63 @@
+"""C8 variant definitions: what each one changes, when it skips, and the speedup accounting."""
+
+import pytest
+import torch
+
+from resnet_lab.speed import VARIANTS, speedup_record, step_seconds
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+def test_baseline_runs_first_and_best_second() -> None:
+    # A time-boxed GPU check must get the headline ratio before anything else.
+    assert list(VARIANTS)[:2] == ["eager", "best"]
+    eager = VARIANTS["eager"]
+    assert not (eager.channels_last or eager.bf16 or eager.device_loader or eager.compile_mode) and eager.sync_phases
+
+
+@pytest.mark.parametrize("name", [n for n in VARIANTS if n not in ("eager", "best", "channels-last-bf16")])
+def test_single_change_variants_change_one_thing(name: str) -> None:
+    v = VARIANTS[name]
+    changes = [v.channels_last, v.bf16, v.compile_mode is not None, v.device_loader, not v.sync_phases, v.flush_denormal]
+    assert sum(changes) == 1, name
+
+
+def test_channels_last_bf16_is_the_two_combined() -> None:
+    v = VARIANTS["channels-last-bf16"]
+    assert v.channels_last and v.bf16 and v.compile_mode is None and not v.device_loader and v.sync_phases
+
+
+def test_best_compiles_with_cuda_graphs_on_a_gpu_in_the_full_preset_only() -> None:
+    best = VARIANTS["best"]
+    assert best.resolved_compile_mode(CUDA, "full") == "reduce-overhead"
+    assert best.resolved_compile_mode(CUDA, "smoke") is None
+    assert best.resolved_compile_mode(CPU, "full") is None  # measured no faster on the CPU (see resolved_compile_mode)
+    assert VARIANTS["compile-default"].resolved_compile_mode(CPU, "full") == "default"
+
+
+def test_compile_modes_skip_in_smoke_with_a_reason() -> None:
+    reason = VARIANTS["compile-max-autotune"].skip_reason(CPU, "smoke")
+    assert reason is not None and "--lab-preset full" in reason
+    assert VARIANTS["compile-max-autotune"].skip_reason(CPU, "full") is None
+    assert VARIANTS["best"].skip_reason(CPU, "smoke") is None
+
+
+def test_step_seconds_excludes_the_warmup_epoch() -> None:
+    records = [
+        {"batches": 2, "train_s": 10.0, "epoch_s": 11.0, "phases_synced": True},
+        {"batches": 2, "train_s": 2.0, "epoch_s": 3.0, "phases_synced": True},
+        {"batches": 2, "train_s": 4.0, "epoch_s": 5.0, "phases_synced": True},
+    ]
+    assert step_seconds(records) == pytest.approx(1.5)
+    unsynced = [dict(r, phases_synced=False) for r in records]
+    assert step_seconds(unsynced) == pytest.approx(2.0)  # whole epoch per batch: loading included
+    assert step_seconds(records[:1]) == pytest.approx(5.0)
+
+
+def test_speedup_record_against_the_baseline() -> None:
+    eager = {"train_step_s": 3.0, "achieved_flops_per_s": 100.0}
+    record = speedup_record(1.0, eager, peak_flops_per_s=350.0)
+    assert record["speedup_vs_eager"] == pytest.approx(3.0)
+    assert record["speedup_vs_eager_at_peak"] == pytest.approx(3.5)
+    assert record["eager_train_step_s"] == 3.0
+    assert speedup_record(1.0, None, 350.0) == {}
