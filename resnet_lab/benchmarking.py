@@ -35,6 +35,7 @@ class BenchSpec:
     device_loader: bool = False
     sync_phases: bool = True
     flush_denormal: bool = False
+    graph_step: bool = False
     epochs: int | None = None  # None: the preset's epochs
     evaluate: bool = True
 
@@ -52,6 +53,7 @@ def run_config(spec: BenchSpec, options: LabOptions) -> RunConfig:
         device_loader=spec.device_loader,
         sync_phases=spec.sync_phases,
         flush_denormal=spec.flush_denormal,
+        graph_step=spec.graph_step,
         loader=LoaderConfig(num_workers=spec.workers),
     )
 

@@ -38,6 +38,7 @@ class RunConfig:
     device_loader: bool = False  # C8: device-resident loader instead of the lab's PIL DataLoader
     sync_phases: bool = True  # False: the fast loop, no per-batch sync (see train_one_epoch)
     flush_denormal: bool = False  # CPU: flush denormal floats to zero during training (see flush_denormals)
+    graph_step: bool = False  # CUDA: the whole training step as one CUDA graph (see graphstep.py)
     optim: OptimConfig = OptimConfig()
     loader: LoaderConfig = field(default_factory=LoaderConfig)
 
@@ -51,6 +52,13 @@ class RunConfig:
         if self.compile_mode is not None and self.compile_mode not in COMPILE_MODES:
             raise LabError(f"unknown compile mode '{self.compile_mode}': choose one of {', '.join(COMPILE_MODES)}")
         canonical_optimizer(self.optimizer)
+        if self.graph_step and not self.device.startswith("cuda"):
+            raise LabError(f"graph_step captures the training step as a CUDA graph: it needs device 'cuda', got '{self.device}'")
+        if self.graph_step and self.compile_mode not in (None, "default"):
+            raise LabError(
+                f"graph_step cannot be combined with compile mode '{self.compile_mode}', which captures CUDA graphs of its own; "
+                "use compile mode 'default' or none"
+            )
 
     def as_record(self) -> dict[str, object]:
         record = asdict(self)
@@ -121,6 +129,11 @@ class LabRun:
         self.train_loader, self.test_loader = train_loader, test_loader
         self.progress = progress
         self.records: list[dict[str, object]] = []
+        self.graphed = None
+        if config.graph_step:
+            from .graphstep import GraphedTrainStep  # CUDA-only machinery, imported where it is used
+
+            self.graphed = GraphedTrainStep(self.step_model, self.optimizer, self.device, config.step)
 
     def run_epoch(self) -> dict[str, object]:
         with flush_denormals(self.config.flush_denormal):
@@ -140,6 +153,7 @@ class LabRun:
             step=self.config.step,
             progress=self.progress,
             sync_phases=self.config.sync_phases,
+            graphed=self.graphed,
         )
 
     def evaluate(self) -> dict[str, object]:

@@ -1,10 +1,11 @@
 """C8 and "how fast can the lab go": training variants and their work accounting (FLOP/s, MFU).
 
 Each variant changes one thing against the lab's faithful baseline (eager,
-fp32, NCHW, PIL DataLoader, a sync per phase), except `best`, which combines
-what helps: channels_last, bf16 autocast where the device has native bf16,
-the device-resident loader and the loop without per-batch syncs (plus
-torch.compile with CUDA graphs on a GPU in the full preset).
+fp32, NCHW, PIL DataLoader, a sync per phase), except the combinations:
+`cuda-graph` (channels_last, bf16 autocast, the device-resident loader, the
+loop without per-batch syncs, and the whole step as one CUDA graph) and
+`best`, which is that on a GPU plus torch.compile in the full preset, and on a
+CPU the same minus the graph (plus flushing denormals).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ class Variant:
     device_loader: bool = False
     sync_phases: bool = True
     flush_denormal: bool = False
-    compile_in_best: bool = False  # `best` adds torch.compile where the preset allows it
+    graph_step: bool = False  # the whole training step as one CUDA graph (CUDA only)
+    best: bool = False  # adds what measured fastest on the device (see resolved_graph_step, resolved_compile_mode)
 
     def step_config(self, device: torch.device) -> StepConfig:
         return StepConfig(channels_last=self.channels_last, amp_dtype=torch.bfloat16 if self.uses_bf16(device) else None)
@@ -37,15 +39,18 @@ class Variant:
         # `best` falls back to fp32 where bf16 would be emulated; the plain `bf16` variant skips instead.
         return self.bf16 and fast_dtype_supported(device, torch.bfloat16)
 
+    def resolved_graph_step(self, device: torch.device) -> bool:
+        # On a GPU the host's launch work bounds a ResNet-18 step at batch 128 (see graphstep.py);
+        # one graph replay per step removes it.
+        return self.graph_step or (self.best and device.type == "cuda")
+
     def resolved_compile_mode(self, device: torch.device, preset: str) -> str | None:
-        if self.compile_in_best:
-            # CUDA only: on 2 CPU cores (channels_last + bf16, device loader) the compiled step
-            # measured 1.17-1.27 s against 1.15-1.16 s eager, after 50 s of compiling; the step
-            # there is ~86% oneDNN convolutions, which Inductor calls as they are.
-            # CUDA graphs (reduce-overhead) remove the per-kernel launch cost that bounds a GPU step.
-            if preset != "full" or device.type != "cuda":
-                return None
-            return "reduce-overhead"
+        if self.best:
+            # CUDA only, inside the whole-step graph (mode 'default': the graph is ours). On 2 CPU
+            # cores (channels_last + bf16, device loader) the compiled step measured 1.17-1.27 s
+            # against 1.15-1.16 s eager, after 50 s of compiling: the step there is ~86% oneDNN
+            # convolutions, which Inductor calls as they are.
+            return "default" if preset == "full" and device.type == "cuda" else None
         return self.compile_mode
 
     def skip_reason(self, device: torch.device, preset: str) -> str | None:
@@ -54,18 +59,23 @@ class Variant:
                 f"torch.compile mode '{self.compile_mode}' runs in the full preset only: building it takes minutes "
                 "on a CPU, beyond the smoke preset's 10-minute budget (pass --lab-preset full)"
             )
-        if self.bf16 and not self.compile_in_best and not fast_dtype_supported(device, torch.bfloat16):
+        if self.graph_step and device.type != "cuda":
+            return "a whole-step CUDA graph needs a CUDA device"
+        if self.bf16 and not self.best and not fast_dtype_supported(device, torch.bfloat16):
             return f"{device.type} has no native bfloat16 (needs AVX512_BF16/AMX on a CPU, sm_80+ on CUDA)"
         return None
 
 
-# Run order: the baseline first and `best` right after it, so a time-boxed run
-# (the GPU check) has the headline ratio before the single-change variants.
+FAST = {"channels_last": True, "bf16": True, "device_loader": True, "sync_phases": False}
+
+# Run order: the baseline first and the combinations right after it, so a time-boxed run
+# (the GPU check) has the headline ratios before the single-change variants.
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
         Variant("eager"),
-        Variant("best", channels_last=True, bf16=True, device_loader=True, sync_phases=False, flush_denormal=True, compile_in_best=True),
+        Variant("best", **FAST, flush_denormal=True, best=True),
+        Variant("cuda-graph", **FAST, graph_step=True),
         Variant("channels-last", channels_last=True),
         Variant("bf16", bf16=True),
         Variant("channels-last-bf16", channels_last=True, bf16=True),

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -57,6 +58,14 @@ def deferred_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.default_int_handler)
         if pending:
             raise KeyboardInterrupt
+
+
+class GraphedStep(Protocol):
+    """What train_one_epoch needs of `graphstep.GraphedTrainStep` (kept there: it is CUDA-only)."""
+
+    def begin_epoch(self) -> EpochMetrics: ...
+    def stage(self, x: torch.Tensor, y: torch.Tensor) -> None: ...
+    def run(self) -> None: ...
 
 
 class LoaderWorkerError(RuntimeError):
@@ -200,13 +209,24 @@ class EpochMetrics:
         self.correct = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
         self.seen = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
 
-    def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> float | None:
+    def reset(self) -> None:
+        """Back to zero in place: a captured CUDA graph keeps adding into these same tensors."""
+        self.loss_sum.zero_()
+        self.correct.zero_()
+        self.seen.zero_()
+        self.images = 0
+
+    def accumulate(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        """Device-side sums only (no host work, no sync), so a CUDA graph can capture it."""
         hit = logits.argmax(dim=1).eq(y)
         # index_add_, not bincount: CUDA bincount reads y.max()/y.min() back to the host,
         # two device syncs per batch that would serialize the fast loop.
         self.correct.index_add_(0, y, hit.long())
         self.seen.index_add_(0, y, torch.ones_like(y))
-        self.loss_sum += loss.detach().double() * y.numel()
+        self.loss_sum += loss.detach().double() * y.shape[0]
+
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> float | None:
+        self.accumulate(loss, logits, y)
         self.images += y.numel()
         return loss.item() if self.eager else None
 
@@ -259,6 +279,7 @@ def train_one_epoch(
     on_batch_end: Callable[[int], None] | None = None,
     sync_phases: bool = True,
     check_every: int = 50,
+    graphed: GraphedStep | None = None,
 ) -> dict[str, object]:
     """Train for one epoch (at most `max_batches` batches) and return the flat C1/C2 record.
 
@@ -266,6 +287,8 @@ def train_one_epoch(
     batch, so host and device overlap; phase times are then host-side only
     (`phases_synced` is False in the record) and non-finite loss is caught
     every `check_every` batches instead of at once. `epoch_s` is synced either way.
+    `graphed` (a `graphstep.GraphedTrainStep`) runs each step as one CUDA graph
+    replay instead of `train_step`; its metrics are kept inside the graph.
     """
     device = torch.device(device)
     if max_batches is not None and max_batches < 1:
@@ -273,7 +296,7 @@ def train_one_epoch(
     clock = clock or clock_for(device)
     clock.totals.clear()
     regions = clock if sync_phases else SyncClock()  # unsynced regions: host-side time only
-    metrics = EpochMetrics(num_outputs(model), device, eager=sync_phases)
+    metrics = graphed.begin_epoch() if graphed is not None else EpochMetrics(num_outputs(model), device, eager=sync_phases)
     model.train()
     total = capped(loader, max_batches)
     bar = progress_bar(total, progress, f"epoch {epoch}")
@@ -287,12 +310,20 @@ def train_one_epoch(
                 batch = next(iterator, None)
             if batch is None:
                 break
-            with regions.region("copy"), record_function("copy"):
-                x, y = to_device(batch[0], batch[1], device, step)
-            with regions.region("train"), record_function("train"):
-                loss, logits = train_step(model, optimizer, x, y, step)
+            loss_value = None
+            if graphed is not None:
+                with regions.region("copy"), record_function("copy"):
+                    graphed.stage(batch[0], batch[1])
+                with regions.region("train"), record_function("train"):
+                    graphed.run()  # metrics are updated inside the step
+            else:
+                with regions.region("copy"), record_function("copy"):
+                    x, y = to_device(batch[0], batch[1], device, step)
+                with regions.region("train"), record_function("train"):
+                    loss, logits = train_step(model, optimizer, x, y, step)
             with regions.region("metrics"), record_function("metrics"):
-                loss_value = metrics.update(loss, logits.detach(), y)
+                if graphed is None:
+                    loss_value = metrics.update(loss, logits.detach(), y)
                 if loss_value is None and (batches + 1) % check_every == 0:
                     loss_value = metrics.check_finite()
                 if loss_value is not None and not math.isfinite(loss_value):
@@ -302,7 +333,7 @@ def train_one_epoch(
             if on_batch_end is not None:
                 on_batch_end(batches)
         epoch_s = clock.now() - start
-        if not sync_phases and not math.isfinite(total_loss := metrics.check_finite()):
+        if not metrics.eager and not math.isfinite(total_loss := metrics.check_finite()):
             raise DivergenceError(epoch, batches - 1, total_loss)
     except (ConnectionError, EOFError, RuntimeError) as exc:
         failure = loader_failure(exc, iterator, epoch, batches)

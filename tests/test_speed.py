@@ -8,17 +8,20 @@ from resnet_lab.speed import VARIANTS, speedup_record, step_seconds
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
-def test_baseline_runs_first_and_best_second() -> None:
-    # A time-boxed GPU check must get the headline ratio before anything else.
-    assert list(VARIANTS)[:2] == ["eager", "best"]
+COMBINATIONS = ("eager", "best", "cuda-graph", "channels-last-bf16")
+
+
+def test_baseline_runs_first_then_the_combinations() -> None:
+    # A time-boxed GPU check must get the headline ratios before anything else.
+    assert list(VARIANTS)[:3] == ["eager", "best", "cuda-graph"]
     eager = VARIANTS["eager"]
-    assert not (eager.channels_last or eager.bf16 or eager.device_loader or eager.compile_mode) and eager.sync_phases
+    assert not (eager.channels_last or eager.bf16 or eager.device_loader or eager.compile_mode or eager.graph_step) and eager.sync_phases
 
 
-@pytest.mark.parametrize("name", [n for n in VARIANTS if n not in ("eager", "best", "channels-last-bf16")])
+@pytest.mark.parametrize("name", [n for n in VARIANTS if n not in COMBINATIONS])
 def test_single_change_variants_change_one_thing(name: str) -> None:
     v = VARIANTS[name]
-    changes = [v.channels_last, v.bf16, v.compile_mode is not None, v.device_loader, not v.sync_phases, v.flush_denormal]
+    changes = [v.channels_last, v.bf16, v.compile_mode is not None, v.device_loader, not v.sync_phases, v.flush_denormal, v.graph_step, v.best]
     assert sum(changes) == 1, name
 
 
@@ -27,11 +30,15 @@ def test_channels_last_bf16_is_the_two_combined() -> None:
     assert v.channels_last and v.bf16 and v.compile_mode is None and not v.device_loader and v.sync_phases
 
 
-def test_best_compiles_with_cuda_graphs_on_a_gpu_in_the_full_preset_only() -> None:
-    best = VARIANTS["best"]
-    assert best.resolved_compile_mode(CUDA, "full") == "reduce-overhead"
+def test_best_adds_the_whole_step_graph_and_compile_on_a_gpu_only() -> None:
+    best, graph = VARIANTS["best"], VARIANTS["cuda-graph"]
+    assert best.resolved_graph_step(CUDA) and not best.resolved_graph_step(CPU)
+    assert best.resolved_compile_mode(CUDA, "full") == "default"  # inside our graph: not a mode that captures its own
     assert best.resolved_compile_mode(CUDA, "smoke") is None
     assert best.resolved_compile_mode(CPU, "full") is None  # measured no faster on the CPU (see resolved_compile_mode)
+    assert best.skip_reason(CPU, "smoke") is None
+    assert graph.resolved_graph_step(CPU) and graph.skip_reason(CPU, "full") == "a whole-step CUDA graph needs a CUDA device"
+    assert graph.resolved_compile_mode(CUDA, "full") is None
     assert VARIANTS["compile-default"].resolved_compile_mode(CPU, "full") == "default"
 
 
