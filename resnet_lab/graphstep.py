@@ -1,4 +1,4 @@
-"""The whole training step as one CUDA graph (C8 `cuda-graph` and `best` on a GPU).
+"""The whole training step as one CUDA graph (C8 `cuda-graph`).
 
 At batch 128 a ResNet-18 step on an H100/H200 is a few milliseconds of GPU work
 but hundreds of kernel launches, so even compiled with CUDA graphs per region
@@ -14,6 +14,11 @@ allocates them from the graph's pool, static input buffers refilled per step.
 The warm-up steps are real training steps on real batches, so the run trains on
 exactly the same sequence of batches as the plain loop. A batch of another
 shape (the epoch's last, smaller one) runs the same step body uncaptured.
+
+Status: the logic is tested on the CPU with a stand-in capture
+(tests/test_graphstep.py); the real capture has a CUDA test and a C8 variant
+but had not yet run on a GPU when this was written (the session's GPU loan
+ended), so `best` does not use it yet.
 """
 
 from __future__ import annotations

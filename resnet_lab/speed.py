@@ -2,10 +2,11 @@
 
 Each variant changes one thing against the lab's faithful baseline (eager,
 fp32, NCHW, PIL DataLoader, a sync per phase), except the combinations:
-`cuda-graph` (channels_last, bf16 autocast, the device-resident loader, the
-loop without per-batch syncs, and the whole step as one CUDA graph) and
-`best`, which is that on a GPU plus torch.compile in the full preset, and on a
-CPU the same minus the graph (plus flushing denormals).
+`best` (channels_last, bf16 autocast where the device has native bf16, the
+device-resident loader, the loop without per-batch syncs, flushing denormals;
+plus torch.compile reduce-overhead on a GPU in the full preset) and
+`cuda-graph` (the same without compile, but the whole step as one CUDA graph:
+see graphstep.py; not yet measured on a GPU, so not part of `best`).
 """
 
 from __future__ import annotations
@@ -30,27 +31,26 @@ class Variant:
     sync_phases: bool = True
     flush_denormal: bool = False
     graph_step: bool = False  # the whole training step as one CUDA graph (CUDA only)
-    best: bool = False  # adds what measured fastest on the device (see resolved_graph_step, resolved_compile_mode)
+    best: bool = False  # adds what measured fastest on the device (see resolved_compile_mode)
 
     def step_config(self, device: torch.device) -> StepConfig:
         return StepConfig(channels_last=self.channels_last, amp_dtype=torch.bfloat16 if self.uses_bf16(device) else None)
 
-    def uses_bf16(self, device: torch.device) -> bool:
-        # `best` falls back to fp32 where bf16 would be emulated; the plain `bf16` variant skips instead.
-        return self.bf16 and fast_dtype_supported(device, torch.bfloat16)
+    @property
+    def combines(self) -> bool:
+        return self.best or self.graph_step
 
-    def resolved_graph_step(self, device: torch.device) -> bool:
-        # On a GPU the host's launch work bounds a ResNet-18 step at batch 128 (see graphstep.py);
-        # one graph replay per step removes it.
-        return self.graph_step or (self.best and device.type == "cuda")
+    def uses_bf16(self, device: torch.device) -> bool:
+        # The combinations fall back to fp32 where bf16 would be emulated; the plain `bf16` variant skips instead.
+        return self.bf16 and fast_dtype_supported(device, torch.bfloat16)
 
     def resolved_compile_mode(self, device: torch.device, preset: str) -> str | None:
         if self.best:
-            # CUDA only, inside the whole-step graph (mode 'default': the graph is ours). On 2 CPU
-            # cores (channels_last + bf16, device loader) the compiled step measured 1.17-1.27 s
-            # against 1.15-1.16 s eager, after 50 s of compiling: the step there is ~86% oneDNN
-            # convolutions, which Inductor calls as they are.
-            return "default" if preset == "full" and device.type == "cuda" else None
+            # CUDA only: on 2 CPU cores (channels_last + bf16, device loader) the compiled step
+            # measured 1.17-1.27 s against 1.15-1.16 s eager, after 50 s of compiling; the step there
+            # is ~86% oneDNN convolutions, which Inductor calls as they are. On an H200 CUDA graphs
+            # per compiled region (reduce-overhead) took the steady epoch from 5.4 s to 1.66 s.
+            return "reduce-overhead" if preset == "full" and device.type == "cuda" else None
         return self.compile_mode
 
     def skip_reason(self, device: torch.device, preset: str) -> str | None:
@@ -61,7 +61,7 @@ class Variant:
             )
         if self.graph_step and device.type != "cuda":
             return "a whole-step CUDA graph needs a CUDA device"
-        if self.bf16 and not self.best and not fast_dtype_supported(device, torch.bfloat16):
+        if self.bf16 and not self.combines and not fast_dtype_supported(device, torch.bfloat16):
             return f"{device.type} has no native bfloat16 (needs AVX512_BF16/AMX on a CPU, sm_80+ on CUDA)"
         return None
 

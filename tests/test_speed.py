@@ -30,15 +30,14 @@ def test_channels_last_bf16_is_the_two_combined() -> None:
     assert v.channels_last and v.bf16 and v.compile_mode is None and not v.device_loader and v.sync_phases
 
 
-def test_best_adds_the_whole_step_graph_and_compile_on_a_gpu_only() -> None:
+def test_best_compiles_with_cuda_graphs_on_a_gpu_in_the_full_preset_only() -> None:
     best, graph = VARIANTS["best"], VARIANTS["cuda-graph"]
-    assert best.resolved_graph_step(CUDA) and not best.resolved_graph_step(CPU)
-    assert best.resolved_compile_mode(CUDA, "full") == "default"  # inside our graph: not a mode that captures its own
+    assert best.resolved_compile_mode(CUDA, "full") == "reduce-overhead"
     assert best.resolved_compile_mode(CUDA, "smoke") is None
     assert best.resolved_compile_mode(CPU, "full") is None  # measured no faster on the CPU (see resolved_compile_mode)
-    assert best.skip_reason(CPU, "smoke") is None
-    assert graph.resolved_graph_step(CPU) and graph.skip_reason(CPU, "full") == "a whole-step CUDA graph needs a CUDA device"
-    assert graph.resolved_compile_mode(CUDA, "full") is None
+    assert best.skip_reason(CPU, "smoke") is None and not best.graph_step
+    assert graph.graph_step and graph.skip_reason(CPU, "full") == "a whole-step CUDA graph needs a CUDA device"
+    assert graph.resolved_compile_mode(CUDA, "full") is None and graph.skip_reason(CUDA, "smoke") is None
     assert VARIANTS["compile-default"].resolved_compile_mode(CPU, "full") == "default"
 
 
