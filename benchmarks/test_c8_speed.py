@@ -29,7 +29,7 @@ def step_flops():
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS), ids=lambda v: f"variant={v}")
-def test_c8_variant(benchmark, device, variant, lab_options, lab_data, c32, peaks_by_device, eager_by_device, step_flops):
+def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, peaks_by_device, eager_by_device, step_flops):
     v = VARIANTS[variant]
     dev = torch.device(device)
     reason = v.skip_reason(dev, lab_options.preset)
@@ -38,6 +38,8 @@ def test_c8_variant(benchmark, device, variant, lab_options, lab_data, c32, peak
     if device not in peaks_by_device:  # calibrated once per device, in this run, before any variant of it
         peaks_by_device[device] = device_peaks(dev)
     peaks = peaks_by_device[device]
+    # Requested after the calibration, so a C3.2 sweep it may start (DataLoader workers) cannot overlap it.
+    c32 = request.getfixturevalue("c32")
     compile_mode = v.resolved_compile_mode(dev, lab_options.preset)
     train_set, _ = lab_data
     spec = BenchSpec(

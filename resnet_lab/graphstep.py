@@ -23,6 +23,7 @@ ended), so `best` does not use it yet.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -38,10 +39,15 @@ WARMUP_STEPS = 3  # torch's recipe; lazy state (optimizer buffers, cuDNN autotun
 Body = Callable[[], None]
 
 
-def capture_cuda_graph(body: Body) -> Body:
-    """Record `body`'s kernels as one CUDA graph (nothing runs yet); returns its replay."""
+def capture_cuda_graph(body: Body, stream: torch.cuda.Stream) -> Body:
+    """Record `body`'s kernels as one CUDA graph on `stream` (nothing runs yet); returns its replay.
+
+    `stream` is the one the warm-up ran on: per-stream library state (cuBLAS workspaces, for
+    one) then already exists and is not created mid-capture. thread_local: a DataLoader's
+    pin-memory thread may touch CUDA meanwhile, which the default ('global') would fail on.
+    """
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
         body()
     return graph.replay
 
@@ -63,10 +69,10 @@ class GraphedTrainStep:
         self.metrics = EpochMetrics(num_outputs(model), device, eager=False)
         self.replay: Body | None = None
         self.steps_warmed = 0
-        self._capture_fn = capture or capture_cuda_graph
         self._static: tuple[torch.Tensor, torch.Tensor] | None = None  # graph input buffers (x, y)
         self._staged: tuple[torch.Tensor, torch.Tensor] | None = None
         self._side_stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self._capture_fn = capture or functools.partial(capture_cuda_graph, stream=self._side_stream)
 
     def begin_epoch(self) -> EpochMetrics:
         self.metrics.reset()
