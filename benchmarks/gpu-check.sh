@@ -6,7 +6,7 @@
 #   tests  the CUDA-only unit tests (real CUDA-graph capture, device loader, sync clock, peaks)
 #   speed  the loader group (PIL DataLoader w0/w2 on the CPU vs device-resident on CPU and GPU),
 #          then C8 (3 epochs): eager, best (compiled, CUDA graphs per region), cuda-graph (the whole
-#          step as one CUDA graph), the single-change variants,
+#          step as one CUDA graph) and cuda-graph-compiled, the single-change variants,
 #          compile-default and compile-reduce-overhead; max-autotune is left out (many minutes to build)
 #   lab    C4-C7, Q3b, Q1-Q4, C2, C3 at full size (50,000 images, batch 128), 2 epochs each,
 #          in that order so the questions not yet measured on a GPU come first

@@ -3,17 +3,18 @@
 import pytest
 import torch
 
+from resnet_lab.run import RunConfig
 from resnet_lab.speed import VARIANTS, speedup_record, step_seconds
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 
-COMBINATIONS = ("eager", "best", "cuda-graph", "channels-last-bf16")
+COMBINATIONS = ("eager", "best", "cuda-graph", "cuda-graph-compiled", "channels-last-bf16")
 
 
 def test_baseline_runs_first_then_the_combinations() -> None:
     # A time-boxed GPU check must get the headline ratios before anything else.
-    assert list(VARIANTS)[:3] == ["eager", "best", "cuda-graph"]
+    assert list(VARIANTS)[:4] == ["eager", "best", "cuda-graph", "cuda-graph-compiled"]
     eager = VARIANTS["eager"]
     assert not (eager.channels_last or eager.bf16 or eager.device_loader or eager.compile_mode or eager.graph_step) and eager.sync_phases
 
@@ -39,6 +40,10 @@ def test_best_compiles_with_cuda_graphs_on_a_gpu_in_the_full_preset_only() -> No
     assert graph.graph_step and graph.skip_reason(CPU, "full") == "a whole-step CUDA graph needs a CUDA device"
     assert graph.resolved_compile_mode(CUDA, "full") is None and graph.skip_reason(CUDA, "smoke") is None
     assert VARIANTS["compile-default"].resolved_compile_mode(CPU, "full") == "default"
+    compiled = VARIANTS["cuda-graph-compiled"]
+    assert compiled.resolved_compile_mode(CUDA, "full") == "default" and "full preset" in compiled.skip_reason(CUDA, "smoke")
+    # the one compile mode RunConfig accepts beside a whole-step graph
+    RunConfig(device="cuda", graph_step=compiled.graph_step, compile_mode=compiled.resolved_compile_mode(CUDA, "full"))
 
 
 def test_compile_modes_skip_in_smoke_with_a_reason() -> None:
