@@ -27,12 +27,10 @@ import functools
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .errors import LabError
-from .fastloader import normalize_batch
-from .train import EpochMetrics, StepConfig, num_outputs
+from .train import EpochMetrics, StepConfig, num_outputs, to_device, train_step
 
 WARMUP_STEPS = 3  # torch's recipe; lazy state (optimizer buffers, cuDNN autotuning) must exist before capture
 
@@ -109,15 +107,9 @@ class GraphedTrainStep:
         self.metrics.images += y.shape[0]
 
     def _body(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        memory_format = torch.channels_last if self.step.channels_last else torch.contiguous_format
-        x = normalize_batch(x, memory_format=memory_format) if x.dtype == torch.uint8 else x.contiguous(memory_format=memory_format)
-        # cache_enabled=False: autocast's weight-cast cache must not outlive the captured region.
-        with torch.autocast(self.device.type, dtype=self.step.amp_dtype or torch.float32, enabled=self.step.amp_dtype is not None,
-                            cache_enabled=False):
-            logits = self.model(x)
-            loss = F.cross_entropy(logits, y)
-        loss.backward()
-        self.optimizer.step()
+        # The plain loop's own copy/normalize and step; the caller has zeroed the grads.
+        x, y = to_device(x, y, self.device, self.step)
+        loss, logits = train_step(self.model, self.optimizer, x, y, self.step, zero_grad=False, autocast_cache=False)
         self.metrics.accumulate(loss.detach(), logits.detach(), y)
 
     def _warmup_step(self, x: torch.Tensor, y: torch.Tensor) -> None:

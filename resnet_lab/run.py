@@ -15,6 +15,7 @@ import torch
 from .data import LabDataset, LoaderConfig, make_test_loader, make_train_loader
 from .errors import LabError
 from .fastloader import DeviceLoader
+from .graphstep import GraphedTrainStep
 from .model import resnet18
 from .optim import OptimConfig, canonical_optimizer, make_optimizer
 from .train import StepConfig, configure_backends, evaluate, resolve_device, set_seed, summarize, train_one_epoch
@@ -129,11 +130,7 @@ class LabRun:
         self.train_loader, self.test_loader = train_loader, test_loader
         self.progress = progress
         self.records: list[dict[str, object]] = []
-        self.graphed = None
-        if config.graph_step:
-            from .graphstep import GraphedTrainStep  # CUDA-only machinery, imported where it is used
-
-            self.graphed = GraphedTrainStep(self.step_model, self.optimizer, self.device, config.step)
+        self.graphed = GraphedTrainStep(self.step_model, self.optimizer, self.device, config.step) if config.graph_step else None
 
     def run_epoch(self) -> dict[str, object]:
         with flush_denormals(self.config.flush_denormal):

@@ -176,11 +176,18 @@ def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, step: Step
 
 
 def train_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, step: StepConfig
+    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, step: StepConfig,
+    *, zero_grad: bool = True, autocast_cache: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward, cross-entropy, backward, step. Returns (loss, logits) still on the device."""
-    optimizer.zero_grad(set_to_none=True)
-    with record_function("forward"), torch.autocast(x.device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None):
+    """Forward, cross-entropy, backward, step. Returns (loss, logits) still on the device.
+
+    A CUDA graph capture (graphstep.py) zeroes the grads itself and turns autocast's
+    weight-cast cache off, so that no cached cast outlives the captured region.
+    """
+    if zero_grad:
+        optimizer.zero_grad(set_to_none=True)
+    with record_function("forward"), torch.autocast(x.device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None,
+                                                    cache_enabled=autocast_cache):
         logits = model(x)
         loss = F.cross_entropy(logits, y)
     with record_function("backward"):
