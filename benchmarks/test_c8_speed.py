@@ -45,7 +45,7 @@ def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, 
     spec = BenchSpec(
         "C8", device=device, workers=int(c32["workers"]), step=v.step_config(dev), compile_mode=compile_mode,
         device_loader=v.device_loader, sync_phases=v.sync_phases, flush_denormal=v.flush_denormal, graph_step=v.graph_step,
-        epochs=lab_options.c8_epochs, evaluate=False,
+        retain_heap=v.retains_heap(dev), epochs=lab_options.c8_epochs, evaluate=False,
     )
     run = run_training_benchmark(benchmark, spec, lab_options, train_set, None)
     peak = peaks["bfloat16" if v.uses_bf16(dev) else "float32"]
@@ -63,6 +63,7 @@ def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, 
         phases_synced=v.sync_phases,
         flush_denormal=v.flush_denormal,
         graph_step=v.graph_step,
+        **run.host_alloc,
         peaks={k: p["peak_flops_per_s"] for k, p in peaks.items()},
         flops_counted_batch=step_flops["batch_size"],
     )

@@ -36,6 +36,7 @@ class BenchSpec:
     sync_phases: bool = True
     flush_denormal: bool = False
     graph_step: bool = False
+    retain_heap: bool = False
     epochs: int | None = None  # None: the preset's epochs
     evaluate: bool = True
 
@@ -54,6 +55,7 @@ def run_config(spec: BenchSpec, options: LabOptions) -> RunConfig:
         sync_phases=spec.sync_phases,
         flush_denormal=spec.flush_denormal,
         graph_step=spec.graph_step,
+        retain_heap=spec.retain_heap,
         loader=LoaderConfig(num_workers=spec.workers),
     )
 

@@ -16,6 +16,7 @@ from .data import LabDataset, LoaderConfig, make_test_loader, make_train_loader
 from .errors import LabError
 from .fastloader import DeviceLoader
 from .graphstep import GraphedTrainStep
+from .hostalloc import retain_freed_memory
 from .model import resnet18
 from .optim import OptimConfig, canonical_optimizer, make_optimizer
 from .train import StepConfig, configure_backends, evaluate, resolve_device, set_seed, summarize, train_one_epoch
@@ -40,6 +41,7 @@ class RunConfig:
     sync_phases: bool = True  # False: the fast loop, no per-batch sync (see train_one_epoch)
     flush_denormal: bool = False  # CPU: flush denormal floats to zero during training (see flush_denormals)
     graph_step: bool = False  # CUDA: the whole training step as one CUDA graph (see graphstep.py)
+    retain_heap: bool = False  # malloc keeps freed memory; process-wide and irreversible (see hostalloc.py)
     optim: OptimConfig = OptimConfig()
     loader: LoaderConfig = field(default_factory=LoaderConfig)
 
@@ -111,6 +113,7 @@ class LabRun:
         self.device = resolve_device(config.device)
         set_seed(config.seed)
         configure_backends(self.device)
+        self.host_alloc = retain_freed_memory() if config.retain_heap else {}
         self.model = build_model(config, self.device)
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.optim)
         # Compile after the optimizer holds the real parameters; the compiled wrapper shares them.

@@ -4,7 +4,8 @@ Each variant changes one thing against the lab's faithful baseline (eager,
 fp32, NCHW, PIL DataLoader, a sync per phase), except the combinations:
 `best` (channels_last, bf16 autocast where the device has native bf16, the
 device-resident loader, the loop without per-batch syncs, flushing denormals;
-plus torch.compile reduce-overhead on a GPU in the full preset) and
+plus torch.compile reduce-overhead on a GPU in the full preset, and malloc
+keeping freed memory on a CPU, which is why the suite runs it last there) and
 `cuda-graph` (the same without compile, but the whole step as one CUDA graph:
 see graphstep.py) and `cuda-graph-compiled` (that with torch.compile's default
 mode inside the graph). The two graph variants were not yet measured on a GPU,
@@ -46,6 +47,10 @@ class Variant:
         # The combinations fall back to fp32 where bf16 would be emulated; the plain `bf16` variant skips instead.
         return self.bf16 and fast_dtype_supported(device, torch.bfloat16)
 
+    def retains_heap(self, device: torch.device) -> bool:
+        # CPU only: there the per-step page faults of fresh activations cost about 5% (hostalloc.py).
+        return self.best and device.type == "cpu"
+
     def resolved_compile_mode(self, device: torch.device, preset: str) -> str | None:
         if self.best:
             # CUDA only: on 2 CPU cores (channels_last + bf16, device loader) the compiled step
@@ -71,7 +76,8 @@ class Variant:
 FAST = {"channels_last": True, "bf16": True, "device_loader": True, "sync_phases": False}
 
 # Run order: the baseline first and the combinations right after it, so a time-boxed run
-# (the GPU check) has the headline ratios before the single-change variants.
+# (the GPU check) has the headline ratios before the single-change variants. A variant that
+# changes process-wide state for good (`runs_last`) is moved to the end of the session.
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
@@ -157,4 +163,11 @@ def speedup_record(step_s: float, baseline: dict[str, float] | None, peak_flops_
         "speedup_vs_eager_at_peak": peak_flops_per_s / baseline["achieved_flops_per_s"],
         "eager_train_step_s": baseline["train_step_s"],
     }
+
+
+def runs_last(params: dict[str, object]) -> bool:
+    """Whether a C8 benchmark with these params changes process-wide state for good (hostalloc.py),
+    so that nothing measured after it in the same process would be comparable."""
+    variant = VARIANTS.get(str(params.get("variant")))
+    return variant is not None and "device" in params and variant.retains_heap(torch.device(str(params["device"])))
 

@@ -1,10 +1,13 @@
 """C8 variant definitions: what each one changes, when it skips, and the speedup accounting."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from resnet_lab.run import RunConfig
-from resnet_lab.speed import VARIANTS, speedup_record, step_seconds
+from resnet_lab.speed import VARIANTS, runs_last, speedup_record, step_seconds
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -72,3 +75,22 @@ def test_speedup_record_against_the_baseline() -> None:
     assert record["speedup_vs_eager_at_peak"] == pytest.approx(3.5)
     assert record["eager_train_step_s"] == 3.0
     assert speedup_record(1.0, None, 350.0) == {}
+
+
+def test_best_retains_the_heap_on_a_cpu_only_and_then_runs_last() -> None:
+    best = VARIANTS["best"]
+    assert best.retains_heap(CPU) and not best.retains_heap(CUDA)
+    assert not any(v.retains_heap(CPU) for name, v in VARIANTS.items() if name != "best")
+    assert runs_last({"variant": "best", "device": "cpu"})
+    assert not runs_last({"variant": "best", "device": "cuda"}) and not runs_last({"variant": "eager", "device": "cpu"})
+    assert not runs_last({"name": "best"}) and not runs_last({"variant": "nonexistent", "device": "cpu"})
+
+
+def test_the_suite_collects_best_on_the_cpu_last(pytestconfig: pytest.Config) -> None:
+    root = pytestconfig.rootpath
+    out = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                         cwd=root, capture_output=True, text=True, timeout=120)
+    ids = [line for line in out.stdout.splitlines() if line.startswith("benchmarks/")]
+    assert out.returncode == 0, out.stderr
+    assert ids[-1] == "benchmarks/test_c8_speed.py::test_c8_variant[device=cpu-variant=best]"
+    assert ids.index("benchmarks/test_c8_speed.py::test_c8_variant[device=cpu-variant=eager]") < len(ids) - 1

@@ -1,0 +1,62 @@
+"""malloc tuning for CPU training: applied where glibc is, and it stops the page faults it is for.
+
+Each check runs in a fresh interpreter: the setting is process-wide and irreversible,
+and would otherwise change every test after it.
+"""
+
+import subprocess
+import sys
+
+import pytest
+
+FAULTS = """
+import resource, sys, torch, torch.nn.functional as F
+from resnet_lab import resnet18
+from resnet_lab.hostalloc import retain_freed_memory
+record = retain_freed_memory() if sys.argv[1] == "retain" else {}
+torch.manual_seed(0)
+model = resnet18()
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+def step():
+    optimizer.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    optimizer.step()
+for _ in range(3):  # first touches fault either way
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(3):
+    step()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 3, record.get("retain_heap"))
+"""
+
+
+def faults_per_step(mode: str) -> tuple[int, str]:
+    """Page faults per ResNet-18 training step (batch 32) after warm-up, in a fresh interpreter."""
+    out = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, timeout=300, check=True)
+    count, applied = out.stdout.split()
+    return int(count), applied
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's; this checks Linux page faults")
+def test_retained_heap_stops_refaulting_activations() -> None:
+    retained, applied = faults_per_step("retain")
+    if applied != "True":
+        pytest.skip("this C library refused mallopt (not glibc)")
+    plain, _ = faults_per_step("plain")
+    # Measured here: 28,000-30,000 faults per step without the setting, 0-2,730 with it.
+    assert plain > 10_000
+    assert retained * 5 < plain
+
+
+def test_reports_why_when_there_is_no_mallopt(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    from resnet_lab import hostalloc
+
+    def no_library(name):
+        raise OSError("not found")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_library)
+    record = hostalloc.retain_freed_memory()
+    assert record["retain_heap"] is False and "no glibc mallopt" in record["why"]
