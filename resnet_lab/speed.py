@@ -34,7 +34,7 @@ class Variant:
     sync_phases: bool = True
     flush_denormal: bool = False
     graph_step: bool = False  # the whole training step as one CUDA graph (CUDA only)
-    best: bool = False  # adds what measured fastest on the device (see resolved_compile_mode)
+    best: bool = False  # adds what measured faster on the device (see retains_heap, resolved_compile_mode)
 
     def step_config(self, device: torch.device) -> StepConfig:
         return StepConfig(channels_last=self.channels_last, amp_dtype=torch.bfloat16 if self.uses_bf16(device) else None)
@@ -55,8 +55,9 @@ class Variant:
         if self.best:
             # CUDA only: on 2 CPU cores (channels_last + bf16, device loader) the compiled step
             # measured 1.17-1.27 s against 1.15-1.16 s eager, after 50 s of compiling; the step there
-            # is ~86% oneDNN convolutions, which Inductor calls as they are. On an H200 CUDA graphs
-            # per compiled region (reduce-overhead) took the steady epoch from 5.4 s to 1.66 s.
+            # is ~86% oneDNN convolutions, which Inductor calls as they are. On an H200, `best` with
+            # reduce-overhead ran a 1.66 s steady epoch against eager's 5.37 s (compile's own share
+            # was not isolated).
             return "reduce-overhead" if preset == "full" and device.type == "cuda" else None
         return self.compile_mode
 
@@ -153,8 +154,9 @@ def speedup_record(step_s: float, baseline: dict[str, float] | None, peak_flops_
     """This variant against the eager baseline measured earlier in the same run (same device).
 
     `speedup_vs_eager` is the measured ratio of train-step times. `speedup_vs_eager_at_peak`
-    is the ratio the variant would reach at MFU 1.0 (its dtype's measured peak over the
-    baseline's achieved FLOP/s): the hardware's ceiling for the first figure.
+    is the ratio the variant would reach at MFU 1.0 (its dtype's measured matmul peak over the
+    baseline's achieved FLOP/s). It is a yardstick, not a hard bound: on the 2-core CPU a
+    channels_last fp32 convolution ran at 206 GFLOP/s against a 174 GFLOP/s matmul.
     """
     if not baseline:
         return {}
