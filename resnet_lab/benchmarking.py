@@ -37,6 +37,7 @@ class BenchSpec:
     flush_denormal: bool = False
     graph_step: bool = False
     retain_heap: bool = False
+    cold_compile: bool = False
     epochs: int | None = None  # None: the preset's epochs
     evaluate: bool = True
 
@@ -56,6 +57,7 @@ def run_config(spec: BenchSpec, options: LabOptions) -> RunConfig:
         flush_denormal=spec.flush_denormal,
         graph_step=spec.graph_step,
         retain_heap=spec.retain_heap,
+        cold_compile=spec.cold_compile,
         loader=LoaderConfig(num_workers=spec.workers),
     )
 

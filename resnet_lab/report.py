@@ -551,11 +551,24 @@ def c8_section(runs: Sequence[Run], figures: Figures) -> list[str]:
                 first.append(b.number("first_epoch_s"))
                 steady.append(b.number("steady_epoch_s"))
         lines += md_table(["variant", "device", "first epoch (s)", "steady epoch (s)", "train step (s)", "vs eager", "achieved TFLOP/s", "peak TFLOP/s", "MFU", "loss"], rows)
+        lines += compile_cache_note(benches)
         if labels:
             title = f"C8: first epoch vs steady state ({run.label})"
             parts = {"first epoch (compilation included)": first, "steady-state epoch": steady}
             lines += figures.add(f"c8_variants_{index}", title, lambda p: plots.grouped_bars(p, labels, parts, title, "time per epoch (s)"))
     return lines
+
+
+def compile_cache_note(benches: Sequence[Bench]) -> list[str]:
+    """Whether a compiled variant's first epoch is a cold build or may have loaded an earlier one."""
+    compiled = [b for b in benches if b.extra("compile_mode")]
+    if not compiled:
+        return []
+    cold = [b for b in compiled if b.extra("compile_caches") == "off"]
+    if len(cold) == len(compiled):
+        return ["Compiled variants' first epoch is a cold build: torch.compiler's caches were off.", ""]
+    return ["Compiled variants' first epoch: compiler caches were not turned off in every run, so a first epoch "
+            "may have loaded an earlier build and understate the compile cost.", ""]
 
 
 def loader_section(runs: Sequence[Run]) -> list[str]:

@@ -7,6 +7,7 @@ The CLI loops `run_epoch()`; the benchmarks hand `run_epoch` to
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -42,6 +43,7 @@ class RunConfig:
     flush_denormal: bool = False  # CPU: flush denormal floats to zero during training (see flush_denormals)
     graph_step: bool = False  # CUDA: the whole training step as one CUDA graph (see graphstep.py)
     retain_heap: bool = False  # malloc keeps freed memory; process-wide and irreversible (see hostalloc.py)
+    cold_compile: bool = False  # compile with torch.compiler's caches off, so epoch 1 pays the whole build (C8)
     optim: OptimConfig = OptimConfig()
     loader: LoaderConfig = field(default_factory=LoaderConfig)
 
@@ -89,6 +91,23 @@ def flush_denormals(enabled: bool) -> Iterator[None]:
         torch.set_flush_denormal(False)
 
 
+@contextlib.contextmanager
+def compiler_caches(enabled: bool) -> Iterator[None]:
+    """torch.compiler's caches (FX graph, AOT autograd, autotuning; in memory and on disk) on or off.
+
+    Off, a compile costs what it costs on a fresh machine, whatever this process or an earlier
+    run left in /tmp/torchinductor_*; on, a rerun may load the build in a fraction of the time,
+    which would make C8's first epoch understate the compile cost.
+    """
+    if enabled:
+        yield
+        return
+    with warnings.catch_warnings(), torch.compiler.config.patch(force_disable_caches=True):
+        # Dynamo says once that it also turns profile-guided dynamic shapes off; that is intended here.
+        warnings.filterwarnings("ignore", message=".*force disabled by torch.compiler.config.force_disable_caches")
+        yield
+
+
 def build_model(config: RunConfig, device: torch.device) -> torch.nn.Module:
     model = resnet18(batch_norm=config.batch_norm).to(device)
     if config.step.channels_last:
@@ -116,6 +135,11 @@ class LabRun:
         self.host_alloc = retain_freed_memory() if config.retain_heap else {}
         self.model = build_model(config, self.device)
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.optim)
+        if config.compile_mode:
+            # A fresh Dynamo state per run: code caches and recompile counts left by an earlier run
+            # in this process (C8 runs several variants) must neither serve this model's graphs
+            # nor push it past the recompile limit, where Dynamo falls back to eager.
+            torch.compiler.reset()
         # Compile after the optimizer holds the real parameters; the compiled wrapper shares them.
         # dynamic=False: the epoch's last, smaller batch (50,000 % 128 = 80) gets its own static
         # graph instead of turning the batch dimension symbolic for every later step.
@@ -136,7 +160,7 @@ class LabRun:
         self.graphed = GraphedTrainStep(self.step_model, self.optimizer, self.device, config.step) if config.graph_step else None
 
     def run_epoch(self) -> dict[str, object]:
-        with flush_denormals(self.config.flush_denormal):
+        with flush_denormals(self.config.flush_denormal), compiler_caches(not self.config.cold_compile):
             record = self._train_epoch()
         record["warmup"] = not self.records  # the lab counts epoch 1; readers may exclude it
         self.records.append(record)
@@ -159,7 +183,8 @@ class LabRun:
     def evaluate(self) -> dict[str, object]:
         if self.test_loader is None or self.config.eval_batches == 0:
             return {}
-        return evaluate(self.step_model, self.test_loader, self.device, max_batches=self.config.eval_batches, step=self.config.step)
+        with compiler_caches(not self.config.cold_compile):
+            return evaluate(self.step_model, self.test_loader, self.device, max_batches=self.config.eval_batches, step=self.config.step)
 
     def summary(self) -> dict[str, object]:
         return summarize(self.records)

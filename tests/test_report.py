@@ -159,6 +159,17 @@ def test_q3b_and_c8(capsys, tmp_path, cpu_run):
     c8 = section(text, "## C8")
     assert "| compile-default | cpu | 60.000 | 3.900 | 1.950 | 1.28× |" in c8  # train step 3.9 / 2 against eager's 5.0 / 2
     assert "| eager | cpu | 5.200 | 5.000 | 2.500 | 1.00× |" in c8
+    assert "first epoch is a cold build" in c8
+
+
+def test_c8_says_when_a_compile_may_have_loaded_an_earlier_build(capsys, tmp_path):
+    run = make_run(groups=("C8",))
+    for b in run["benchmarks"]:
+        b["extra_info"].pop("compile_caches", None)  # JSON from before the caches were turned off
+    rc, _, err = run_cli(capsys, str(write_run(tmp_path / "old.json", run)), "--out", str(tmp_path / "r"))
+    assert rc == 0, err
+    c8 = section((tmp_path / "r" / "answers.md").read_text(), "## C8")
+    assert "may have loaded an earlier build" in c8 and "is a cold build" not in c8
 
 
 def test_absent_questions_are_not_run(capsys, tmp_path):

@@ -1,5 +1,6 @@
 """C8 variant definitions: what each one changes, when it skips, and the speedup accounting."""
 
+import os
 import subprocess
 import sys
 
@@ -88,8 +89,11 @@ def test_best_retains_the_heap_on_a_cpu_only_and_then_runs_last() -> None:
 
 def test_the_suite_collects_best_on_the_cpu_last(pytestconfig: pytest.Config) -> None:
     root = pytestconfig.rootpath
+    # Without the xdist worker's variables: under `pytest -n`, pytest-benchmark in the child would see
+    # them, think itself parallelized and warn, which the suite turns into an error.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
     out = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider"],
-                         cwd=root, capture_output=True, text=True, timeout=120)
+                         cwd=root, capture_output=True, text=True, timeout=120, env=env)
     ids = [line for line in out.stdout.splitlines() if line.startswith("benchmarks/")]
     assert out.returncode == 0, out.stderr
     assert ids[-1] == "benchmarks/test_c8_speed.py::test_c8_variant[device=cpu-variant=best]"
