@@ -60,7 +60,8 @@ def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, 
         channels_last=v.channels_last,
         amp_dtype="bfloat16" if v.uses_bf16(dev) else None,
         compile_mode=compile_mode,
-        compile_caches="off" if compile_mode else None,  # the first epoch is a cold build (see compiler_caches)
+        # "off": the first epoch is a cold build (see run.compiler_caches)
+        compile_caches=("off" if run.config.cold_compile else "on") if compile_mode else None,
         loader="device-resident" if v.device_loader else "dataloader",
         phases_synced=v.sync_phases,
         flush_denormal=v.flush_denormal,
