@@ -564,8 +564,7 @@ def compile_cache_note(benches: Sequence[Bench]) -> list[str]:
     compiled = [b for b in benches if b.extra("compile_mode")]
     if not compiled:
         return []
-    cold = [b for b in compiled if b.extra("compile_caches") == "off"]
-    if len(cold) == len(compiled):
+    if all(b.extra("compile_caches") == "off" for b in compiled):
         return ["Compiled variants' first epoch is a cold build: torch.compiler's caches were off.", ""]
     return ["Compiled variants' first epoch: compiler caches were not turned off in every run, so a first epoch "
             "may have loaded an earlier build and understate the compile cost.", ""]

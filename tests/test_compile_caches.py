@@ -34,27 +34,22 @@ def test_caches_off_rebuilds_what_caches_on_would_load(tmp_path, monkeypatch) ->
     assert not torch.compiler.config.force_disable_caches  # restored on leaving
 
 
-class _Calls:
-    def __init__(self) -> None:
-        self.log: list[str] = []
-
-
-def _spy_compiler(monkeypatch) -> _Calls:
+def _spy_compiler(monkeypatch) -> list[str]:
     """Record torch.compiler.reset/torch.compile and whether caches were off during an epoch; compile nothing."""
-    calls = _Calls()
-    monkeypatch.setattr(torch.compiler, "reset", lambda: calls.log.append("reset"))
+    log: list[str] = []
+    monkeypatch.setattr(torch.compiler, "reset", lambda: log.append("reset"))
 
     def fake_compile(model, **kwargs):
-        calls.log.append(f"compile {kwargs['mode']}")
+        log.append(f"compile {kwargs['mode']}")
         return model
 
     def fake_epoch(*args, **kwargs):
-        calls.log.append(f"epoch caches_off={torch.compiler.config.force_disable_caches}")
+        log.append(f"epoch caches_off={torch.compiler.config.force_disable_caches}")
         return {"epoch": kwargs["epoch"]}
 
     monkeypatch.setattr(torch, "compile", fake_compile)
     monkeypatch.setattr(run_module, "train_one_epoch", fake_epoch)
-    return calls
+    return log
 
 
 @pytest.mark.parametrize(
@@ -67,7 +62,7 @@ def _spy_compiler(monkeypatch) -> _Calls:
     ids=["cold", "warm", "eager"],
 )
 def test_a_compiled_run_resets_dynamo_before_compiling(monkeypatch, config, expected) -> None:
-    calls = _spy_compiler(monkeypatch)
+    log = _spy_compiler(monkeypatch)
     LabRun(config, train_loader=[]).run_epoch()
-    assert calls.log == expected
+    assert log == expected
     assert not torch.compiler.config.force_disable_caches
