@@ -17,6 +17,12 @@ def _choice(text: str) -> str:
     return text
 
 
+def _on_off(text: str) -> bool:
+    if text.lower() not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"expected 'on' or 'off', got '{text}'")
+    return text.lower() == "on"
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("resnet-lab", "resnet_lab benchmark suite")
     smoke, full = PRESETS["smoke"], PRESETS["full"]
@@ -39,10 +45,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="max batches per epoch, 0 = no cap. Default: from the preset (smoke 2, full none)",
     )
     group.addoption(
+        "--lab-eval-batches", type=non_negative_int, default=None, metavar="N",
+        help="test batches evaluated after training where a question reads test accuracy (C6, C7 and the runs serving them), "
+        "0 = the whole test set. Default: from the preset (smoke 2, full all)",
+    )
+    group.addoption(
         "--lab-workers", type=non_negative_int_list, default=None, metavar="LIST",
         help=f"C3 worker counts, e.g. 0,2,4. Default: {','.join(map(str, C3_DEFAULT_WORKERS))} and on by 4 while loading time improves",
     )
     group.addoption("--lab-out", default="lab-output", metavar="DIR", help="folder for profiler traces and tables. Default: lab-output")
+    group.addoption(
+        "--lab-tf32", type=_on_off, default=True, metavar="on|off",
+        help="CUDA: cuDNN runs fp32 convolutions as TF32 (PyTorch's default on Ampere and newer); 'off' computes them "
+        "in full fp32 like the lab's older GPUs. Default: on",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,8 +69,10 @@ def pytest_configure(config: pytest.Config) -> None:
             devices=config.getoption("lab_device"),
             epochs=config.getoption("lab_epochs"),
             batches=config.getoption("lab_batches"),
+            eval_batches=config.getoption("lab_eval_batches"),
             workers=config.getoption("lab_workers"),
             out_dir=config.getoption("lab_out"),
+            tf32=config.getoption("lab_tf32"),
         )
     except LabError as exc:
         raise pytest.UsageError(str(exc)) from None

@@ -1,17 +1,26 @@
-"""Fixtures and parametrization shared by every benchmark module (no measurement logic here)."""
+"""Fixtures, parametrization and session hooks shared by every benchmark module (no measurement logic here)."""
 
 from __future__ import annotations
+
+from datetime import datetime, timezone
 
 import pytest
 import torch
 
-from resnet_lab.benchmarking import SweepState
+from resnet_lab.answers import short_answers
+from resnet_lab.benchjson import parse_run
+from resnet_lab.benchmarking import SweepState, lab_record
 from resnet_lab.data import DataConfig, load_datasets
+from resnet_lab.errors import LabError
 from resnet_lab.machine import environment_info
+from resnet_lab.outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for
 from resnet_lab.speed import runs_last
 from resnet_lab.suite import LabOptions
 
 CUDA_SKIP = "CUDA is not available here (torch.cuda.is_available() is False); run on a GPU machine or pass --lab-device cpu"
+RUN_LOG = pytest.StashKey[RunLog]()
+FINISHED = pytest.StashKey[list]()  # the finished benchmarks' JSON records, in order
+SWEEP = pytest.StashKey[SweepState]()
 
 
 def device_param(device: str):
@@ -26,8 +35,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # tryfirst: device is parametrized before module-level marks, so ids read [device=cpu-workers=4].
     options: LabOptions = metafunc.config.lab_options  # type: ignore[attr-defined]
     if "device" in metafunc.fixturenames and not getattr(metafunc.module, "PARAMETRIZES_DEVICE", False):
-        devices = getattr(metafunc.module, "DEVICES", None) or options.devices
-        metafunc.parametrize("device", [device_param(d) for d in devices])
+        metafunc.parametrize("device", [device_param(d) for d in options.devices])
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -39,6 +47,19 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items[:] = [item for item in items if item not in last] + last
 
 
+def prepare_outputs(config: pytest.Config) -> None:
+    """Create every output folder and prove it writable now, not after the benchmarks have run."""
+    json_path = config.getoption("benchmark_json", None)
+    if json_path is not None:
+        ensure_writable_file(json_path, "--benchmark-json")
+        config.stash[RUN_LOG] = RunLog(ensure_writable_file(log_path_for(json_path), "--benchmark-json's run log"))
+    if config.getoption("benchmark_save", None) or config.getoption("benchmark_autosave", None):
+        from resnet_lab.benchjson import storage_root
+
+        ensure_writable_dir(storage_root(str(config.getoption("benchmark_storage"))), "--benchmark-storage")
+    ensure_writable_dir(config.getoption("lab_out"), "--lab-out")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # pytest-benchmark turns itself off under xdist and would record nothing; refuse instead.
     if config.pluginmanager.hasplugin("xdist") and (config.getoption("numprocesses", None) or config.getoption("dist", "no") != "no"):
@@ -46,6 +67,12 @@ def pytest_configure(config: pytest.Config) -> None:
             "benchmarks must not run under pytest-xdist (-n/--dist): pytest-benchmark disables itself there "
             "and parallel runs would share the CPU cores being measured. Run `pytest benchmarks` without -n."
         )
+    try:
+        prepare_outputs(config)
+    except LabError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[FINISHED] = []
+    config.stash[SWEEP] = SweepState()
 
 
 @pytest.fixture(scope="session")
@@ -61,9 +88,7 @@ def lab_data(lab_options: LabOptions):
 
 @pytest.fixture(scope="session")
 def sweep(pytestconfig: pytest.Config) -> SweepState:
-    state = SweepState()
-    pytestconfig.lab_sweep = state  # type: ignore[attr-defined]
-    return state
+    return pytestconfig.stash[SWEEP]
 
 
 @pytest.fixture(scope="session")
@@ -72,28 +97,98 @@ def c32(sweep: SweepState, lab_data, lab_options: LabOptions) -> dict[str, objec
     return sweep.c32(lab_data[0], lab_options.c3_workers()[:5])
 
 
+def session_lab(config: pytest.Config) -> dict:
+    return lab_record(config.lab_options, config.stash.get(SWEEP, None))  # type: ignore[attr-defined]
+
+
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     machine_info.update(environment_info())
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
-    options: LabOptions = config.lab_options  # type: ignore[attr-defined]
-    sweep: SweepState | None = getattr(config, "lab_sweep", None)
-    output_json["lab"] = {
-        "preset": options.preset,
-        "data": options.data,
-        "epochs": options.epochs,
-        "max_batches": options.max_batches,
-        "devices": list(options.devices),
-        "c3_2": sweep.answer if sweep else None,
-    }
+    output_json["lab"] = session_lab(config)
+    serves = config.stash[SWEEP].serves() if SWEEP in config.stash else {}
+    for bench in output_json["benchmarks"]:
+        if bench["name"] in serves:
+            bench["extra_info"]["serves"] = serves[bench["name"]]
 
 
-@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def run_log_header(config: pytest.Config) -> dict:
+    import pytest_benchmark
+
+    machine_info = config.hook.pytest_benchmark_generate_machine_info(config=config)
+    config.hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
+    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
+    return {"machine_info": machine_info, "commit_info": commit_info, "datetime": datetime.now(timezone.utc).isoformat(),
+            "version": pytest_benchmark.__version__}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    fixture = getattr(item, "funcargs", {}).get("benchmark")
+    stats = getattr(fixture, "stats", None)
+    if call.when == "call" and stats is not None and stats.stats.data and not stats.has_error:
+        stats.extra_info["test_call_s"] = call.duration  # rounds + building the run + evaluation: what `estimate` needs
+        record = stats.as_dict(include_data=True)
+        item.config.stash[FINISHED].append(record)
+        log = item.config.stash.get(RUN_LOG, None)
+        if log is not None:
+            if log.lines == 0:
+                log.start(run_log_header(item.config))
+            log.benchmark(record)
+            log.lab(session_lab(item.config))
+    return report
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
+    config = session.config
     # A run cut short (Ctrl-C, a time box) leaves the benchmark in flight with no rounds, and
     # pytest-benchmark would then fail to write any JSON at all; keep every finished benchmark instead.
-    bench_session = getattr(session.config, "_benchmarksession", None)
+    bench_session = getattr(config, "_benchmarksession", None)
     if bench_session is not None:
         bench_session.benchmarks[:] = [b for b in bench_session.benchmarks if b.stats is not None and b.stats.data]
-    yield
+    log = config.stash.get(RUN_LOG, None)
+    try:
+        result = yield  # pytest-benchmark writes the JSON in here
+    except OSError as exc:
+        # The error skipped pytest's own terminal summary (it runs inside this hook), so say it here, once.
+        kept = (f"the {len(config.stash[FINISHED])} finished benchmarks are in '{log.path}', which resnet-lab report and compare read"
+                if log and log.lines else "no benchmark had finished")
+        where = f": '{exc.filename}'" if exc.filename else ""
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            write_answers(config, reporter)
+            reporter.write_line(f"resnet-lab: error: could not write the benchmark results ({exc.strerror or exc}{where}); {kept}", red=True, bold=True)
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        return None
+    json_path = config.getoption("benchmark_json", None)
+    if log is not None and json_path is not None and json_path.exists():
+        log.discard()
+    return result
+
+
+def write_answers(config: pytest.Config, reporter) -> None:
+    finished = config.stash.get(FINISHED, [])
+    if not finished:
+        return
+    json_path = config.getoption("benchmark_json", None)
+    run = parse_run(json_path or config.rootpath, {"machine_info": {}, "benchmarks": finished, "lab": session_lab(config)},
+                    label=json_path.name if json_path else "this run")
+    reporter.section("the lab's short answers")
+    for line in short_answers(run):
+        reporter.write_line(line)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    write_answers(config, terminalreporter)
+    json_path = config.getoption("benchmark_json", None)
+    if not config.stash.get(FINISHED, []):
+        return
+    if json_path is not None:
+        terminalreporter.write_line(f"JSON: {json_path}; the answer sheet: resnet-lab report {json_path} --out {json_path.parent / 'report'}")
+    else:
+        terminalreporter.write_line("No JSON was saved: add --benchmark-json PATH to keep this run for resnet-lab report and compare")

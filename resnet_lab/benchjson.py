@@ -16,11 +16,12 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .errors import LabError
+from .outputs import LOG_SUFFIX, read_log
 
 DEFAULT_STORAGE = ".benchmarks"  # pytest-benchmark's --benchmark-storage default (file://./.benchmarks)
 STORAGE_ID = re.compile(r"^\d{1,4}(_[^/\\]*)?$")  # 0001, 1, 0001_mysave
@@ -139,7 +140,27 @@ class Run:
     benchmarks: tuple[Bench, ...] = field(default=())
 
     def group(self, name: str) -> list[Bench]:
-        return [b for b in self.benchmarks if b.group == name]
+        """The group's benchmarks, plus views of the runs that answered its questions for it (lab.served)."""
+        return [b for b in self.benchmarks if b.group == name] + self.served_views(name)
+
+    def served_views(self, group: str) -> list[Bench]:
+        """The suite trains a configuration once and lets other questions read it: each such question
+        appears here as the serving benchmark relabelled with the question's name and params,
+        with `served_by` naming the benchmark that measured it."""
+        by_name = {b.name: b for b in self.benchmarks}
+        views = []
+        for entry in self.lab.get("served") or []:
+            if not isinstance(entry, dict) or entry.get("group") != group or entry.get("by") not in by_name:
+                continue
+            source = by_name[entry["by"]]
+            params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
+            views.append(replace(source, group=group, name=str(entry.get("name")), fullname=str(entry.get("name")), params=params,
+                                 extra_info={**source.extra_info, "served_by": source.name}))
+        return views
+
+    def serves(self, name: str) -> list[str]:
+        """The questions benchmark `name` answered besides its own group."""
+        return list(dict.fromkeys(str(e.get("group")) for e in self.lab.get("served") or [] if isinstance(e, dict) and e.get("by") == name))
 
     def groups(self) -> list[str]:
         return list(dict.fromkeys(b.group for b in self.benchmarks if b.group))
@@ -177,17 +198,24 @@ def as_number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _read_json(path: Path) -> Any:
+def _read_text(path: Path) -> str:
     if not path.exists():
         raise LabError(f"'{path}' does not exist")
     if path.is_dir():
         raise LabError(f"'{path}' is a folder, not a pytest-benchmark JSON file")
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise LabError(f"'{path}' is not a text file (not UTF-8), so it is not pytest-benchmark JSON") from None
     except OSError as exc:
         raise LabError(f"cannot read '{path}': {exc.strerror or exc}") from None
+
+
+def _read_json(path: Path) -> Any:
+    """A pytest-benchmark JSON file, or a suite run log (`.jsonl`, see outputs.RunLog) read as one."""
+    text = _read_text(path)
+    if path.suffix == LOG_SUFFIX:
+        return read_log(path, text)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -224,7 +252,11 @@ def _bench(path: Path, index: int, raw: Any, data: Any) -> Bench:
 def load_run(path: str | Path, label: str | None = None) -> Run:
     """Load and validate one pytest-benchmark JSON file (raises LabError with one line on any problem)."""
     path = Path(path)
-    data = _read_json(path)
+    return parse_run(path, _read_json(path), label)
+
+
+def parse_run(path: Path, data: Any, label: str | None = None) -> Run:
+    """Validate a loaded pytest-benchmark JSON document (`path` names it in messages)."""
     if not isinstance(data, dict):
         raise _not_pytest_benchmark(path, f"the top level is a JSON {type(data).__name__}, not an object", data)
     benchmarks = data.get("benchmarks")

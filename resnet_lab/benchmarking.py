@@ -7,12 +7,15 @@ importable and tested like the rest of the library.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import pytest
 import torch
 
 from .data import LabDataset, LoaderConfig, make_train_loader
+from .machine import numerics_state
+from .memory import memory_peaks
 from .run import LabRun, RunConfig
 from .suite import LabOptions, c32_answer
 from .timing import SyncClock, clock_for, synced_timer
@@ -59,6 +62,7 @@ def run_config(spec: BenchSpec, options: LabOptions) -> RunConfig:
         retain_heap=spec.retain_heap,
         cold_compile=spec.cold_compile,
         loader=LoaderConfig(num_workers=spec.workers),
+        numerics=options.numerics,
     )
 
 
@@ -81,14 +85,30 @@ def run_training_benchmark(
 ) -> LabRun:
     """rounds = epochs on one model, so pytest-benchmark's statistics are over epochs."""
     config = run_config(spec, options)
-    run = LabRun(config, train_set, test_set if spec.evaluate else None, train_loader=train_loader)
-    benchmark.group = spec.group
-    use_synced_timer(benchmark, run.device)
-    benchmark.pedantic(run.run_epoch, rounds=config.epochs, iterations=1, warmup_rounds=0)
-    benchmark.extra_info.update(training_extra_info(run, spec, options, train_set))
-    benchmark.extra_info.update(run.evaluate())
+    with memory_peaks(torch.device(config.device)) as memory:
+        run = LabRun(config, train_set, test_set if spec.evaluate else None, train_loader=train_loader)
+        benchmark.group = spec.group
+        use_synced_timer(benchmark, run.device)
+        benchmark.pedantic(run.run_epoch, rounds=config.epochs, iterations=1, warmup_rounds=0)
+        benchmark.extra_info.update(training_extra_info(run, spec, options, train_set))
+        benchmark.extra_info.update(run.evaluate())
+    benchmark.extra_info.update(memory)
+    benchmark.extra_info.update(numerics_state())
     benchmark.extra_info.update(extra or {})
     return run
+
+
+def train_or_serve(
+    request: Any, benchmark: Any, spec: BenchSpec, options: LabOptions, lab_data: tuple, sweep: "SweepState",
+    extra: dict[str, object] | None = None,
+) -> LabRun:
+    """Train `spec` as this benchmark, unless a benchmark of this session already trained exactly it:
+    then this question is answered by that run, recorded in `sweep.served`, and skipped with the reason."""
+    reason = sweep.serve_reason(spec, request.node.name, request.node.callspec.params)
+    if reason:
+        pytest.skip(reason)
+    train_set, test_set = lab_data
+    return run_training_benchmark(benchmark, spec, options, train_set, test_set, extra=extra)
 
 
 def training_extra_info(run: LabRun, spec: BenchSpec, options: LabOptions, train_set: LabDataset) -> dict[str, object]:
@@ -129,13 +149,46 @@ def loader_only_sweep(train_set: LabDataset, workers: Iterable[int]) -> dict[int
 
 @dataclass
 class SweepState:
-    """C3's measurements in this pytest run, and the C3.2 answer derived from them once."""
+    """C3's measurements in this pytest run, the C3.2 answer derived from them once, and the
+    training runs that other questions share instead of training the same configuration again."""
 
     training: dict[int, float] = field(default_factory=dict)  # workers -> mean load_s per epoch, with training
     training_full_epochs: bool = False
     training_device: str | None = None  # the device whose C3 sweep the answer uses
     loader: dict[int, float] = field(default_factory=dict)  # workers -> load_s of one loader-only epoch
     answer: dict[str, object] | None = None
+    trained: dict[BenchSpec, str] = field(default_factory=dict)  # spec (group cleared) -> the benchmark that trained it
+    served: list[dict[str, object]] = field(default_factory=list)  # questions answered by a run of another benchmark
+
+    def record_trained(self, spec: BenchSpec, name: str) -> None:
+        self.trained[replace(spec, group="")] = name
+
+    def serving_run(self, spec: BenchSpec) -> str | None:
+        """The benchmark of this session that already trained exactly `spec` (any group), if one did;
+        one that also evaluated serves a question that needs no evaluation."""
+        keys = [replace(spec, group="", evaluate=True)] + ([] if spec.evaluate else [replace(spec, group="")])
+        return next((self.trained[k] for k in keys if k in self.trained), None)
+
+    def serve_reason(self, spec: BenchSpec, name: str, params: dict[str, object]) -> str | None:
+        """If a run of this session already trained `spec`, record that it answers this question and say so."""
+        by = self.serving_run(spec)
+        if by is None:
+            return None
+        self.serve(spec.group, name, params, by)
+        return (f"served by {by}: the same configuration was already trained{' and evaluated' if spec.evaluate else ''} "
+                f"in this run, so {spec.group} reads its figures (JSON: lab.served, extra_info.serves) instead of training it again")
+
+    def serve(self, group: str, name: str, params: dict[str, object], by: str) -> None:
+        self.served.append({"group": group, "name": name, "params": dict(params), "by": by})
+
+    def serves(self) -> dict[str, list[str]]:
+        """benchmark name -> the questions it answered besides its own."""
+        out: dict[str, list[str]] = {}
+        for entry in self.served:
+            groups = out.setdefault(str(entry["by"]), [])
+            if entry["group"] not in groups:
+                groups.append(str(entry["group"]))
+        return out
 
     def c32(self, train_set: LabDataset, fallback_workers: Iterable[int]) -> dict[str, object]:
         """C3.2 from full-epoch training times if C3 ran them, else the loader-only sweep (run now if needed).
@@ -152,3 +205,23 @@ class SweepState:
                 self.answer = c32_answer(self.loader, source="C3-loader (full CPU loader epochs)")
         return self.answer
 
+
+
+def lab_record(options: LabOptions, sweep: SweepState | None) -> dict[str, object]:
+    """The JSON's top-level `lab` key: the workload, the numerics, the C3.2 answer, and which run answered which question."""
+    return {
+        "preset": options.preset,
+        "data": options.data,
+        "epochs": options.epochs,
+        "max_batches": options.max_batches,
+        "eval_batches": options.eval_batches,
+        "devices": list(options.devices),
+        "numerics": {
+            "cudnn_tf32": options.numerics.cudnn_tf32,
+            "float32_matmul_precision": options.numerics.matmul_precision,
+            "note": ("CUDA fp32 convolutions run as TF32 (PyTorch's default on Ampere and newer; the lab's GPUs had none)"
+                     if options.numerics.cudnn_tf32 else "CUDA fp32 convolutions in full fp32, as on the lab's GPUs (--lab-tf32 off)"),
+        },
+        "c3_2": sweep.answer if sweep else None,
+        "served": list(sweep.served) if sweep else [],
+    }

@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("resnet_lab.train_cli", "train ResNet-18 on CIFAR-10 with per-phase timings (the lab's lab2.py)"),
     "report": ("resnet_lab.report", "turn benchmark JSON into the lab's answer sheet (markdown + plots)"),
     "compare": ("resnet_lab.compare", "compare two saved benchmark runs, noise-aware, with pass/fail thresholds"),
+    "estimate": ("resnet_lab.estimate", "predict a preset's wall time on a machine from earlier runs there"),
 }
 
 

@@ -17,6 +17,16 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def numerics_state() -> dict[str, object]:
+    """The fp32 math settings in force now (they apply on CUDA; recorded everywhere so runs compare)."""
+    return {
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cuda_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+    }
+
+
 def environment_info() -> dict[str, object]:
     cuda = torch.cuda.is_available()
     return {
@@ -31,4 +41,5 @@ def environment_info() -> dict[str, object]:
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        **numerics_state(),
     }

@@ -135,6 +135,12 @@ def sources_line(runs: Iterable[Run]) -> list[str]:
     return ["_From " + " and ".join(run.describe() for run in dict.fromkeys(runs)) + "._", ""]
 
 
+def answered_by(bench: Bench) -> str:
+    """' (measured by `test_c3_workers[...]`)' for a question answered by another benchmark's run (lab.served)."""
+    by = bench.extra("served_by")
+    return f" (measured by `{by}`)" if by else ""
+
+
 def not_run(group: str, runs: Sequence[Run], why: str = "") -> list[str]:
     files = ", ".join(f"`{r.label}`" for r in runs)
     return [f"**Not run**: no `{group}` benchmark in {files}.{(' ' + why) if why else ''}", ""]
@@ -288,10 +294,11 @@ def c3_section(runs: Sequence[Run], figures: Figures) -> list[str]:
                 rows.append([
                     str(bench.params.get("device", bench.extra("device") or NR)), str(bench.params.get("workers", bench.extra("workers"))),
                     fmt_s(phase_mean(bench, "load_s")), fmt_s(phase_mean(bench, "train_s")), fmt_s(epoch_time(bench)),
-                    fmt_int(bench.extra("batches_per_epoch")),
+                    fmt_int(bench.extra("batches_per_epoch")), ", ".join(run.serves(bench.name)) or "—",
                 ])
-            lines += ["With training (`C3`), means over epochs:", ""]
-            lines += md_table(["device", "workers", "load (s/epoch)", "train (s/epoch)", "epoch (s)", "batches/epoch"], rows)
+            lines += ["With training (`C3`), means over epochs. The point at the C3.2 count is also the configuration of "
+                      "C4's C3.2 row, C5, C6's sgd and C7's BN on: the suite trains it once and those questions read it.", ""]
+            lines += md_table(["device", "workers", "load (s/epoch)", "train (s/epoch)", "epoch (s)", "batches/epoch", "also answers"], rows)
             for device in dict.fromkeys(str(b.params.get("device", "cpu")) for b in training):
                 points = [(b, as_number(b.params.get("workers"))) for b in training if str(b.params.get("device", "cpu")) == device]
                 load = [(int(w), phase_mean(b, "load_s")) for b, w in points if w is not None and phase_mean(b, "load_s") is not None]
@@ -346,7 +353,7 @@ def c4_section(runs: Sequence[Run], figures: Figures) -> list[str]:
         for b in benches:
             workers = b.extra("workers")
             choice = b.params.get("choice") or b.extra("choice") or ""
-            label = f"{workers} worker{'s' if workers != 1 else ''}" + (" (C3.2)" if str(choice).startswith("c3") else "")
+            label = f"{workers} worker{'s' if workers != 1 else ''}" + (" (C3.2)" if str(choice).startswith("c3") else "") + answered_by(b)
             ld, tr, ep = phase_mean(b, "load_s"), phase_mean(b, "train_s"), epoch_time(b)
             share = f"{ld / ep:.0%}" if ld is not None and ep else NR
             rows.append([label, fmt_s(ld), fmt_s(tr), fmt_s(ep), share])
@@ -375,7 +382,7 @@ def c5_section(runs: Sequence[Run], figures: Figures) -> list[str]:
     for run, b in benches:
         device = str(b.params.get("device", b.extra("device") or NR))
         ep, rate = epoch_time(b), phase_mean(b, "images_per_s")
-        rows.append([device, str(b.extra("workers") if b.extra("workers") is not None else NR), fmt_s(ep),
+        rows.append([device + answered_by(b), str(b.extra("workers") if b.extra("workers") is not None else NR), fmt_s(ep),
                      fmt_s(b.number("steady_epoch_s")), fmt_rate(rate), fmt_int(b.extra("batches_per_epoch")), f"`{run.label}`"])
         by_device.setdefault(device.split(":")[0], (ep, rate))
         if ep is not None:
@@ -422,7 +429,7 @@ def training_table_section(
         rows, curves = [], {}
         for b in benches:
             name = label(b.params.get(param, b.extra(param)))
-            rows.append([name, fmt_s(phase_mean(b, "train_s")), fmt_s(epoch_time(b)), fmt_loss(last_value(b, "loss")),
+            rows.append([name + answered_by(b), fmt_s(phase_mean(b, "train_s")), fmt_s(epoch_time(b)), fmt_loss(last_value(b, "loss")),
                          fmt_pct(last_value(b, "top1")), fmt_pct(b.number("test_top1"))])
             epochs, loss, top1 = curves_of(b)
             if loss or top1:

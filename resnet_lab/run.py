@@ -20,7 +20,7 @@ from .graphstep import GraphedTrainStep
 from .hostalloc import retain_freed_memory
 from .model import resnet18
 from .optim import OptimConfig, canonical_optimizer, make_optimizer
-from .train import StepConfig, configure_backends, evaluate, resolve_device, set_seed, summarize, train_one_epoch
+from .train import Numerics, StepConfig, configure_backends, evaluate, resolve_device, set_seed, summarize, train_one_epoch
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
@@ -46,6 +46,7 @@ class RunConfig:
     cold_compile: bool = False  # compile with torch.compiler's caches off, so epoch 1 pays the whole build (C8)
     optim: OptimConfig = OptimConfig()
     loader: LoaderConfig = field(default_factory=LoaderConfig)
+    numerics: Numerics = Numerics()  # fp32 math on CUDA (TF32 or not), set by every run
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -131,7 +132,7 @@ class LabRun:
         self.config = config
         self.device = resolve_device(config.device)
         set_seed(config.seed)
-        configure_backends(self.device)
+        configure_backends(self.device, config.numerics)
         self.host_alloc = retain_freed_memory() if config.retain_heap else {}
         self.model = build_model(config, self.device)
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.optim)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from .errors import LabError
 from .machine import cpu_count
+from .train import Numerics
 
 C3_DEFAULT_WORKERS = (0, 4, 8, 12, 16)
 C3_STEP = 4
@@ -55,6 +56,7 @@ class LabOptions:
     profile_steps: int = 3
     c8_epochs: int = 2
     out_dir: str = "lab-output"
+    numerics: Numerics = Numerics()  # fp32 math on CUDA: PyTorch's defaults (cuDNN convolutions in TF32) unless --lab-tf32 off
 
     def c3_workers(self) -> tuple[int, ...]:
         """C3 worker counts parametrized at collection: the explicit list, or the default plus extension slots."""
@@ -93,8 +95,11 @@ def build_options(
     batches: int | None,
     workers: tuple[int, ...] | None,
     out_dir: str,
+    tf32: bool = True,
+    eval_batches: int | None = None,
 ) -> LabOptions:
-    """Apply the preset, then the explicit options (`None` = not given). `--lab-batches 0` means no cap."""
+    """Apply the preset, then the explicit options (`None` = not given). `--lab-batches 0` and
+    `--lab-eval-batches 0` mean no cap."""
     if preset not in PRESETS:
         raise LabError(f"--lab-preset: unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
     chosen = PRESETS[preset]
@@ -109,6 +114,7 @@ def build_options(
         c8_epochs=chosen.c8_epochs,
         workers=workers,
         out_dir=out_dir,
+        numerics=Numerics(cudnn_tf32=tf32),
     )
     if data != "synthetic" and not os.path.exists(data):
         raise LabError(f"--lab-data: path '{data}' does not exist; pass 'synthetic' or a CIFAR-10 root, image folder or .tar.gz")
@@ -116,6 +122,8 @@ def build_options(
         options = replace(options, epochs=epochs, c8_epochs=epochs)
     if batches is not None:
         options = replace(options, max_batches=batches or None)
+    if eval_batches is not None:
+        options = replace(options, eval_batches=eval_batches or None)
     return options
 
 

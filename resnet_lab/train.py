@@ -143,10 +143,31 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def configure_backends(device: torch.device) -> None:
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """How fp32 math runs on CUDA, set explicitly by every run rather than inherited from whatever ran before.
+
+    The defaults are PyTorch's: cuDNN runs fp32 convolutions as TF32 on Ampere and newer GPUs,
+    matmuls stay full fp32. The lab's GPUs predate TF32, so `cudnn_tf32=False` is the strict reading.
+    """
+
+    cudnn_tf32: bool = True
+    matmul_precision: str = "highest"  # torch.set_float32_matmul_precision
+
+    def __post_init__(self) -> None:
+        if self.matmul_precision not in MATMUL_PRECISIONS:
+            raise LabError(f"matmul precision must be one of {', '.join(MATMUL_PRECISIONS)}, got '{self.matmul_precision}'")
+
+
+def configure_backends(device: torch.device, numerics: Numerics = Numerics()) -> None:
     # cuDNN autotuning pays off for the lab's fixed input shape (LAB_SPEC: cudnn.benchmark on CUDA).
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = numerics.cudnn_tf32
+        torch.set_float32_matmul_precision(numerics.matmul_precision)
 
 
 def resolve_device(name: str) -> torch.device:

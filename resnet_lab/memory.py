@@ -1,0 +1,61 @@
+"""Peak memory of one benchmark: the device's (CUDA allocator) and the host process's resident set.
+
+The host peak is the kernel's VmHWM for this process, reset at the start (writing 5 to
+/proc/self/clear_refs, Linux >= 4.0) so it covers the benchmark alone; DataLoader workers are
+separate processes and are not included. Where the reset is impossible the peak is the
+process's since it started, and the record says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def reset_host_peak() -> bool:
+    """Restart the kernel's peak-RSS count for this process; False where that is not possible."""
+    try:
+        _CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def host_rss_bytes() -> int | None:
+    kib = _status_kib("VmRSS")
+    return None if kib is None else kib * 1024
+
+
+def host_peak_rss_bytes() -> int | None:
+    kib = _status_kib("VmHWM")
+    return None if kib is None else kib * 1024
+
+
+@contextlib.contextmanager
+def memory_peaks(device: torch.device) -> Iterator[dict[str, object]]:
+    """Yields a record filled in on exit: peak device bytes (CUDA) and peak/final host RSS bytes."""
+    record: dict[str, object] = {}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    since = "benchmark" if reset_host_peak() else "process start"
+    yield record
+    record["device_peak_memory_bytes"] = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    record["host_peak_rss_bytes"] = host_peak_rss_bytes()
+    record["host_peak_rss_since"] = since
+    record["host_rss_bytes"] = host_rss_bytes()
