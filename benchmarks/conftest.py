@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 import torch
@@ -47,9 +48,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items[:] = [item for item in items if item not in last] + last
 
 
+def benchmark_json_path(config: pytest.Config) -> Path | None:
+    """--benchmark-json as a path: pytest-benchmark 5.3 parses it to a Path, older releases to an open file."""
+    value = config.getoption("benchmark_json", None)
+    return None if value is None else Path(getattr(value, "name", value))
+
+
 def prepare_outputs(config: pytest.Config) -> None:
     """Create every output folder and prove it writable now, not after the benchmarks have run."""
-    json_path = config.getoption("benchmark_json", None)
+    json_path = benchmark_json_path(config)
     if json_path is not None:
         ensure_writable_file(json_path, "--benchmark-json")
         config.stash[RUN_LOG] = RunLog(ensure_writable_file(log_path_for(json_path), "--benchmark-json's run log"))
@@ -164,7 +171,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
             reporter.write_line(f"resnet-lab: error: could not write the benchmark results ({exc.strerror or exc}{where}); {kept}", red=True, bold=True)
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
         return None
-    json_path = config.getoption("benchmark_json", None)
+    json_path = benchmark_json_path(config)
     if log is not None and json_path is not None and json_path.exists():
         log.discard()
     return result
@@ -174,7 +181,7 @@ def write_answers(config: pytest.Config, reporter) -> None:
     finished = config.stash.get(FINISHED, [])
     if not finished:
         return
-    json_path = config.getoption("benchmark_json", None)
+    json_path = benchmark_json_path(config)
     run = parse_run(json_path or config.rootpath, {"machine_info": {}, "benchmarks": finished, "lab": session_lab(config)},
                     label=json_path.name if json_path else "this run")
     reporter.section("the lab's short answers")
@@ -185,7 +192,7 @@ def write_answers(config: pytest.Config, reporter) -> None:
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     write_answers(config, terminalreporter)
-    json_path = config.getoption("benchmark_json", None)
+    json_path = benchmark_json_path(config)
     if not config.stash.get(FINISHED, []):
         return
     if json_path is not None:
