@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +13,7 @@ from resnet_lab.benchmarking import SweepState, lab_record
 from resnet_lab.data import DataConfig, load_datasets
 from resnet_lab.errors import LabError
 from resnet_lab.machine import environment_info
-from resnet_lab.outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for
+from resnet_lab.outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for, option_path
 from resnet_lab.speed import runs_last
 from resnet_lab.suite import LabOptions
 
@@ -48,10 +47,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         items[:] = [item for item in items if item not in last] + last
 
 
-def benchmark_json_path(config: pytest.Config) -> Path | None:
-    """--benchmark-json as a path: pytest-benchmark 5.3 parses it to a Path, older releases to an open file."""
-    value = config.getoption("benchmark_json", None)
-    return None if value is None else Path(getattr(value, "name", value))
+def benchmark_json_path(config: pytest.Config):
+    return option_path(config.getoption("benchmark_json", None))
 
 
 def prepare_outputs(config: pytest.Config) -> None:
@@ -133,18 +130,21 @@ def run_log_header(config: pytest.Config) -> dict:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
+    if call.when != "call":
+        return report
     fixture = getattr(item, "funcargs", {}).get("benchmark")
     stats = getattr(fixture, "stats", None)
-    if call.when == "call" and stats is not None and stats.stats.data and not stats.has_error:
+    log = item.config.stash.get(RUN_LOG, None)
+    if stats is not None and stats.stats.data and not stats.has_error:
         stats.extra_info["test_call_s"] = call.duration  # rounds + building the run + evaluation: what `estimate` needs
         record = stats.as_dict(include_data=True)
         item.config.stash[FINISHED].append(record)
-        log = item.config.stash.get(RUN_LOG, None)
         if log is not None:
             if log.lines == 0:
                 log.start(run_log_header(item.config))
             log.benchmark(record)
-            log.lab(session_lab(item.config))
+    if log is not None and log.lines:  # also after a question another run answered: lab.served grew
+        log.lab(session_lab(item.config))
     return report
 
 

@@ -27,11 +27,11 @@ def skip_unless_improving(times, workers, options):
 def test_c3_workers(request, benchmark, device, workers, lab_options, lab_data, sweep):
     skip_unless_improving(sweep.training, workers, lab_options)
     train_set, test_set = lab_data
-    # Evaluated, outside the timing: the point at the C3.2 count is C4's, C5's, C6's (sgd) and C7's
-    # (BN on) configuration too, and those questions read it instead of training it again.
+    # The point at the C3.2 count is C4's, C5's, C6's (sgd) and C7's (BN on) configuration too: those
+    # questions read it instead of training it again, and C6/C7 have it evaluated when they do.
     spec = BenchSpec("C3", device=device, workers=workers)
-    run = run_training_benchmark(benchmark, spec, lab_options, train_set, test_set)
-    sweep.record_trained(spec, request.node.name)
+    run = run_training_benchmark(benchmark, spec, lab_options, train_set, test_set, evaluate_now=False)
+    sweep.record_trained(spec, request.node.name, run, benchmark.extra_info)
     if sweep.training_device in (None, device):  # one sweep per run: the first device's
         sweep.training_device = device
         sweep.training[workers] = float(run.summary()["load_s"])

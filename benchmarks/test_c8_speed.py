@@ -45,7 +45,7 @@ def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, 
     train_set, _ = lab_data
     spec = BenchSpec(
         "C8", device=device, workers=int(c32["workers"]), step=v.step_config(dev), compile_mode=compile_mode,
-        device_loader=v.device_loader, sync_phases=v.sync_phases, flush_denormal=v.flush_denormal, graph_step=v.graph_step,
+        device_loader=v.device_loader, sync_phases=v.sync_phases, flush_denormal=v.flush_denormal, graph_step=v.uses_graph_step(dev, lab_options.preset),
         retain_heap=v.retains_heap(dev), cold_compile=True, epochs=lab_options.c8_epochs, evaluate=False,
     )
     run = run_training_benchmark(benchmark, spec, lab_options, train_set, None)
@@ -65,7 +65,7 @@ def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, 
         loader="device-resident" if v.device_loader else "dataloader",
         phases_synced=v.sync_phases,
         flush_denormal=v.flush_denormal,
-        graph_step=v.graph_step,
+        graph_step=run.config.graph_step,
         **run.host_alloc,
         peaks={k: p["peak_flops_per_s"] for k, p in peaks.items()},
         flops_counted_batch=step_flops["batch_size"],

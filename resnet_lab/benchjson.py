@@ -154,8 +154,9 @@ class Run:
                 continue
             source = by_name[entry["by"]]
             params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
+            evaluation = entry.get("evaluation") if isinstance(entry.get("evaluation"), dict) else {}
             views.append(replace(source, group=group, name=str(entry.get("name")), fullname=str(entry.get("name")), params=params,
-                                 extra_info={**source.extra_info, "served_by": source.name}))
+                                 extra_info={**source.extra_info, **evaluation, "served_by": source.name}))
         return views
 
     def serves(self, name: str) -> list[str]:

@@ -82,16 +82,23 @@ def run_training_benchmark(
     *,
     train_loader: Iterable | None = None,
     extra: dict[str, object] | None = None,
+    evaluate_now: bool = True,
 ) -> LabRun:
-    """rounds = epochs on one model, so pytest-benchmark's statistics are over epochs."""
+    """rounds = epochs on one model, so pytest-benchmark's statistics are over epochs.
+
+    `evaluate_now=False` keeps the test evaluation for later (`SweepState.evaluation`): C3 trains
+    every worker count, but only the one that turns out to be C3.2 is ever read for test accuracy.
+    """
     config = run_config(spec, options)
     with memory_peaks(torch.device(config.device)) as memory:
         run = LabRun(config, train_set, test_set if spec.evaluate else None, train_loader=train_loader)
         benchmark.group = spec.group
         use_synced_timer(benchmark, run.device)
+        benchmark.extra_info["epochs"] = run.records  # filled epoch by epoch: a run cut short keeps its finished epochs
         benchmark.pedantic(run.run_epoch, rounds=config.epochs, iterations=1, warmup_rounds=0)
         benchmark.extra_info.update(training_extra_info(run, spec, options, train_set))
-        benchmark.extra_info.update(run.evaluate())
+        if evaluate_now:
+            benchmark.extra_info.update(run.evaluate())
     benchmark.extra_info.update(memory)
     benchmark.extra_info.update(numerics_state())
     benchmark.extra_info.update(extra or {})
@@ -159,9 +166,22 @@ class SweepState:
     answer: dict[str, object] | None = None
     trained: dict[BenchSpec, str] = field(default_factory=dict)  # spec (group cleared) -> the benchmark that trained it
     served: list[dict[str, object]] = field(default_factory=list)  # questions answered by a run of another benchmark
+    runs: dict[str, tuple[LabRun, dict]] = field(default_factory=dict)  # benchmark -> its trained run and extra_info
+    evaluations: dict[str, dict[str, object]] = field(default_factory=dict)  # benchmark -> its deferred evaluation
 
-    def record_trained(self, spec: BenchSpec, name: str) -> None:
+    def record_trained(self, spec: BenchSpec, name: str, run: LabRun, extra_info: dict) -> None:
+        """Keep a trained run (model and optimizer state included) so that questions with the same
+        configuration can read it, and evaluate it, instead of training it again."""
         self.trained[replace(spec, group="")] = name
+        self.runs[name] = (run, extra_info)
+
+    def evaluation(self, name: str) -> dict[str, object]:
+        """The test evaluation of benchmark `name`'s run, done once, on first need; also added to its extra_info."""
+        if name not in self.evaluations:
+            run, extra_info = self.runs[name]
+            self.evaluations[name] = run.evaluate()
+            extra_info.update(self.evaluations[name])
+        return self.evaluations[name]
 
     def serving_run(self, spec: BenchSpec) -> str | None:
         """The benchmark of this session that already trained exactly `spec` (any group), if one did;
@@ -174,12 +194,15 @@ class SweepState:
         by = self.serving_run(spec)
         if by is None:
             return None
-        self.serve(spec.group, name, params, by)
+        self.serve(spec.group, name, params, by, self.evaluation(by) if spec.evaluate else None)
         return (f"served by {by}: the same configuration was already trained{' and evaluated' if spec.evaluate else ''} "
                 f"in this run, so {spec.group} reads its figures (JSON: lab.served, extra_info.serves) instead of training it again")
 
-    def serve(self, group: str, name: str, params: dict[str, object], by: str) -> None:
-        self.served.append({"group": group, "name": name, "params": dict(params), "by": by})
+    def serve(self, group: str, name: str, params: dict[str, object], by: str, evaluation: dict[str, object] | None = None) -> None:
+        entry: dict[str, object] = {"group": group, "name": name, "params": dict(params), "by": by}
+        if evaluation is not None:
+            entry["evaluation"] = dict(evaluation)  # made for this question, after the serving benchmark was saved
+        self.served.append(entry)
 
     def serves(self) -> dict[str, list[str]]:
         """benchmark name -> the questions it answered besides its own."""

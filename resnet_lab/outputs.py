@@ -64,6 +64,13 @@ def ensure_writable_file(target: str | os.PathLike[str], what: str) -> Path:
     return path
 
 
+def option_path(value: Any) -> Path | None:
+    """A path option as pytest-benchmark hands it over: a Path (5.3) or a file it already opened (5.2's FileType)."""
+    if value is None:
+        return None
+    return Path(value.name) if hasattr(value, "write") else Path(value)
+
+
 def log_path_for(json_path: str | os.PathLike[str]) -> Path:
     """`out/smoke.json` -> `out/smoke.jsonl`: the per-benchmark log beside the JSON."""
     path = Path(json_path)

@@ -4,12 +4,12 @@ Each variant changes one thing against the lab's faithful baseline (eager,
 fp32, NCHW, PIL DataLoader, a sync per phase), except the combinations:
 `best` (channels_last, bf16 autocast where the device has native bf16, the
 device-resident loader, the loop without per-batch syncs, flushing denormals;
-plus torch.compile reduce-overhead on a GPU in the full preset, and malloc
-keeping freed memory on a CPU, which is why the suite runs it last there) and
-`cuda-graph` (the same without compile, but the whole step as one CUDA graph:
-see graphstep.py) and `cuda-graph-compiled` (that with torch.compile's default
-mode inside the graph). The two graph variants were not yet measured on a GPU,
-so `best` does not use them.
+on a GPU in the full preset also the whole step as one CUDA graph of
+torch.compile'd kernels, i.e. `cuda-graph-compiled`; on a CPU malloc keeping
+freed memory, which is why the suite runs it last there), `cuda-graph` (the
+whole step as one CUDA graph, see graphstep.py) and `cuda-graph-compiled`
+(that with torch.compile's default mode inside the graph). Measurements behind
+these choices are in results/ (h200-full-lab/, cpu-2core-c8-compile/).
 """
 
 from __future__ import annotations
@@ -51,15 +51,19 @@ class Variant:
         # CPU only: there the per-step page faults of fresh activations cost about 5% (hostalloc.py).
         return self.best and device.type == "cpu"
 
+    def compiles_graph(self, device: torch.device, preset: str) -> bool:
+        # `best` on a GPU: the compiled whole-step graph measured fastest there. On a CPU compiling
+        # did not pay (the step is mostly oneDNN convolutions, which Inductor calls as they are), and
+        # the smoke preset has no time for a build.
+        return self.best and preset == "full" and device.type == "cuda"
+
     def resolved_compile_mode(self, device: torch.device, preset: str) -> str | None:
         if self.best:
-            # CUDA only: on 2 CPU cores (channels_last + bf16, device loader) the compiled step
-            # measured 1.17-1.27 s against 1.15-1.16 s eager, after 50 s of compiling; the step there
-            # is ~86% oneDNN convolutions, which Inductor calls as they are. On an H200, `best` with
-            # reduce-overhead ran a 1.66 s steady epoch against eager's 5.37 s (compile's own share
-            # was not isolated).
-            return "reduce-overhead" if preset == "full" and device.type == "cuda" else None
+            return "default" if self.compiles_graph(device, preset) else None
         return self.compile_mode
+
+    def uses_graph_step(self, device: torch.device, preset: str) -> bool:
+        return self.graph_step or self.compiles_graph(device, preset)
 
     def skip_reason(self, device: torch.device, preset: str) -> str | None:
         if self.compile_mode is not None and preset != "full":

@@ -11,7 +11,7 @@ import pytest
 
 from resnet_lab.benchjson import load_run
 from resnet_lab.errors import LabError
-from resnet_lab.outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for
+from resnet_lab.outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for, option_path
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,3 +153,12 @@ def test_writable_checks(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(LabError, match="--x: cannot create folder .* a file is in the way"):
         ensure_writable_file(tmp_path / "file" / "run.json", "--x")
+
+
+def test_benchmark_json_option_from_either_pytest_benchmark(tmp_path):
+    target = tmp_path / "out" / "run.json"
+    assert option_path(target) == target  # pytest-benchmark 5.3: a Path
+    target.parent.mkdir()
+    with open(target, "wb") as opened:  # 5.2: argparse.FileType has already opened it
+        assert option_path(opened) == target
+    assert option_path(None) is None

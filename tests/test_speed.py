@@ -35,16 +35,16 @@ def test_channels_last_bf16_is_the_two_combined() -> None:
     assert v.channels_last and v.bf16 and v.compile_mode is None and not v.device_loader and v.sync_phases
 
 
-def test_best_compiles_with_cuda_graphs_on_a_gpu_in_the_full_preset_only() -> None:
-    best, graph = VARIANTS["best"], VARIANTS["cuda-graph"]
-    assert best.resolved_compile_mode(CUDA, "full") == "reduce-overhead"
-    assert best.resolved_compile_mode(CUDA, "smoke") is None
-    assert best.resolved_compile_mode(CPU, "full") is None  # measured no faster on the CPU (see resolved_compile_mode)
+def test_best_is_the_compiled_whole_step_graph_on_a_gpu_in_the_full_preset_only() -> None:
+    best, graph, compiled = VARIANTS["best"], VARIANTS["cuda-graph"], VARIANTS["cuda-graph-compiled"]
+    assert (best.resolved_compile_mode(CUDA, "full"), best.uses_graph_step(CUDA, "full")) == (
+        compiled.resolved_compile_mode(CUDA, "full"), compiled.uses_graph_step(CUDA, "full")) == ("default", True)
+    for device, preset in ((CUDA, "smoke"), (CPU, "full"), (CPU, "smoke")):  # no compile, no CUDA graph there
+        assert best.resolved_compile_mode(device, preset) is None and not best.uses_graph_step(device, preset)
     assert best.skip_reason(CPU, "smoke") is None and not best.graph_step
     assert graph.graph_step and graph.skip_reason(CPU, "full") == "a whole-step CUDA graph needs a CUDA device"
     assert graph.resolved_compile_mode(CUDA, "full") is None and graph.skip_reason(CUDA, "smoke") is None
     assert VARIANTS["compile-default"].resolved_compile_mode(CPU, "full") == "default"
-    compiled = VARIANTS["cuda-graph-compiled"]
     assert compiled.resolved_compile_mode(CUDA, "full") == "default" and "full preset" in compiled.skip_reason(CUDA, "smoke")
     # the one compile mode RunConfig accepts beside a whole-step graph
     RunConfig(device="cuda", graph_step=compiled.graph_step, compile_mode=compiled.resolved_compile_mode(CUDA, "full"))

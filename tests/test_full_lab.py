@@ -1,0 +1,238 @@
+"""The full lab in one GPU window: one training run serves every question with its configuration,
+the numerics and memory each benchmark records, the short answers, and `resnet-lab estimate`."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from fixtures.labruns import make_run
+from resnet_lab import estimate as est
+from resnet_lab.answers import short_answers
+from resnet_lab.benchjson import load_run, parse_run
+from resnet_lab.benchmarking import BenchSpec, SweepState, lab_record
+from resnet_lab.cli import main
+from resnet_lab.machine import numerics_state
+from resnet_lab.memory import memory_peaks
+from resnet_lab.report import answer_sheet
+from resnet_lab.suite import PRESETS, build_options
+from resnet_lab.train import Numerics, configure_backends
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class FakeRun:
+    """What SweepState needs of a trained LabRun: its evaluation, counted."""
+
+    def __init__(self) -> None:
+        self.evaluations = 0
+
+    def evaluate(self) -> dict[str, object]:
+        self.evaluations += 1
+        return {"test_top1": 0.5, "test_loss": 1.25, "test_images": 200, "eval_s": 0.1}
+
+
+C3_NAME = "test_c3_workers[device=cpu-workers=4]"
+
+
+def sweep_with_c3_point() -> tuple[SweepState, FakeRun, dict]:
+    sweep, run, extra = SweepState(), FakeRun(), {"loss": 1.0}
+    sweep.record_trained(BenchSpec("C3", device="cpu", workers=4), C3_NAME, run, extra)  # type: ignore[arg-type]
+    return sweep, run, extra
+
+
+def test_only_the_same_configuration_is_served():
+    sweep, _, _ = sweep_with_c3_point()
+    assert sweep.serving_run(BenchSpec("C6", device="cpu", workers=4, optimizer="sgd")) == C3_NAME
+    assert sweep.serving_run(BenchSpec("C4", device="cpu", workers=4, evaluate=False)) == C3_NAME  # needs no evaluation
+    for other in (BenchSpec("C6", device="cpu", workers=4, optimizer="adam"), BenchSpec("C7", device="cpu", workers=4, batch_norm=False),
+                  BenchSpec("C6", device="cpu", workers=2), BenchSpec("C6", device="cuda", workers=4)):
+        assert sweep.serving_run(other) is None, other
+
+
+def test_a_served_question_is_recorded_and_the_run_evaluated_once():
+    sweep, run, extra = sweep_with_c3_point()
+    reason = sweep.serve_reason(BenchSpec("C6", device="cpu", workers=4), "test_c6_optimizer[device=cpu-optimizer=sgd]",
+                                {"device": "cpu", "optimizer": "sgd"})
+    assert reason and C3_NAME in reason and "trained and evaluated" in reason
+    sweep.serve_reason(BenchSpec("C7", device="cpu", workers=4), "test_c7_batch_norm[device=cpu-batch_norm=True]", {"device": "cpu", "batch_norm": True})
+    sweep.serve_reason(BenchSpec("C4", device="cpu", workers=4, evaluate=False), "test_c4_workers[device=cpu-workers=c3.2]", {"choice": "c3.2"})
+    assert run.evaluations == 1  # evaluated on first need, not per question, and not in C3 itself
+    assert extra["test_top1"] == 0.5  # the serving benchmark's own record gains the evaluation
+    assert [e["group"] for e in sweep.served] == ["C6", "C7", "C4"]
+    assert "evaluation" in sweep.served[0] and "evaluation" not in sweep.served[2]
+    assert sweep.serves() == {C3_NAME: ["C6", "C7", "C4"]}
+    assert sweep.serve_reason(BenchSpec("C6", device="cpu", workers=4, optimizer="adam"), "x", {}) is None
+
+
+def served_run() -> dict:
+    """A suite run in which C3's point at 4 workers answered C6 sgd (with its evaluation) and C4's C3.2 row."""
+    data = make_run(groups=("C3", "C4", "C6"))
+    name = "test_c6_optimizer[device=cpu-optimizer=sgd]"
+    data["benchmarks"] = [b for b in data["benchmarks"] if b["name"] not in (name, "test_c4_workers[device=cpu-choice=c3.2]")]
+    data["lab"]["served"] = [
+        {"group": "C6", "name": name, "params": {"device": "cpu", "optimizer": "sgd"}, "by": C3_NAME,
+         "evaluation": {"test_top1": 0.375, "test_loss": 1.5}},
+        {"group": "C4", "name": "test_c4_workers[device=cpu-choice=c3.2]", "params": {"device": "cpu", "choice": "c3.2"}, "by": C3_NAME},
+    ]
+    return data
+
+
+def test_served_views_read_the_serving_benchmark(tmp_path):
+    run = parse_run(tmp_path / "run.json", served_run())
+    c3 = next(b for b in run.benchmarks if b.name == C3_NAME)
+    sgd = next(b for b in run.group("C6") if b.params.get("optimizer") == "sgd")
+    assert sgd.extra("served_by") == C3_NAME and sgd.extra("test_top1") == 0.375
+    assert sgd.epochs() == c3.epochs() and sgd.round_times() == c3.round_times()
+    assert len(run.group("C6")) == 5 and len([b for b in run.benchmarks if b.group == "C6"]) == 4  # a view, not a benchmark
+    assert run.serves(C3_NAME) == ["C6", "C4"]
+
+
+def test_report_names_the_run_that_answered(tmp_path):
+    run = parse_run(tmp_path / "run.json", served_run())
+    text, _ = answer_sheet([run], tmp_path)
+    c6 = text[text.index("## C6"):text.index("## C7")]
+    assert f"sgd (measured by `{C3_NAME}`)" in c6 and "37.50 %" in c6
+    c3 = text[text.index("## C3"):text.index("## C4")]
+    assert "| C6, C4 |" in c3
+    c4 = text[text.index("## C4"):text.index("## C5")]
+    assert f"(C3.2) (measured by `{C3_NAME}`)" in c4
+
+
+def test_short_answers_from_the_records(tmp_path):
+    cpu = parse_run(tmp_path / "cpu.json", make_run(devices=("cpu", "cuda")))
+    lines = short_answers(cpu)
+    c6 = [b for b in cpu.group("C6") if b.params["device"] == "cpu"]
+    best = max(c6, key=lambda b: b.extra_info["top1"])
+    assert any(line.startswith("C6 (cpu)") and f": {best.params['optimizer']}" in line for line in lines)
+    c5 = {b.params["device"]: b.extra_info["epochs"] for b in cpu.group("C5")}
+    ratio = (sum(r["epoch_s"] for r in c5["cpu"]) / len(c5["cpu"])) / (sum(r["epoch_s"] for r in c5["cuda"]) / len(c5["cuda"]))
+    assert f"the GPU is {ratio:.1f}x the CPU per epoch" in "\n".join(lines)
+    assert lines[0].startswith(f"C3.2: {cpu.lab['c3_2']['workers']} workers")
+
+
+def test_numerics_are_set_by_every_cuda_run_and_recorded():
+    before = numerics_state()
+    try:
+        configure_backends(torch.device("cuda"), Numerics(cudnn_tf32=False, matmul_precision="high"))
+        state = numerics_state()
+        assert (state["cudnn_allow_tf32"], state["float32_matmul_precision"], state["cudnn_benchmark"]) == (False, "high", True)
+        configure_backends(torch.device("cuda"), Numerics())
+        assert (numerics_state()["cudnn_allow_tf32"], numerics_state()["float32_matmul_precision"]) == (True, "highest")
+    finally:
+        torch.backends.cudnn.allow_tf32 = before["cudnn_allow_tf32"]
+        torch.backends.cudnn.benchmark = before["cudnn_benchmark"]
+        torch.set_float32_matmul_precision(before["float32_matmul_precision"])
+
+
+def test_tf32_option_reaches_the_lab_record():
+    options = build_options(preset="full", data="synthetic", devices="cuda", epochs=None, batches=None, workers=None, out_dir="o", tf32=False)
+    record = lab_record(options, None)
+    assert record["numerics"]["cudnn_tf32"] is False and "full fp32" in record["numerics"]["note"]
+
+
+def test_host_peak_covers_an_allocation_inside_the_benchmark():
+    size = 256 * 2**20
+    with memory_peaks(torch.device("cpu")) as record:
+        block = torch.ones(size // 4)  # touched pages: resident
+        del block
+    if record["host_peak_rss_since"] != "benchmark":
+        pytest.skip("this kernel cannot reset the peak RSS (/proc/self/clear_refs)")
+    assert record["host_peak_rss_bytes"] >= record["host_rss_bytes"] + size * 0.9
+    assert record["device_peak_memory_bytes"] is None
+
+
+# --- estimate ---------------------------------------------------------------------------------------
+
+
+def one_config_run(batches: int, load: float, train: float, other: float, rounds_extra: float, first_extra: float) -> dict:
+    """A run whose C2 benchmark (2 workers) has exact phases: per-batch rates and per-epoch overheads known by construction."""
+    data = make_run(groups=("C2",))
+    bench = data["benchmarks"][0]
+    records = []
+    for epoch in (1, 2, 3):
+        phases = {"load_s": load * batches, "copy_s": 0.0, "train_s": train * batches, "metrics_s": 0.0}
+        epoch_s = sum(phases.values()) + other + (first_extra if epoch == 1 else 0.0)
+        records.append({"epoch": epoch, "batches": batches, **phases, "epoch_s": epoch_s, "loss": 2.0, "top1": 0.1, "warmup": epoch == 1})
+    bench["extra_info"]["epochs"] = records
+    bench["stats"]["data"] = [r["epoch_s"] + rounds_extra for r in records]
+    return data
+
+
+def test_estimate_composes_the_recorded_rates(tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(one_config_run(batches=2, load=0.5, train=2.0, other=0.25, rounds_extra=0.125, first_extra=1.0)))
+    args = argparse.Namespace(runs=[str(path)], preset="smoke", device="cpu", epochs=3, batches=4, eval_batches=None, c8="", storage=".benchmarks")
+    predictions, work = est.estimate([load_run(path)], args)
+    c2 = next(p for p in predictions if p.planned.question == "C2")
+    # 3 epochs x (0.25 other + 4 batches x 2.5 s + 0.125 round overhead) + 1.0 first-epoch extra
+    assert c2.seconds == pytest.approx(3 * (0.25 + 4 * 2.5 + 0.125) + 1.0)
+    assert "setup" in c2.notes  # this run has no test_call_s: said, not guessed
+    c6 = [p for p in predictions if p.planned.question == "C6"]
+    assert c6 and all(p.seconds is None and "training with" in p.missing for p in c6)  # no optimizer but sgd recorded
+
+
+def test_estimate_plan_follows_the_suite():
+    work = est.workload("full", ("cuda",), None, None, None, c32=4)
+    assert work.epochs == PRESETS["full"].epochs and work.batches == 391 and work.full_epochs
+    names = [p.name for p in est.plan(work)]
+    assert "test_c6_optimizer[device=cuda-optimizer=sgd]" not in names  # served by C3's point at the C3.2 count
+    assert "test_c4_workers[device=cuda-workers=one]" in names and not any("loader_only" in n for n in names)
+    smoke = est.workload("smoke", ("cpu",), None, None, None, c32=4)
+    assert smoke.batches == PRESETS["smoke"].max_batches and any("loader_only" in p.name for p in est.plan(smoke))
+
+
+def test_estimate_plan_names_are_the_suites_test_ids():
+    collected = subprocess.run(
+        ["python", "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider", "--lab-device", "cpu"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    ).stdout
+    ids = {line.split("::", 1)[1] for line in collected.splitlines() if "::" in line}
+    names = {p.name for p in est.plan(est.workload("smoke", ("cpu",), None, None, None, c32=4))}
+    assert names <= ids, names - ids
+
+
+def test_estimate_cli_last_line_and_uninformed(tmp_path, capsys):
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(one_config_run(batches=2, load=0.5, train=2.0, other=0.25, rounds_extra=0.125, first_extra=1.0)))
+    assert main(["estimate", str(path), "--preset", "smoke", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("predicted smoke preset: ") and out[-1].endswith(" s")
+    assert any(line.startswith("not informed by the inputs") and "test_c6_optimizer[device=cpu-optimizer=adam]" in line for line in out)
+
+
+def test_estimate_reads_the_committed_gpu_runs():
+    runs = [load_run(p) for p in sorted((ROOT / "results").glob("*h200*/*.json"))]
+    args = argparse.Namespace(runs=[], preset="full", device=None, epochs=None, batches=None, eval_batches=None, c8="", storage=".benchmarks")
+    predictions, work = est.estimate(runs, args)
+    assert work.devices == ("cuda",) and work.c32 is not None
+    assert any(p.seconds for p in predictions if p.planned.question == "C3")
+
+
+def test_c32_for_the_estimate_from_training_or_loader_sweeps():
+    run = parse_run(Path("x.json"), copy.deepcopy(make_run(groups=("C3", "C3-loader"))))
+    assert est.c32_from([run], full_epochs=False) == run.lab["c3_2"]["workers"]
+    trained = make_run(groups=("C3",), record_c32=False)
+    for b in trained["benchmarks"]:
+        b["extra_info"]["full_epoch"] = True
+    loads = {b["params"]["workers"]: sum(r["load_s"] for r in b["extra_info"]["epochs"]) / 2 for b in trained["benchmarks"]}
+    best = min(loads.values())
+    expected = min(w for w, t in loads.items() if t <= best * 1.10)
+    assert est.c32_from([parse_run(Path("y.json"), trained)], full_epochs=True) == expected
+
+
+def test_gpu_check_exit_status_reflects_its_parts(tmp_path):
+    """The GPU check must not fail silently between GPU windows (CI runs its full dry run; this is the cheap part)."""
+    script = ROOT / "benchmarks" / "gpu-check.sh"
+    bad = subprocess.run(["bash", str(script), str(tmp_path / "bad")], env={"PATH": "/usr/bin:/bin", "PARTS": "nonsense", "PYTHON": "true"},
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "unknown part 'nonsense'" in bad.stdout and "did not pass: nonsense" in bad.stdout
+    failing = subprocess.run(["bash", str(script), str(tmp_path / "fail")], env={"PATH": "/usr/bin:/bin", "PARTS": "lab", "PYTHON": "false"},
+                             capture_output=True, text=True, timeout=60)
+    assert failing.returncode == 1 and "part lab: exit 1 (failed)" in failing.stdout
