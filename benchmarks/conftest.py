@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from resnet_lab.answers import short_answers
-from resnet_lab.benchjson import parse_run
+from resnet_lab.benchjson import SCHEMA_VERSION, parse_run
 from resnet_lab.benchmarking import SweepState, lab_record
 from resnet_lab.data import DataConfig, load_datasets
 from resnet_lab.errors import LabError
@@ -110,6 +110,7 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    output_json["schema_version"] = SCHEMA_VERSION
     output_json["lab"] = session_lab(config)
     serves = config.stash[SWEEP].serves() if SWEEP in config.stash else {}
     for bench in output_json["benchmarks"]:
@@ -124,7 +125,7 @@ def run_log_header(config: pytest.Config) -> dict:
     config.hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
     commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
     return {"machine_info": machine_info, "commit_info": commit_info, "datetime": datetime.now(timezone.utc).isoformat(),
-            "version": pytest_benchmark.__version__}
+            "version": pytest_benchmark.__version__, "schema_version": SCHEMA_VERSION}
 
 
 @pytest.hookimpl(wrapper=True)

@@ -23,6 +23,9 @@ from typing import Any
 from .errors import LabError
 from .outputs import LOG_SUFFIX, read_log
 
+# The suite's JSON layout (`schema_version` at the top level). 1: runs saved before the key existed.
+# 2: the `lab` key gains `served`, `numerics`, `eval_batches`; benchmarks gain memory, numerics and `test_call_s`.
+SCHEMA_VERSION = 2
 DEFAULT_STORAGE = ".benchmarks"  # pytest-benchmark's --benchmark-storage default (file://./.benchmarks)
 STORAGE_ID = re.compile(r"^\d{1,4}(_[^/\\]*)?$")  # 0001, 1, 0001_mysave
 
@@ -138,6 +141,7 @@ class Run:
     version: str | None
     lab: dict[str, Any]
     benchmarks: tuple[Bench, ...] = field(default=())
+    schema_version: int = 1
 
     def group(self, name: str) -> list[Bench]:
         """The group's benchmarks, plus views of the runs that answered its questions for it (lab.served)."""
@@ -162,9 +166,6 @@ class Run:
     def serves(self, name: str) -> list[str]:
         """The questions benchmark `name` answered besides its own group."""
         return list(dict.fromkeys(str(e.get("group")) for e in self.lab.get("served") or [] if isinstance(e, dict) and e.get("by") == name))
-
-    def groups(self) -> list[str]:
-        return list(dict.fromkeys(b.group for b in self.benchmarks if b.group))
 
     def machine(self) -> "MachineSummary":
         return machine_summary(self.machine_info)
@@ -277,7 +278,16 @@ def parse_run(path: Path, data: Any, label: str | None = None) -> Run:
         version=version if isinstance(version, str) else None,
         lab=lab if isinstance(lab, dict) else {},
         benchmarks=tuple(_bench(path, i, b, data) for i, b in enumerate(benchmarks)),
+        schema_version=_schema_version(path, data.get("schema_version", 1)),
     )
+
+
+def _schema_version(path: Path, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LabError(f"'{path}' has an invalid schema_version {value!r}; expected a positive integer")
+    if value > SCHEMA_VERSION:
+        raise LabError(f"'{path}' was written by a newer resnet-lab (schema_version {value}, this one reads up to {SCHEMA_VERSION}); upgrade resnet-lab")
+    return value
 
 
 def load_runs(specs: Sequence[str], storage: str = DEFAULT_STORAGE) -> list[Run]:

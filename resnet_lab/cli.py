@@ -26,15 +26,6 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def available_subcommands() -> dict[str, tuple[str, str]]:
-    """Subcommands whose module is importable (report/compare ship in later steps)."""
-    found = {}
-    for name, (module, help_text) in SUBCOMMANDS.items():
-        if importlib.util.find_spec(module) is not None:
-            found[name] = (module, help_text)
-    return found
-
-
 def get_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
     parser = argparse.ArgumentParser(
         prog="resnet-lab",
@@ -42,7 +33,7 @@ def get_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {}
-    for name, (module_name, help_text) in available_subcommands().items():
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name)
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         module.configure(sub)

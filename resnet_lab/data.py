@@ -263,6 +263,8 @@ def _resolve(source: str | os.PathLike[str], download: bool) -> tuple[str, Path]
         if path.name.lower().endswith(_ARCHIVE_SUFFIXES):
             return "imagefolder-tar", path
         raise DataError(f"data path {path} is a file but not a .tar.gz/.tgz/.tar archive; {_accepted()}")
+    if not path.is_dir():  # a device, a socket, a FIFO: /dev/null, say
+        raise DataError(f"data path {path} is neither a folder nor a .tar.gz/.tgz/.tar archive; {_accepted()}")
     if path.name == _TORCHVISION_DIR:
         return "cifar10-torchvision", path.parent
     if (path / _TORCHVISION_DIR).is_dir():

@@ -33,9 +33,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-# The lab's Normalize constants (LAB_SPEC "train transforms").
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+from .data import CIFAR10_MEAN, CIFAR10_STD  # the lab's Normalize constants, defined once
 
 # RandomCrop(32, padding=4): a shift of -PAD..PAD pixels per axis, zero fill.
 PAD = 4

@@ -146,7 +146,7 @@ def read_log(path: Path, text: str) -> dict[str, Any]:
             raise LabError(f"'{path}' line {number} is not valid JSON: the run log is damaged") from None
         kind = record.get("kind") if isinstance(record, dict) else None
         if kind == "header":
-            run.update({k: record.get(k) for k in ("machine_info", "commit_info", "datetime", "version")})
+            run.update({k: record[k] for k in ("machine_info", "commit_info", "datetime", "version", "schema_version") if k in record})
         elif kind == "benchmark":
             run["benchmarks"].append(record.get("benchmark"))
         elif kind == "lab":

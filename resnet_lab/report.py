@@ -99,10 +99,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "x"
 
 
-def mean(values: Sequence[float]) -> float | None:
-    return statistics.fmean(values) if values else None
-
-
 def phase_mean(bench: Bench, key: str, *, skip_warmup: bool = False) -> float | None:
     """Mean of `key` over the epoch records (optionally without warm-up epochs), else the summary value."""
     records = [r for r in bench.epochs() if not (skip_warmup and r.get("warmup") is True)]

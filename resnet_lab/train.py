@@ -15,11 +15,9 @@ epoch_s - (load_s + copy_s + train_s + metrics_s) is the loop's own overhead.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -33,31 +31,10 @@ from torch.profiler import record_function
 
 from .errors import DivergenceError, LabError
 from .fastloader import normalize_batch
+from .interrupts import deferred_interrupt
 from .timing import SyncClock, clock_for
 
 PHASES = ("load", "copy", "train", "metrics")
-
-
-@contextlib.contextmanager
-def deferred_interrupt() -> Iterator[None]:
-    """Hold Ctrl-C (SIGINT) back while DataLoader workers fork or shut down, then raise it.
-
-    A KeyboardInterrupt raised inside an at-fork hook (logging registers one) or inside the
-    iterator's __del__ is printed as 'Exception ignored' and lost, and training would go on;
-    Ctrl-C right after an epoch line lands exactly there. Forked workers inherit the holding
-    handler, so they leave Ctrl-C to the main process, which shuts them down.
-    """
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        yield  # someone else handles SIGINT here; leave it alone
-        return
-    pending: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if pending:
-            raise KeyboardInterrupt
 
 
 class GraphedStep(Protocol):

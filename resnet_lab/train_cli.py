@@ -15,7 +15,7 @@ from .fileio import write_json
 from .machine import environment_info
 from .optim import OPTIMIZERS
 from .run import LabRun, RunConfig
-from .train import deferred_interrupt, resolve_device
+from .train import resolve_device
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -85,10 +85,7 @@ def check_json_path(path: str) -> None:
 
 def write_results(path: str, results: dict[str, object]) -> None:
     try:
-        # Atomic: an existing file is replaced whole or left as it was. Ctrl-C waits the few
-        # milliseconds the write takes, so it never strands the temporary file either.
-        with deferred_interrupt():
-            write_json(path, results)
+        write_json(path, results)  # atomic, Ctrl-C held for the milliseconds it takes (fileio.atomic_open)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         if exc.filename:

@@ -93,6 +93,12 @@ def test_file_that_is_not_an_archive(tmp_path: Path) -> None:
     assert_lists_layouts(message)
 
 
+def test_path_that_is_neither_folder_nor_file() -> None:
+    message = load_error(Path("/dev/null"))  # a character device
+    assert "/dev/null is neither a folder nor a .tar.gz" in message
+    assert_lists_layouts(message)
+
+
 @pytest.mark.parametrize("as_archive", [False, True], ids=["folder", "archive"])
 def test_not_an_image(tmp_path: Path, as_archive: bool) -> None:
     write_image_folder(tmp_path / "folder", train_per_class=1, test_per_class=1)

@@ -1,0 +1,36 @@
+"""Every run committed under results/ stays readable by `report` and `compare`, whatever schema it was saved with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from resnet_lab.benchjson import SCHEMA_VERSION, load_run, parse_run
+from resnet_lab.compare import CI_THRESHOLDS, compare_runs, parse_threshold
+from resnet_lab.errors import LabError
+from resnet_lab.report import answer_sheet
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+COMMITTED = sorted(RESULTS.glob("**/*.json"))
+
+
+def test_there_are_committed_runs():
+    assert len(COMMITTED) >= 5
+
+
+@pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_committed_run_renders_and_self_compares(path, tmp_path):
+    run = load_run(path)
+    assert 1 <= run.schema_version <= SCHEMA_VERSION
+    text, _ = answer_sheet([run], tmp_path)
+    assert text.startswith("# ResNet-18 on CIFAR-10")
+    outcome = compare_runs(run, load_run(path), [parse_threshold(t) for t in CI_THRESHOLDS])
+    assert not outcome.failed  # a run against itself is never a regression
+
+
+def test_schema_version_newer_than_this_reader_is_refused(tmp_path):
+    with pytest.raises(LabError, match="newer resnet-lab"):
+        parse_run(tmp_path / "x.json", {"machine_info": {}, "benchmarks": [], "schema_version": SCHEMA_VERSION + 1})
+    with pytest.raises(LabError, match="invalid schema_version"):
+        parse_run(tmp_path / "x.json", {"machine_info": {}, "benchmarks": [], "schema_version": "2"})
