@@ -26,18 +26,26 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def get_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first argument that is one), if any."""
+    return next((arg for arg in argv if arg in SUBCOMMANDS), None)
+
+
+def get_parser(argv: Sequence[str] = ()) -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
+    """The parser; only the chosen subcommand's module is imported (`--help` and `report` never load torch)."""
     parser = argparse.ArgumentParser(
         prog="resnet-lab",
         description="ResNet-18 on CIFAR-10: where does training time go? Measure it, save it, compare it.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {}
+    chosen = chosen_command(argv)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        module.configure(sub)
-        handlers[name] = module.main
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.configure(sub)
+            handlers[name] = module.main
     return parser, handlers
 
 
@@ -57,7 +65,8 @@ def run_failure(exc: BaseException) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     args = None
     try:
-        parser, handlers = get_parser()  # inside the try: Ctrl-C while torch imports is still one line
+        argv = list(sys.argv[1:] if argv is None else argv)
+        parser, handlers = get_parser(argv)  # inside the try: Ctrl-C while torch imports is still one line
         args = parser.parse_args(argv)
         return handlers[args.command](args)
     except LabError as exc:
