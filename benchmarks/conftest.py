@@ -14,13 +14,16 @@ from resnet_lab.data import DataConfig, load_datasets
 from resnet_lab.errors import LabError
 from resnet_lab.machine import environment_info
 from resnet_lab.outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for, option_path
-from resnet_lab.speed import runs_last
+from resnet_lab.derived import add_cross_benchmark_figures
+from resnet_lab.speed import device_peaks, runs_last
 from resnet_lab.suite import LabOptions
+from resnet_lab.timing import synced_timer
 
 CUDA_SKIP = "CUDA is not available here (torch.cuda.is_available() is False); run on a GPU machine or pass --lab-device cpu"
 RUN_LOG = pytest.StashKey[RunLog]()
 FINISHED = pytest.StashKey[list]()  # the finished benchmarks' JSON records, in order
 SWEEP = pytest.StashKey[SweepState]()
+PEAKS = pytest.StashKey[dict]()  # device -> measured matmul peaks (speed.device_peaks)
 
 
 def device_param(device: str):
@@ -39,12 +42,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = session.config.rootpath / "benchmarks"
+    for item in items:
+        if item.path.is_relative_to(here):
+            time_with_device_clock(item)
     # A benchmark that changes process-wide state for good (C8 `best` on a CPU tunes malloc)
     # runs after everything else, so that no other figure of the session is measured under it.
-    here = session.config.rootpath / "benchmarks"
     last = [item for item in items if item.path.is_relative_to(here) and runs_last(getattr(getattr(item, "callspec", None), "params", {}))]
     if last:
         items[:] = [item for item in items if item not in last] + last
+
+
+def time_with_device_clock(item: pytest.Item) -> None:
+    """Every round is timed by a clock that synchronizes the benchmark's device (CUDA kernels are
+    asynchronous), through pytest-benchmark's public `benchmark` marker: its group plus that timer."""
+    marker = item.get_closest_marker("benchmark")
+    if marker is None or "timer" in marker.kwargs:
+        return
+    device = str(getattr(getattr(item, "callspec", None), "params", {}).get("device", "cpu"))
+    item.add_marker(pytest.mark.benchmark(**marker.kwargs, timer=synced_timer(device)), append=False)
 
 
 def benchmark_json_path(config: pytest.Config):
@@ -77,6 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     config.stash[FINISHED] = []
     config.stash[SWEEP] = SweepState()
+    config.stash[PEAKS] = {}
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +118,24 @@ def c32(sweep: SweepState, lab_data, lab_options: LabOptions) -> dict[str, objec
     return sweep.c32(lab_data[0], lab_options.c3_workers()[:5])
 
 
+@pytest.fixture(scope="session")
+def peak_flops(pytestconfig: pytest.Config):
+    """`peak_flops(device)`: the measured matmul peak per dtype of that device, calibrated once, on
+    first need (the MFU of C8's variants is against it), and recorded in the JSON's `lab.peaks`."""
+    peaks = pytestconfig.stash[PEAKS]
+
+    def calibrated(device: str) -> dict:
+        if device not in peaks:
+            peaks[device] = device_peaks(torch.device(device))
+        return peaks[device]
+
+    return calibrated
+
+
 def session_lab(config: pytest.Config) -> dict:
-    return lab_record(config.lab_options, config.stash.get(SWEEP, None))  # type: ignore[attr-defined]
+    lab = lab_record(config.lab_options, config.stash.get(SWEEP, None))  # type: ignore[attr-defined]
+    lab["peaks"] = config.stash.get(PEAKS, {})
+    return lab
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
@@ -112,10 +145,19 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
     output_json["schema_version"] = SCHEMA_VERSION
     output_json["lab"] = session_lab(config)
+    add_cross_benchmark_figures(output_json["benchmarks"])
     serves = config.stash[SWEEP].serves() if SWEEP in config.stash else {}
     for bench in output_json["benchmarks"]:
         if bench["name"] in serves:
             bench["extra_info"]["serves"] = serves[bench["name"]]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_benchmark_generate_json(config: pytest.Config, benchmarks: list, include_data: bool, machine_info: dict, commit_info: dict):
+    # A run cut short (Ctrl-C, a time box) leaves the benchmark in flight with no rounds, and
+    # pytest-benchmark would then fail to write any JSON at all; keep every finished benchmark instead.
+    benchmarks[:] = [b for b in benchmarks if b.stats is not None and b.stats.data]
+    return (yield)
 
 
 def run_log_header(config: pytest.Config) -> dict:
@@ -152,11 +194,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     config = session.config
-    # A run cut short (Ctrl-C, a time box) leaves the benchmark in flight with no rounds, and
-    # pytest-benchmark would then fail to write any JSON at all; keep every finished benchmark instead.
-    bench_session = getattr(config, "_benchmarksession", None)
-    if bench_session is not None:
-        bench_session.benchmarks[:] = [b for b in bench_session.benchmarks if b.stats is not None and b.stats.data]
     log = config.stash.get(RUN_LOG, None)
     try:
         result = yield  # pytest-benchmark writes the JSON in here

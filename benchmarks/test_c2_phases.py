@@ -1,6 +1,10 @@
 """C1/C2: per-epoch loading, copy, training and metrics time, loss and top-1, at the lab's defaults."""
 
+import pytest
+
 from resnet_lab.benchmarking import BenchSpec, run_training_benchmark
+
+pytestmark = pytest.mark.benchmark(group="C2")
 
 
 def test_c2_phases(benchmark, device, lab_options, lab_data):

@@ -7,7 +7,7 @@ CPU (cheap, and the basis for C3.2 whenever the training epochs are capped).
 
 import pytest
 
-from resnet_lab.benchmarking import BenchSpec, loader_epoch, run_training_benchmark, use_synced_timer
+from resnet_lab.benchmarking import BenchSpec, loader_epoch, run_training_benchmark
 from resnet_lab.data import LoaderConfig, make_train_loader
 from resnet_lab.suite import still_improving
 
@@ -24,6 +24,7 @@ def skip_unless_improving(times, workers, options):
         pytest.skip(f"loading time stopped improving before {workers} workers: {earlier}")
 
 
+@pytest.mark.benchmark(group="C3")
 def test_c3_workers(request, benchmark, device, workers, lab_options, lab_data, sweep):
     skip_unless_improving(sweep.training, workers, lab_options)
     train_set, test_set = lab_data
@@ -38,6 +39,7 @@ def test_c3_workers(request, benchmark, device, workers, lab_options, lab_data, 
         sweep.training_full_epochs = lab_options.max_batches is None
 
 
+@pytest.mark.benchmark(group="C3-loader")
 def test_c3_loader_only(request, benchmark, workers, lab_options, lab_data, sweep):
     if lab_options.max_batches is None and any(getattr(item, "originalname", "") == "test_c3_workers" for item in request.session.items):
         pytest.skip("epochs are not capped, so C3 with training measures whole loader epochs and gives C3.2 itself; "
@@ -45,8 +47,6 @@ def test_c3_loader_only(request, benchmark, workers, lab_options, lab_data, swee
     skip_unless_improving(sweep.loader, workers, lab_options)
     train_set, _ = lab_data
     loader = make_train_loader(train_set, LoaderConfig(num_workers=workers))
-    benchmark.group = "C3-loader"
-    use_synced_timer(benchmark, "cpu")
     result = benchmark.pedantic(loader_epoch, args=(loader,), rounds=1, iterations=1)
     assert result["images"] == len(train_set)
     sweep.loader[workers] = float(result["load_s"])

@@ -5,6 +5,8 @@ import pytest
 from resnet_lab.benchmarking import BenchSpec, train_or_serve
 from resnet_lab.suite import C4_BASELINE_WORKERS
 
+pytestmark = pytest.mark.benchmark(group="C4")
+
 
 @pytest.mark.parametrize("choice", ["one", "c3.2"], ids=lambda c: f"workers={c}")
 def test_c4_workers(request, benchmark, device, choice, lab_options, lab_data, c32, sweep):

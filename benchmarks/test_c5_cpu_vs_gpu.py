@@ -1,6 +1,10 @@
 """C5: average epoch time, CPU vs GPU, at the C3.2 worker count (compare images/s when epochs are capped)."""
 
+import pytest
+
 from resnet_lab.benchmarking import BenchSpec, train_or_serve
+
+pytestmark = pytest.mark.benchmark(group="C5")
 
 # Devices come from --lab-device (default cpu,cuda; absent CUDA is skipped with its reason). On a GPU
 # machine the full-preset CPU side takes hours, so the GPU check runs cuda only and C5 pairs it with a CPU run.

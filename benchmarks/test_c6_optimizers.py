@@ -5,6 +5,8 @@ import pytest
 from resnet_lab.benchmarking import BenchSpec, train_or_serve
 from resnet_lab.optim import OPTIMIZERS
 
+pytestmark = pytest.mark.benchmark(group="C6")
+
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS), ids=lambda o: f"optimizer={o}")
 def test_c6_optimizer(request, benchmark, device, optimizer, lab_options, lab_data, c32, sweep):

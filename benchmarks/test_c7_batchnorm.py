@@ -4,6 +4,8 @@ import pytest
 
 from resnet_lab.benchmarking import BenchSpec, train_or_serve
 
+pytestmark = pytest.mark.benchmark(group="C7")
+
 
 @pytest.mark.parametrize("batch_norm", [True, False], ids=lambda b: f"batch_norm={b}")
 def test_c7_batch_norm(request, benchmark, device, batch_norm, lab_options, lab_data, c32, sweep):

@@ -11,17 +11,9 @@ import torch
 from resnet_lab import resnet18
 from resnet_lab.benchmarking import BenchSpec, run_training_benchmark
 from resnet_lab.flops import train_step_flops
-from resnet_lab.speed import VARIANTS, device_peaks, speedup_record, step_seconds, work_record
+from resnet_lab.speed import VARIANTS, step_seconds, work_record
 
-
-@pytest.fixture(scope="session")
-def peaks_by_device():
-    return {}
-
-
-@pytest.fixture(scope="session")
-def eager_by_device():
-    return {}  # device -> the eager baseline's work record, for the ratios of the variants after it
+pytestmark = pytest.mark.benchmark(group="C8")
 
 
 @pytest.fixture(scope="session")
@@ -30,15 +22,13 @@ def step_flops():
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS), ids=lambda v: f"variant={v}")
-def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, peaks_by_device, eager_by_device, step_flops):
+def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, peak_flops, step_flops):
     v = VARIANTS[variant]
     dev = torch.device(device)
     reason = v.skip_reason(dev, lab_options.preset)
     if reason:
         pytest.skip(reason)
-    if device not in peaks_by_device:  # calibrated once per device, in this run, before any variant of it
-        peaks_by_device[device] = device_peaks(dev)
-    peaks = peaks_by_device[device]
+    peaks = peak_flops(device)  # calibrated once per device in this run, before any variant of it; recorded in lab.peaks
     # Requested after the calibration, so a C3.2 sweep it may start (DataLoader workers) cannot overlap it.
     c32 = request.getfixturevalue("c32")
     compile_mode = v.resolved_compile_mode(dev, lab_options.preset)
@@ -51,11 +41,8 @@ def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, 
     run = run_training_benchmark(benchmark, spec, lab_options, train_set, None)
     peak = peaks["bfloat16" if v.uses_bf16(dev) else "float32"]
     work = work_record(int(step_flops["flops_per_step"]), step_seconds(run.records), peak)
-    if variant == "eager":
-        eager_by_device[device] = work
     benchmark.extra_info.update(
-        work,
-        **speedup_record(float(work["train_step_s"]), eager_by_device.get(device), float(work["peak_flops_per_s"])),
+        work,  # speedup_vs_eager is derived at the end from the eager benchmark's record, where it ran
         variant=variant,
         channels_last=v.channels_last,
         amp_dtype="bfloat16" if v.uses_bf16(dev) else None,

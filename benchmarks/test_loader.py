@@ -3,18 +3,15 @@
 import pytest
 import torch
 
-from resnet_lab.benchmarking import loader_epoch, use_synced_timer
+from resnet_lab.benchmarking import loader_epoch
 from resnet_lab.data import LoaderConfig, make_train_loader
 from resnet_lab.fastloader import DeviceLoader
+
+pytestmark = pytest.mark.benchmark(group="loader")
 
 PIPELINES = [("dataloader", 0), ("dataloader", 2), ("device-resident", 0)]
 PARAMETRIZES_DEVICE = True  # devices come with the pipeline below, not from conftest
 ROUNDS = {"dataloader": 1, "device-resident": 5}  # a PIL epoch takes seconds; a device-resident one, milliseconds
-
-
-@pytest.fixture(scope="session")
-def loader_rates():
-    return {}
 
 
 def pytest_generate_tests(metafunc):
@@ -31,23 +28,16 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize(("pipeline", "workers", "device"), params)
 
 
-def test_loader_throughput(benchmark, pipeline, workers, device, lab_data, lab_options, loader_rates):
+def test_loader_throughput(benchmark, pipeline, workers, device, lab_data, lab_options):
     train_set, _ = lab_data
     if pipeline == "dataloader":
         loader = make_train_loader(train_set, LoaderConfig(num_workers=workers))
     else:
         loader = DeviceLoader(train_set.images, train_set.labels, 128, device=device)
-    benchmark.group = "loader"
-    use_synced_timer(benchmark, device)
     result = benchmark.pedantic(loader_epoch, args=(loader, device), rounds=ROUNDS[pipeline], iterations=1)
     assert result["images"] == len(train_set)
     seconds = benchmark.stats.stats.median if benchmark.stats else result["load_s"]  # stats is None under --benchmark-disable
     images_per_s = len(train_set) / seconds
-    loader_rates[(pipeline, workers, device)] = images_per_s
     info = {"images_per_s": images_per_s, "images": len(train_set), "pipeline": pipeline, "workers": workers, "device": device,
             "data": train_set.source, "preset": lab_options.preset}
-    for base_workers in (0, 2):
-        base = loader_rates.get(("dataloader", base_workers, "cpu"))
-        if base and pipeline != "dataloader":
-            info[f"speedup_vs_dataloader_w{base_workers}"] = images_per_s / base
     benchmark.extra_info.update(info)

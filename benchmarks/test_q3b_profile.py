@@ -1,8 +1,12 @@
 """Q3b: a torch.profiler trace of a few training steps with the loop's phases labelled."""
 
-from resnet_lab.benchmarking import BenchSpec, run_config, use_synced_timer
+import pytest
+
+from resnet_lab.benchmarking import BenchSpec, run_config
 from resnet_lab.profiling import PHASE_LABELS, ProfileConfig, profile_run, trace_event_names
 from resnet_lab.run import LabRun
+
+pytestmark = pytest.mark.benchmark(group="Q3b")
 
 
 def test_q3b_profile(benchmark, device, lab_options, lab_data):
@@ -10,8 +14,6 @@ def test_q3b_profile(benchmark, device, lab_options, lab_data):
     config = ProfileConfig(wait=1, warmup=1, active=lab_options.profile_steps)
     run = LabRun(run_config(BenchSpec("Q3b", device=device), lab_options), train_set)
     out_dir = f"{lab_options.out_dir}/q3b"
-    benchmark.group = "Q3b"
-    use_synced_timer(benchmark, run.device)
     result = benchmark.pedantic(profile_run, args=(run, out_dir, config), rounds=1, iterations=1)
     names = trace_event_names(result["trace_path"])
     assert set(PHASE_LABELS) <= names, f"phases missing from the trace: {set(PHASE_LABELS) - names}"

@@ -18,7 +18,7 @@ from .machine import numerics_state
 from .memory import memory_peaks
 from .run import LabRun, RunConfig
 from .suite import LabOptions, c32_answer
-from .timing import SyncClock, clock_for, synced_timer
+from .timing import SyncClock, clock_for
 from .train import StepConfig
 
 SUMMARY_KEYS = ("load_s", "copy_s", "train_s", "metrics_s", "epoch_s", "first_epoch_s", "steady_epoch_s", "images_per_s", "loss", "top1")
@@ -66,13 +66,6 @@ def run_config(spec: BenchSpec, options: LabOptions) -> RunConfig:
     )
 
 
-def use_synced_timer(benchmark: Any, device: torch.device | str) -> None:
-    # pytest-benchmark takes its timer from --benchmark-timer for the whole
-    # session and has no public per-benchmark setter; a CUDA run must be timed
-    # with a synchronizing clock, so set the fixture's timer directly.
-    benchmark._timer = synced_timer(device)
-
-
 def run_training_benchmark(
     benchmark: Any,
     spec: BenchSpec,
@@ -92,8 +85,6 @@ def run_training_benchmark(
     config = run_config(spec, options)
     with memory_peaks(torch.device(config.device)) as memory:
         run = LabRun(config, train_set, test_set if spec.evaluate else None, train_loader=train_loader)
-        benchmark.group = spec.group
-        use_synced_timer(benchmark, run.device)
         benchmark.extra_info["epochs"] = run.records  # filled epoch by epoch: a run cut short keeps its finished epochs
         benchmark.pedantic(run.run_epoch, rounds=config.epochs, iterations=1, warmup_rounds=0)
         benchmark.extra_info.update(training_extra_info(run, spec, options, train_set))

@@ -154,23 +154,6 @@ def work_record(flops_per_step: int, step_s: float, peak: dict[str, object]) -> 
     }
 
 
-def speedup_record(step_s: float, baseline: dict[str, float] | None, peak_flops_per_s: float) -> dict[str, object]:
-    """This variant against the eager baseline measured earlier in the same run (same device).
-
-    `speedup_vs_eager` is the measured ratio of train-step times. `speedup_vs_eager_at_peak`
-    is the ratio the variant would reach at MFU 1.0 (its dtype's measured matmul peak over the
-    baseline's achieved FLOP/s). It is a yardstick, not a hard bound: on the 2-core CPU a
-    channels_last fp32 convolution ran at 206 GFLOP/s against a 174 GFLOP/s matmul.
-    """
-    if not baseline:
-        return {}
-    return {
-        "speedup_vs_eager": baseline["train_step_s"] / step_s,
-        "speedup_vs_eager_at_peak": peak_flops_per_s / baseline["achieved_flops_per_s"],
-        "eager_train_step_s": baseline["train_step_s"],
-    }
-
-
 def runs_last(params: dict[str, object]) -> bool:
     """Whether a C8 benchmark with these params changes process-wide state for good (hostalloc.py),
     so that nothing measured after it in the same process would be comparable."""

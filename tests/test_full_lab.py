@@ -236,3 +236,25 @@ def test_gpu_check_exit_status_reflects_its_parts(tmp_path):
     failing = subprocess.run(["bash", str(script), str(tmp_path / "fail")], env={"PATH": "/usr/bin:/bin", "PARTS": "lab", "PYTHON": "false"},
                              capture_output=True, text=True, timeout=60)
     assert failing.returncode == 1 and "part lab: exit 1 (failed)" in failing.stdout
+
+
+def test_cross_benchmark_figures_are_derived_from_the_finished_benchmarks():
+    from resnet_lab.derived import add_cross_benchmark_figures
+
+    def c8(variant, step, achieved):
+        return {"group": "C8", "params": {"device": "cpu", "variant": variant},
+                "extra_info": {"train_step_s": step, "achieved_flops_per_s": achieved, "peak_flops_per_s": 4.0e11}}
+
+    def loader(pipeline, workers, rate):
+        return {"group": "loader", "params": {"pipeline": pipeline, "workers": workers, "device": "cpu"}, "extra_info": {"images_per_s": rate}}
+
+    benches = [c8("eager", 3.0, 1.0e11), c8("best", 1.0, 3.0e11), loader("dataloader", 0, 5000.0), loader("dataloader", 2, 8000.0),
+               loader("device-resident", 0, 1.6e6)]
+    add_cross_benchmark_figures(benches)
+    assert benches[1]["extra_info"]["speedup_vs_eager"] == pytest.approx(3.0)
+    assert benches[1]["extra_info"]["speedup_vs_eager_at_peak"] == pytest.approx(4.0)
+    assert benches[4]["extra_info"]["speedup_vs_dataloader_w0"] == pytest.approx(320.0)
+    assert benches[4]["extra_info"]["speedup_vs_dataloader_w2"] == pytest.approx(200.0)
+    alone = [c8("best", 1.0, 3.0e11)]  # `-k best`: its baseline did not run, so there is no ratio to give
+    add_cross_benchmark_figures(alone)
+    assert "speedup_vs_eager" not in alone[0]["extra_info"]

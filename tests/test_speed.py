@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from resnet_lab.run import RunConfig
-from resnet_lab.speed import VARIANTS, runs_last, speedup_record, step_seconds
+from resnet_lab.derived import speedup_record
+from resnet_lab.speed import VARIANTS, runs_last, step_seconds
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
