@@ -50,7 +50,7 @@ part() {  # part NAME LIMIT_S PYTEST_ARGS...   (test files in the order they sho
   local start=$SECONDS
   # -W default: show library warnings (e.g. from torch.compile) instead of failing on them as the unit tests do.
   timeout --signal=INT --kill-after=15 "$limit" $PY -m pytest -p no:cacheprovider -W default -rs \
-    --lab-preset full --lab-data "$DATA" --lab-device "$DEVICE" --lab-out "$OUT/lab-output" \
+    --lab-preset full --lab-data="$DATA" --lab-device "$DEVICE" --lab-out="$OUT/lab-output" \
     --benchmark-json "$OUT/$name.json" --benchmark-columns=median,mean,stddev,rounds ${SELECT:+-k "$SELECT"} \
     "$@" "${DRY[@]}" ${EXTRA:-} > "$OUT/$name.log" 2>&1
   local status=$?
