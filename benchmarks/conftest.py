@@ -7,6 +7,7 @@ import torch
 
 from resnet_lab.benchmarking import SweepState
 from resnet_lab.data import DataConfig, load_datasets
+from resnet_lab.distributed.bench import DState
 from resnet_lab.machine import environment_info
 from resnet_lab.speed import runs_last
 from resnet_lab.suite import LabOptions
@@ -70,6 +71,14 @@ def sweep(pytestconfig: pytest.Config) -> SweepState:
 def c32(sweep: SweepState, lab_data, lab_options: LabOptions) -> dict[str, object]:
     """The C3.2 worker count of this run (from C3 if it ran first, else a loader-only sweep now)."""
     return sweep.c32(lab_data[0], lab_options.c3_workers()[:5])
+
+
+@pytest.fixture(scope="session")
+def d_state():
+    """D1's answers and the rank groups D2-D5 share; every group is closed at the end of the session."""
+    state = DState()
+    yield state
+    state.close()
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
