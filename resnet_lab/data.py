@@ -723,9 +723,13 @@ def make_train_loader(
     )
 
 
-def make_test_loader(dataset: Dataset, config: LoaderConfig, device: torch.device | str = "cpu") -> DataLoader:
-    """Evaluation loader: fixed order, `test_batch_size`, every item kept."""
-    return _make_loader(dataset, config, config.test_batch_size, "test_batch_size", shuffle=False, drop_last=False, device=device)
+def make_test_loader(
+    dataset: Dataset, config: LoaderConfig, device: torch.device | str = "cpu", *, sampler: Sampler | None = None
+) -> DataLoader:
+    """Evaluation loader: fixed order, `test_batch_size`, every item kept (`sampler`: this rank's shard)."""
+    return _make_loader(
+        dataset, config, config.test_batch_size, "test_batch_size", shuffle=False, drop_last=False, device=device, sampler=sampler
+    )
 
 
 def _make_loader(

@@ -121,17 +121,18 @@ class CommTimer:
 
 
 def combine_rank_records(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """One record for the job: images summed, loss and top-1 weighted by images, times of the slowest rank."""
-    job = dict(records[0])
+    """One record for the job: images summed, loss and top-1 weighted by images, times of the slowest rank.
+
+    Every time comes from the one rank whose epoch took longest (the job's epoch ends with it),
+    so the phases still add up within the record.
+    """
+    job = dict(max(records, key=lambda r: float(r["epoch_s"])))
     images = sum(int(r["images"]) for r in records)
     job["images"] = images
     for key in ("loss", "top1"):
         if all(isinstance(r.get(key), (int, float)) for r in records):
             job[key] = sum(float(r[key]) * int(r["images"]) for r in records) / images
     job["per_class_top1"] = None  # per-class counts stay on each rank
-    for key in records[0]:
-        if key.endswith("_s") and all(isinstance(r.get(key), (int, float)) for r in records):
-            job[key] = max(float(r[key]) for r in records)
     job["images_per_s"] = images / job["epoch_s"] if job.get("epoch_s") else float("inf")
     job["ranks"] = [{k: r.get(k) for k in ("load_s", "copy_s", "train_s", "epoch_s", "images", "loss", "top1")} for r in records]
     return job
@@ -185,7 +186,11 @@ class DataParallelRun(LabRun):
         )
         # Worker seeds differ per rank, so the ranks' augmentations are independent draws.
         loader = make_train_loader(train_set, replace(config.loader, seed=config.loader.seed + world.rank), config.device, sampler=self.sampler)
-        test_loader = make_test_loader(test_set, config.loader, config.device) if test_set is not None and world.lead else None
+        test_loader = None
+        if test_set is not None:
+            # Each rank evaluates its shard of the test set (in order; padded to equal shards).
+            shard = DistributedSampler(test_set, num_replicas=world.world_size, rank=world.rank, shuffle=False) if world.world_size > 1 else None
+            test_loader = make_test_loader(test_set, config.loader, config.device, sampler=shard)
         self.global_batch = world.world_size * config.loader.batch_size
         steps = len(loader) if config.max_batches is None else min(len(loader), config.max_batches)
         self.base_lr = config.optim.lr
@@ -238,8 +243,6 @@ class DataParallelRun(LabRun):
                 gathered: list[Any] = [None] * self.world.world_size
                 dist.all_gather_object(gathered, record)
                 record = combine_rank_records(gathered)
-                if self.parallel.measure_comm:
-                    record.update(comm_derived(record))
         except RuntimeError as exc:
             if self.world.world_size > 1 and collective_failure(exc):
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -321,7 +324,22 @@ class DataParallelRun(LabRun):
         return record
 
     def evaluate(self) -> dict[str, object]:
-        """Rank 0 evaluates the plain module (DDP's forward would wait for the other ranks)."""
-        if not self.world.lead or self.test_loader is None or self.config.eval_batches == 0:
+        """Test loss and top-1 over every rank's shard (eval_batches per rank), with rank 0's BatchNorm statistics.
+
+        Every rank runs DDP's forward the same number of times, and DDP broadcasts rank 0's
+        buffers before each: all shards are evaluated with the same model.
+        """
+        if self.test_loader is None or self.config.eval_batches == 0:
             return {}
-        return evaluate(self.model, self.test_loader, self.device, max_batches=self.config.eval_batches, step=self.config.step)
+        result = evaluate(self.step_model, self.test_loader, self.device, max_batches=self.config.eval_batches, step=self.config.step)
+        if self.world.world_size == 1:
+            return result
+        gathered: list[Any] = [None] * self.world.world_size
+        dist.all_gather_object(gathered, result)
+        images = sum(int(r["test_images"]) for r in gathered)
+        return {
+            "test_loss": sum(float(r["test_loss"]) * int(r["test_images"]) for r in gathered) / images,
+            "test_top1": sum(float(r["test_top1"]) * int(r["test_images"]) for r in gathered) / images,
+            "test_images": images,
+            "eval_s": max(float(r["eval_s"]) for r in gathered),
+        }
