@@ -10,6 +10,8 @@
 #          compile-default and compile-reduce-overhead; max-autotune is left out (many minutes to build)
 #   lab    C4-C7, Q3b, Q1-Q4, C2, C3 at full size (50,000 images, batch 128), 2 epochs each,
 #          in that order so the questions not yet measured on a GPU come first
+#   d1     (not in the default PARTS) D1 on the GPU, batch 32, 128, ... until it runs out of memory,
+#          50 batches per epoch; D2-D4 need two GPUs and are skipped with the reason on one
 # Environment: PYTHON (default python3), LAB_DEVICE (default cuda), TESTS_LIMIT/SPEED_LIMIT/LAB_LIMIT
 # seconds, PARTS (default "tests speed lab"), SELECT (a pytest -k expression for the speed and lab
 # parts, e.g. "eager or best"), EXTRA (more pytest arguments for them, split on spaces, e.g.
@@ -57,5 +59,9 @@ if [[ " $PARTS " == *" lab "* ]]; then
   part lab "${LAB_LIMIT:-120}" $B/test_c7_batchnorm.py $B/test_c6_optimizers.py $B/test_c4_workers_vs_best.py \
     $B/test_c5_cpu_vs_gpu.py $B/test_q3b_profile.py $B/test_q_structure.py $B/test_c2_phases.py $B/test_c3_workers.py \
     --lab-epochs 2 --lab-workers 8,16
+fi
+if [[ " $PARTS " == *" d1 "* ]]; then
+  part d1 "${D1_LIMIT:-300}" $B/test_d1_batch_size.py $B/test_d2_speedup.py $B/test_d3_compute_comm.py $B/test_d4_allreduce.py \
+    --lab-batches 50
 fi
 ls -la "$OUT"

@@ -80,6 +80,8 @@ def test_a_rank_killed_mid_epoch_stops_every_rank_and_leaves_no_process() -> Non
     assert stopped < 60
     message = str(caught.value)
     assert message.startswith(f"rank 1 (pid {ranks.pids[0]}) was killed by SIGKILL during train_until_a_rank_dies"), message
+    # What rank 0's own run said first (under torchrun, the line a surviving rank prints).
+    assert isinstance(caught.value.__cause__, RankFailure) and str(caught.value.__cause__).startswith("rank 0 lost its peers in epoch 1")
     assert len(watch.job) >= 3, f"rank 1 and both ranks' DataLoader workers were seen: {watch.job}"
     time.sleep(10)
     assert not [pid for pid in watch.job if alive(pid)], "a process of the job outlived it by 10 s"
