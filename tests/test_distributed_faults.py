@@ -30,6 +30,14 @@ def alive(pid: int) -> bool:
     return state != "Z" and b"resource_tracker" not in cmdline
 
 
+def survivors(pids: set[int], within: float) -> list[int]:
+    """The processes among `pids` still alive `within` seconds from now (returns as soon as none is)."""
+    deadline = time.monotonic() + within
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
 class ProcessWatch:
     """Every descendant of this process seen while the block runs (ranks and their DataLoader workers)."""
 
@@ -64,8 +72,7 @@ def test_a_rank_that_raises_stops_the_group_naming_it() -> None:
     with ProcessWatch() as watch, pytest.raises(RankFailure, match=r"rank 1 failed in fail_on_rank: ValueError: deliberate failure on rank 1"):
         with RankGroup(2, "cpu") as ranks:
             ranks.run(ddphelpers.fail_on_rank, 1)
-    time.sleep(1.0)
-    assert not [pid for pid in watch.job if alive(pid)]
+    assert not survivors(watch.job, within=10.0)
 
 
 def test_a_rank_killed_mid_epoch_stops_every_rank_and_leaves_no_process() -> None:
@@ -83,8 +90,7 @@ def test_a_rank_killed_mid_epoch_stops_every_rank_and_leaves_no_process() -> Non
     # What rank 0's own run said first (under torchrun, the line a surviving rank prints).
     assert isinstance(caught.value.__cause__, RankFailure) and str(caught.value.__cause__).startswith("rank 0 lost its peers in epoch 1")
     assert len(watch.job) >= 3, f"rank 1 and both ranks' DataLoader workers were seen: {watch.job}"
-    time.sleep(10)
-    assert not [pid for pid in watch.job if alive(pid)], "a process of the job outlived it by 10 s"
+    assert not survivors(watch.job, within=10.0), "a process of the job outlived it by 10 s"
 
 
 def local_rank_1(root: int) -> int | None:
@@ -115,5 +121,4 @@ def test_torchrun_job_stops_when_a_rank_is_killed_and_names_it(tmp_path: Path, t
         assert time.monotonic() - killed < 60
     assert proc.returncode != 0
     assert re.search(r"rank\s*:\s*1 \(local_rank: 1\)\s+exitcode\s*:\s*-9", stderr), stderr[-2000:]
-    time.sleep(10)
-    assert not [pid for pid in watch.job if alive(pid)], "a process of the job outlived it by 10 s"
+    assert not survivors(watch.job, within=10.0), "a process of the job outlived it by 10 s"
