@@ -11,6 +11,7 @@ from resnet_lab.answers import short_answers
 from resnet_lab.benchjson import SCHEMA_VERSION, parse_run
 from resnet_lab.benchmarking import SweepState, lab_record
 from resnet_lab.data import DataConfig, load_datasets
+from resnet_lab.distributed.bench import DState
 from resnet_lab.errors import LabError
 from resnet_lab.machine import environment_info
 from resnet_lab.outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for, option_path
@@ -136,6 +137,14 @@ def session_lab(config: pytest.Config) -> dict:
     lab = lab_record(config.lab_options, config.stash.get(SWEEP, None))  # type: ignore[attr-defined]
     lab["peaks"] = config.stash.get(PEAKS, {})
     return lab
+
+
+@pytest.fixture(scope="session")
+def d_state():
+    """D1's answers and the rank groups D2-D5 share; every group is closed at the end of the session."""
+    state = DState()
+    yield state
+    state.close()
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

@@ -8,8 +8,10 @@
 #   c8     C8's eager, best, cuda-graph and cuda-graph-compiled variants (3 epochs), C3.2 from a
 #          loader-only sweep of 8 and 16 workers
 #   tests  the CUDA-only unit tests (real CUDA-graph capture, device loader, sync clock, peaks)
+#   d1     (not in the default PARTS) D1 on the GPU, batch 32, 128, ... until it runs out of memory,
+#          50 batches per epoch; D2-D4 need two GPUs and are skipped with the reason on one
 # Environment: PARTS (default "lab c8"), PYTHON (default python3), LAB_DEVICE (default cuda),
-# LAB_LIMIT / C8_LIMIT / TESTS_LIMIT seconds (default 540 / 250 / 90), SELECT (a pytest -k
+# LAB_LIMIT / C8_LIMIT / D1_LIMIT / TESTS_LIMIT seconds (default 540 / 250 / 300 / 90), SELECT (a pytest -k
 # expression for the lab and c8 parts), EXTRA (more pytest arguments for them, split on spaces).
 # DRY_RUN=1: the same parts on the CPU with one batch per epoch, one test batch and workers 0,2, so the script
 # can be checked without a GPU (CI runs it); time boxes stay as they are.
@@ -76,7 +78,10 @@ for name in $PARTS; do
       # On a machine without CUDA every selected test skips: that is the expected outcome of a dry run.
       finish tests "$status" "$start" "${TESTS_LIMIT:-90}"
       tail -n 1 "$OUT/tests.log" ;;
-    *) echo "unknown part '$name' (parts: lab c8 tests)"; failed+=("$name") ;;
+    d1)
+      part d1 "${D1_LIMIT:-300}" $B/test_d1_batch_size.py $B/test_d2_speedup.py $B/test_d3_compute_comm.py $B/test_d4_allreduce.py \
+        --lab-batches 50 ;;
+    *) echo "unknown part '$name' (parts: lab c8 tests d1)"; failed+=("$name") ;;
   esac
 done
 if [[ ${#failed[@]} -gt 0 ]]; then

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import DivergenceError, LabError
+from .errors import DivergenceError, LabError, RankFailure
 
 # Subcommands live in their own modules, each exposing `configure(parser)`
 # and `main(args) -> int`; imported lazily so `--help` stays fast.
@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("resnet_lab.report", "turn benchmark JSON into the lab's answer sheet (markdown + plots)"),
     "compare": ("resnet_lab.compare", "compare two saved benchmark runs, noise-aware, with pass/fail thresholds"),
     "estimate": ("resnet_lab.estimate", "predict a preset's wall time on a machine from earlier runs there"),
+    "scaling": ("resnet_lab.distributed.scaling_cli", "predict data-parallel epoch time and efficiency for N ranks (D1 + D4, or given figures)"),
 }
 
 
@@ -57,9 +58,9 @@ def out_of_memory(exc: BaseException) -> bool:
 
 
 def run_failure(exc: BaseException) -> bool:
-    """Training stopped for a reason the message fully explains (divergence, a dead or hung loader worker)."""
+    """Training stopped for a reason the message fully explains (divergence, a dead or hung loader worker or rank)."""
     train = sys.modules.get("resnet_lab.train")
-    return isinstance(exc, DivergenceError) or (train is not None and isinstance(exc, train.LoaderWorkerError))
+    return isinstance(exc, (DivergenceError, RankFailure)) or (train is not None and isinstance(exc, train.LoaderWorkerError))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

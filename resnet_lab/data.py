@@ -41,7 +41,7 @@ import numpy as np
 import torch
 import torchvision
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import check_integrity
@@ -713,14 +713,25 @@ def seed_worker(worker_id: int) -> None:
     random.seed(worker_seed)
 
 
-def make_train_loader(dataset: Dataset, config: LoaderConfig, device: torch.device | str = "cpu") -> DataLoader:
-    """Shuffled training loader; order and worker seeds follow `config.seed`."""
-    return _make_loader(dataset, config, config.batch_size, "batch_size", shuffle=True, drop_last=config.drop_last, device=device)
+def make_train_loader(
+    dataset: Dataset, config: LoaderConfig, device: torch.device | str = "cpu", *, sampler: Sampler | None = None
+) -> DataLoader:
+    """Shuffled training loader; order and worker seeds follow `config.seed`.
+
+    `sampler` replaces the shuffle (a `DistributedSampler` gives each data-parallel rank its shard).
+    """
+    return _make_loader(
+        dataset, config, config.batch_size, "batch_size", shuffle=sampler is None, drop_last=config.drop_last, device=device, sampler=sampler
+    )
 
 
-def make_test_loader(dataset: Dataset, config: LoaderConfig, device: torch.device | str = "cpu") -> DataLoader:
-    """Evaluation loader: fixed order, `test_batch_size`, every item kept."""
-    return _make_loader(dataset, config, config.test_batch_size, "test_batch_size", shuffle=False, drop_last=False, device=device)
+def make_test_loader(
+    dataset: Dataset, config: LoaderConfig, device: torch.device | str = "cpu", *, sampler: Sampler | None = None
+) -> DataLoader:
+    """Evaluation loader: fixed order, `test_batch_size`, every item kept (`sampler`: this rank's shard)."""
+    return _make_loader(
+        dataset, config, config.test_batch_size, "test_batch_size", shuffle=False, drop_last=False, device=device, sampler=sampler
+    )
 
 
 def _make_loader(
@@ -731,6 +742,7 @@ def _make_loader(
     shuffle: bool,
     drop_last: bool,
     device: torch.device | str,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
     if not isinstance(dataset, Sized) or len(dataset) == 0:
         raise DataError("the dataset is empty; check the data source")
@@ -750,6 +762,7 @@ def _make_loader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
+        sampler=sampler,
         num_workers=config.num_workers,
         pin_memory=pin_memory,
         drop_last=drop_last,

@@ -20,3 +20,7 @@ class DivergenceError(RuntimeError):
             f"training diverged: loss is {loss} at epoch {epoch}, batch {batch}; "
             "lower the learning rate or check the input data"
         )
+
+
+class RankFailure(RuntimeError):
+    """A data-parallel rank died, failed or lost contact mid-run; the message names the rank where it is known."""

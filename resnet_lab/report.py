@@ -590,7 +590,7 @@ def loader_section(runs: Sequence[Run]) -> list[str]:
     return lines
 
 
-KNOWN_GROUPS = {"C2", "C3", "C3-loader", "C4", "C5", "C6", "C7", "Q1-Q4", "Q3b", "C8", "loader"}
+KNOWN_GROUPS = {"C2", "C3", "C3-loader", "C4", "C5", "C6", "C7", "Q1-Q4", "Q3b", "C8", "loader", "D1", "D2", "D3", "D4", "D5"}
 
 
 def other_section(runs: Sequence[Run]) -> list[str]:
@@ -623,6 +623,9 @@ def answer_sheet(runs: Sequence[Run], out: Path) -> tuple[str, list[Path]]:
     lines += q3b_section(runs)
     lines += c8_section(runs, figures)
     lines += loader_section(runs)
+    from .report_distributed import sections as distributed_sections  # imports this module's helpers
+
+    lines += distributed_sections(runs, figures)
     lines += other_section(runs)
     return "\n".join(lines).rstrip() + "\n", figures.written
 

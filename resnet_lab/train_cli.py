@@ -10,11 +10,13 @@ from pathlib import Path
 
 from .argtypes import non_negative_int, positive_int
 from .data import DataConfig, LoaderConfig, load_datasets
+from .distributed.ddp import DataParallelRun
+from .distributed.launch import World, torchrun_world
 from .errors import LabError
 from .fileio import write_json
 from .machine import environment_info
 from .optim import OPTIMIZERS
-from .run import LabRun, RunConfig
+from .run import RunConfig
 from .train import resolve_device
 
 
@@ -32,11 +34,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-batch-norm", action="store_true", help="remove every BatchNorm (C7). Default: BatchNorm on")
     parser.add_argument("--max-batches", type=positive_int, default=None, metavar="N", help="cap batches per epoch (CPU-sized runs). Default: no cap")
-    parser.add_argument("--eval-batches", type=non_negative_int, default=None, metavar="N", help="test batches per evaluation; 0 skips it. Default: whole test set")
+    parser.add_argument("--eval-batches", type=non_negative_int, default=None, metavar="N", help="test batches per evaluation (per rank under torchrun); 0 skips it. Default: whole test set")
     parser.add_argument("--seed", type=non_negative_int, default=0, metavar="N", help="seed for data order, augmentation and init. Default: 0")
     parser.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10 into --data. Default: never download")
     parser.add_argument("--json", default=None, metavar="PATH", help="write per-epoch records and averages here (atomically). Default: none")
     parser.add_argument("--quiet", action="store_true", help="print only the final averages")
+    parser.add_argument(
+        "--backend", default=None, metavar="NAME",
+        help="collective backend when launched by torchrun (data-parallel; --batch-size is per rank): gloo or nccl. "
+        "Default: nccl on cuda, gloo on cpu",
+    )
 
 
 def epoch_line(record: dict[str, object], epochs: int) -> str:
@@ -98,28 +105,40 @@ def main(args: argparse.Namespace) -> int:
     resolve_device(config.device)
     if args.json:
         check_json_path(args.json)
+    # Under torchrun every rank runs this; the process group lives as long as the run.
+    with torchrun_world(config.device, args.backend) as world:
+        return train(args, config, world)
+
+
+def train(args: argparse.Namespace, config: RunConfig, world: World) -> int:
+    """The run on this rank; rank 0 alone prints and writes --json, with the whole job's records."""
     train_set, test_set = load_datasets(DataConfig(source=args.data, seed=args.seed, download=args.download))
     if args.batch_size > len(train_set):
         raise LabError(f"--batch-size {args.batch_size} is larger than the training set ({len(train_set)} images)")
     if config.loader.test_batch_size > len(test_set):  # a small image folder: evaluate it in one batch
         config = dataclasses.replace(config, loader=dataclasses.replace(config.loader, test_batch_size=len(test_set)))
-    run = LabRun(config, train_set, test_set, progress=sys.stdout.isatty() and not args.quiet)
-    if not args.quiet:
+    run = DataParallelRun(config, train_set, test_set, world=world, progress=sys.stdout.isatty() and not args.quiet)
+    quiet = args.quiet or not world.lead
+    threads = f"{world.threads_per_rank} thread{'s' if world.threads_per_rank != 1 else ''} each"
+    ranks = f", {world.world_size} ranks ({world.backend}, {threads})" if world.world_size > 1 else ""
+    if not quiet:
         print(f"resnet-lab train: {train_set.source} data ({len(train_set)} train / {len(test_set)} test), "
-              f"device {run.device}, optimizer {config.as_record()['optimizer']}, workers {args.num_workers}, "
+              f"device {run.device}{ranks}, optimizer {config.as_record()['optimizer']}, workers {args.num_workers}, "
               f"batch norm {'on' if config.batch_norm else 'off'}")
     for _ in range(config.epochs):
         record = run.run_epoch()
-        if not args.quiet:
+        if not quiet:
             print(epoch_line(record, config.epochs), flush=True)
     summary = run.summary()
     test = run.evaluate()
+    if not world.lead:
+        return 0
     print(summary_line(summary))
     if test:
         print(f"test: loss {test['test_loss']:.4f}  top1 {100 * test['test_top1']:.2f}% on {test['test_images']} images")
     if args.json:
         write_results(args.json, {
-            "config": config.as_record(),
+            "config": {**run.config.as_record(), **world.record(), "batch_per_rank": args.batch_size, "global_batch": run.global_batch},
             "data": {"source": args.data, "kind": train_set.source, "train_images": len(train_set), "test_images": len(test_set)},
             "machine": environment_info(),
             "epochs": run.records,

@@ -8,11 +8,13 @@ import statistics
 import pytest
 from matplotlib.image import imread
 
+from fixtures.druns import d_benchmarks
 from fixtures.labruns import ALL_GROUPS, make_run, without_keys, write_run
 from resnet_lab import cli
 from resnet_lab.report import fmt_s
 
-SECTIONS = ("## Inputs", "## C1/C2", "## C3", "## C4", "## C5", "## C6", "## C7", "## Q1–Q4", "## Q3b", "## C8", "## Loader pipelines")
+SECTIONS = ("## Inputs", "## C1/C2", "## C3", "## C4", "## C5", "## C6", "## C7", "## Q1–Q4", "## Q3b", "## C8", "## Loader pipelines",
+            "## D1", "## D2", "## D3", "## D4", "## D5", "## Scaling model")
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -33,7 +35,9 @@ def section(text: str, prefix: str) -> str:
 
 @pytest.fixture
 def cpu_run(tmp_path):
-    return write_run(tmp_path / "cpu.json", make_run(seed=0))
+    data = make_run(seed=0)
+    data["benchmarks"] += d_benchmarks()  # every question answered, D1-D5 included
+    return write_run(tmp_path / "cpu.json", data)
 
 
 @pytest.fixture
