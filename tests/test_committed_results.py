@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,11 +13,18 @@ from resnet_lab.errors import LabError
 from resnet_lab.report import answer_sheet
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-COMMITTED = sorted(RESULTS.glob("**/*.json"))
+ALL_JSON = sorted(RESULTS.glob("**/*.json"))
+COMMITTED = [p for p in ALL_JSON if "benchmarks" in json.loads(p.read_text())]  # suite runs; the rest are `train --json` outputs
 
 
 def test_there_are_committed_runs():
     assert len(COMMITTED) >= 5
+
+
+@pytest.mark.parametrize("path", [p for p in ALL_JSON if p not in COMMITTED], ids=lambda p: str(p.relative_to(RESULTS)))
+def test_every_other_committed_json_is_a_train_output(path):
+    data = json.loads(path.read_text())
+    assert {"config", "summary", "epochs"} <= set(data), f"{path} is neither a suite run nor `resnet-lab train --json` output"
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(RESULTS)))
