@@ -258,3 +258,11 @@ def test_cross_benchmark_figures_are_derived_from_the_finished_benchmarks():
     alone = [c8("best", 1.0, 3.0e11)]  # `-k best`: its baseline did not run, so there is no ratio to give
     add_cross_benchmark_figures(alone)
     assert "speedup_vs_eager" not in alone[0]["extra_info"]
+
+
+def test_every_benchmark_module_names_its_group_through_the_marker():
+    """The group comes from pytest-benchmark's public `benchmark` marker (conftest adds the device's synced timer)."""
+    modules = sorted((ROOT / "benchmarks").glob("test_*.py"))
+    assert len(modules) >= 15
+    for module in modules:
+        assert 'pytest.mark.benchmark(group="' in module.read_text(), module.name
