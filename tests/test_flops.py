@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from resnet_lab import flops as flops_module
 from resnet_lab.errors import LabError
 from resnet_lab.flops import achieved_flops, fast_dtype_supported, measure_peak_flops, mfu, train_step_flops
 from resnet_lab.model import resnet18
@@ -154,3 +155,49 @@ def test_achieved_flops_and_mfu() -> None:
 def test_bad_numbers_raise_value_error(call, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+class MatmulClock:
+    """Fake time for calibration: each torch.mm costs TICK x the slowdown of the block it falls in.
+
+    measure_peak_flops with seconds=1, rounds=5 and every warm-up call costing TICK = 1/64 s:
+    the warm-up runs until 1/5 s has passed, i.e. 13 calls (12/64 < 0.2 <= 13/64), so a call
+    takes 1/64 s and each of the 5 blocks is ceil(0.8 / 5 / (1/64)) = ceil(10.24) = 11 calls.
+    """
+
+    TICK = 1 / 64
+    WARMUP_CALLS = 13
+    REPEATS = 11
+    SLOWDOWN = (2, 1, 4, 1, 3)  # per timed block; the best block runs at 1x
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.calls = 0
+
+    def now(self) -> float:
+        return self.seconds
+
+    def cost(self) -> float:
+        if self.calls < self.WARMUP_CALLS:
+            return self.TICK
+        return self.TICK * self.SLOWDOWN[(self.calls - self.WARMUP_CALLS) // self.REPEATS]
+
+
+def test_peak_counts_two_n_cubed_flops_per_matmul_over_the_best_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = MatmulClock()
+    real_mm = torch.mm
+
+    def timed_mm(*args, **kwargs):
+        clock.seconds += clock.cost()
+        clock.calls += 1
+        return real_mm(*args, **kwargs)
+
+    monkeypatch.setattr(flops_module, "synced_timer", lambda device: clock.now)
+    monkeypatch.setattr(torch, "mm", timed_mm)
+    n = 8
+    record = measure_peak_flops("cpu", size=n, seconds=1.0, rounds=5)
+    flops_per_matmul = 2 * n * n * n  # n^2 outputs, each n multiply-adds of 2 FLOPs
+    assert record["peak_flops_per_s"] == pytest.approx(flops_per_matmul / clock.TICK)  # the 1x block
+    assert record["median_flops_per_s"] == pytest.approx(flops_per_matmul / (2 * clock.TICK))  # slowdowns sorted: 1, 1, 2, 3, 4
+    assert record["repeats"] == clock.REPEATS and record["rounds"] == 5 and record["matmul_n"] == n
+    assert clock.calls == clock.WARMUP_CALLS + 5 * clock.REPEATS
