@@ -7,7 +7,7 @@ CPU (cheap, and the basis for C3.2 whenever the training epochs are capped).
 
 import pytest
 
-from resnet_lab.benchmarking import BenchSpec, loader_epoch, run_training_benchmark, use_synced_timer
+from resnet_lab.benchmarking import BenchSpec, epoch_problems, loader_epoch, run_training_benchmark, use_synced_timer
 from resnet_lab.data import LoaderConfig, make_train_loader
 from resnet_lab.suite import still_improving
 
@@ -29,6 +29,7 @@ def test_c3_workers(benchmark, device, workers, lab_options, lab_data, sweep):
     train_set, test_set = lab_data
     spec = BenchSpec("C3", device=device, workers=workers, evaluate=False)
     run = run_training_benchmark(benchmark, spec, lab_options, train_set, test_set)
+    assert [f"epoch {r['epoch']}: {p}" for r in benchmark.extra_info["epochs"] for p in epoch_problems(r)] == []
     if sweep.training_device in (None, device):  # one sweep per run: the first device's
         sweep.training_device = device
         sweep.training[workers] = float(run.summary()["load_s"])
@@ -42,6 +43,6 @@ def test_c3_loader_only(benchmark, workers, lab_options, lab_data, sweep):
     benchmark.group = "C3-loader"
     use_synced_timer(benchmark, "cpu")
     result = benchmark.pedantic(loader_epoch, args=(loader,), rounds=1, iterations=1)
-    assert result["images"] == len(train_set)
+    assert result["images"] == len(train_set) and result["load_s"] > 0
     sweep.loader[workers] = float(result["load_s"])
     benchmark.extra_info.update(result, workers=workers, device="cpu", data=train_set.source, preset=lab_options.preset)

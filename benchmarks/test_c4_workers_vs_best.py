@@ -2,7 +2,7 @@
 
 import pytest
 
-from resnet_lab.benchmarking import BenchSpec, run_training_benchmark
+from resnet_lab.benchmarking import BenchSpec, epoch_problems, run_training_benchmark
 from resnet_lab.suite import C4_BASELINE_WORKERS
 
 
@@ -14,3 +14,4 @@ def test_c4_workers(benchmark, device, choice, lab_options, lab_data, c32):
     run_training_benchmark(
         benchmark, spec, lab_options, train_set, test_set, extra={"c32_workers": c32["workers"], "c32_rule": c32["rule"], "choice": choice}
     )
+    assert [f"epoch {r['epoch']}: {p}" for r in benchmark.extra_info["epochs"] for p in epoch_problems(r)] == []

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from resnet_lab import resnet18
-from resnet_lab.benchmarking import BenchSpec, run_training_benchmark
+from resnet_lab.benchmarking import BenchSpec, epoch_problems, run_training_benchmark
 from resnet_lab.flops import train_step_flops
 from resnet_lab.speed import VARIANTS, device_peaks, speedup_record, step_seconds, work_record
 
@@ -49,6 +49,7 @@ def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, 
         retain_heap=v.retains_heap(dev), cold_compile=True, epochs=lab_options.c8_epochs, evaluate=False,
     )
     run = run_training_benchmark(benchmark, spec, lab_options, train_set, None)
+    assert [f"epoch {r['epoch']}: {p}" for r in benchmark.extra_info["epochs"] for p in epoch_problems(r)] == []
     peak = peaks["bfloat16" if v.uses_bf16(dev) else "float32"]
     work = work_record(int(step_flops["flops_per_step"]), step_seconds(run.records), peak)
     if variant == "eager":
