@@ -488,6 +488,24 @@ def test_relative_limit_is_a_magnitude():
     assert parse_threshold("loss:+0.25").limit(-2.0) == 0.25
 
 
+@pytest.mark.parametrize(
+    "old, new, violated",
+    [
+        # margin 1.5 x 0.25 = 0.375 s: a change of exactly that is noise, one step more is not
+        (Value(1.0, 0.25, 5), Value(1.375, 0.0, 5), False),
+        (Value(1.0, 0.25, 5), Value(1.4375, 0.0, 5), True),
+    ],
+)
+def test_noise_margin_is_exclusive(old, new, violated):
+    assert timing_violation(parse_threshold("epoch_s:median:+10%"), old, new, 1.5, 0.05) == (violated, 0.375)
+
+
+def test_min_delta_is_exclusive():
+    threshold = parse_threshold("epoch_s:median:+1%")
+    assert timing_violation(threshold, Value(1.0, 0.0, 5), Value(1.0625, 0.0, 5), 1.5, 0.0625) == (False, 0.0)
+    assert timing_violation(threshold, Value(1.0, 0.0, 5), Value(1.125, 0.0, 5), 1.5, 0.0625) == (True, 0.0)
+
+
 def test_margin_is_k_times_the_larger_spread():
     threshold = parse_threshold("epoch_s:median:+10%")
     # old spread 0.1, new 0.2: margin 2 x 0.2 = 0.4; a +0.5 s change is beyond it, +0.35 s is not
@@ -526,13 +544,26 @@ def test_default_noise_k_and_min_delta(capsys, tmp_path, base, new, rc):
     assert "k=1.5, min delta 0.05 s" in out
 
 
+def with_startup(data: dict, seconds: float, benches: slice) -> dict:
+    for bench in data["benchmarks"][benches]:
+        for record in bench["extra_info"]["epochs"]:
+            record["startup_s"] = seconds
+    return data
+
+
 def test_runs_without_startup_s_compare_and_skip_it(capsys, tmp_path):
     """Runs saved before startup_s existed: its threshold checks nothing; the rest still applies."""
-    old = write_run(tmp_path / "old.json", make_run(groups=("C2",)))
-    data = make_run(groups=("C2",))
-    for record in data["benchmarks"][0]["extra_info"]["epochs"]:
-        record["startup_s"] = 0.25
-    new = write_run(tmp_path / "new.json", data)
+    old = write_run(tmp_path / "old.json", make_run(groups=("C2", "C7")))
+    new = write_run(tmp_path / "new.json", with_startup(make_run(groups=("C2", "C7")), 0.25, slice(None)))
     rc, out, err = run_cli(capsys, str(old), str(new), "--fail", "startup_s:+10%", "--fail", "train_s:+40%")
     assert rc == 0, out + err
-    assert "startup_s:+10%: 0 checked" in out and "train_s:+40%: 1 checked" in out
+    assert "startup_s:+10%: 0 checked" in out and "train_s:+40%: 3 checked" in out
+
+
+def test_a_benchmark_without_the_metric_is_skipped_not_the_rest(capsys, tmp_path):
+    """C2 lacks startup_s in both runs (saved earlier); the two C7 benchmarks after it have it and are checked."""
+    old = write_run(tmp_path / "old.json", with_startup(make_run(groups=("C2", "C7")), 0.25, slice(1, None)))
+    new = write_run(tmp_path / "new.json", with_startup(make_run(groups=("C2", "C7")), 0.5, slice(1, None)))
+    rc, out, err = run_cli(capsys, str(old), str(new), "--fail", "startup_s:+10%")
+    assert rc == 1, out + err
+    assert "startup_s:+10%: 2 checked, 2 beyond it" in out

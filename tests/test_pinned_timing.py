@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from time import sleep
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -32,13 +34,14 @@ METRICS = (2048.0, 4096.0, 8192.0)
 OVERHEAD = (16384.0, 32768.0, 65536.0)  # per-batch callback work that no phase times
 BATCH = 2
 CLASSES = 10
+START = 1024.0  # the fake clock's reading before any work: not 0, so a start time added is not a start time subtracted
 
 
 class FakeTime:
     """A time source that advances only by `spend`."""
 
     def __init__(self) -> None:
-        self.seconds = 0.0
+        self.seconds = START
 
     def __call__(self) -> float:
         return self.seconds
@@ -126,6 +129,14 @@ def test_region_adds_every_entry_to_its_total():
     assert clock.total("load") == 7.0 and clock.total("missing") == 0.0
 
 
+def test_default_time_source_is_wall_time():
+    """Waiting (for a loader, for the device) is time spent: a region counts it, not only CPU time."""
+    clock = SyncClock()
+    with clock.region("wait"):
+        sleep(0.01)
+    assert clock.total("wait") >= 0.01
+
+
 def test_region_counts_its_time_when_the_body_raises():
     fake = FakeTime()
     clock = SyncClock(timer=fake)
@@ -139,7 +150,7 @@ def test_now_syncs_before_reading_the_time():
     fake = FakeTime()
     # The sync is the work's end: time it spends must be inside the reading.
     clock = SyncClock(sync=lambda: fake.spend(5.0), timer=fake)
-    assert clock.now() == 5.0
+    assert clock.now() == START + 5.0
     with clock.region("train"):
         fake.spend(1.0)
     assert clock.total("train") == 6.0  # the start sync happens before the start reading, the end sync before the end one
@@ -197,6 +208,35 @@ def test_an_epoch_that_takes_no_time_reports_infinite_throughput():
     assert record["epoch_s"] == 0.0 and record["images_per_s"] == math.inf
 
 
+def test_throughput_of_a_sub_second_epoch():
+    fake = FakeTime()
+    model = tiny_model()
+    record = train_one_epoch(model, tiny_batches(2), torch.optim.SGD(model.parameters(), lr=0.1), "cpu",
+                             clock=SyncClock(timer=fake), on_batch_end=lambda _i: fake.spend(0.25))
+    assert (record["epoch_s"], record["images"], record["images_per_s"]) == (0.5, 2 * BATCH, 2 * BATCH / 0.5)
+
+
+def test_defaults_epoch_zero_no_bar(monkeypatch):
+    bars = []
+    monkeypatch.setattr(train_module, "progress_bar", lambda *args: bars.append(FakeBar(*args)) or bars[-1])
+    model = tiny_model()
+    record = train_one_epoch(model, tiny_batches(1), torch.optim.SGD(model.parameters(), lr=0.1), "cpu")
+    assert record["epoch"] == 0
+    assert bars[0].opened == (1, False, "epoch 0")
+
+
+def test_fast_path_syncs_only_at_the_ends_of_the_epoch():
+    """sync_phases=False: no device sync per phase (host and device overlap); epoch_s is still synced."""
+    fake, syncs = FakeTime(), []
+    clock = SyncClock(sync=lambda: syncs.append(fake()), timer=fake)
+    model = tiny_model()
+    train_one_epoch(model, tiny_batches(3), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", clock=clock, sync_phases=False)
+    assert len(syncs) == 2
+    syncs.clear()
+    train_one_epoch(model, tiny_batches(3), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", clock=clock)
+    assert len(syncs) == 2 * (1 + 3 * 4 + 1) + 2  # every region's two ends, and the epoch's
+
+
 class FakeGraphedStep:
     """The graphed-step protocol on a CPU: staging costs COPY, the step TRAIN; metrics are kept by the step."""
 
@@ -221,6 +261,27 @@ class FakeGraphedStep:
         self.metrics.images += self.y.shape[0]
 
 
+def recorded_labels(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names the loop gives torch.profiler's record_function, in order."""
+    labels: list[str] = []
+
+    class Label:
+        def __init__(self, name: str) -> None:
+            labels.append(name)
+
+        def __enter__(self) -> None:
+            return None
+
+        def __exit__(self, *exc) -> None:
+            return None
+
+    monkeypatch.setattr(train_module, "record_function", Label)
+    return labels
+
+
+STEP_LABELS = ["load", "copy", "train", "forward", "backward", "optimizer_step", "metrics"]
+
+
 def test_graphed_step_phases(monkeypatch):
     fake = FakeTime()
     # With a graphed step the metrics phase is the periodic finiteness check only.
@@ -238,23 +299,18 @@ def test_graphed_step_phases(monkeypatch):
 
 
 def test_phase_labels_for_the_profiler(monkeypatch):
-    labels = []
-
-    class Label:
-        def __init__(self, name: str) -> None:
-            labels.append(name)
-
-        def __enter__(self) -> None:
-            return None
-
-        def __exit__(self, *exc) -> None:
-            return None
-
-    monkeypatch.setattr(train_module, "record_function", Label)
+    labels = recorded_labels(monkeypatch)
     model = tiny_model()
     train_one_epoch(model, tiny_batches(2), torch.optim.SGD(model.parameters(), lr=0.1), "cpu")
-    batch = ["load", "copy", "train", "forward", "backward", "optimizer_step", "metrics"]
-    assert labels == ["startup", *batch, *batch, "load"]
+    assert labels == ["startup", *STEP_LABELS, *STEP_LABELS, "load"]
+
+
+def test_graphed_step_phase_labels(monkeypatch):
+    labels = recorded_labels(monkeypatch)
+    model = tiny_model()
+    graphed = FakeGraphedStep(FakeTime(), model)
+    train_one_epoch(model, tiny_batches(2), graphed.optimizer, "cpu", sync_phases=False, graphed=graphed)
+    assert labels == ["startup", *STEP_LABELS, *STEP_LABELS, "load"]  # the fake step runs train_step inside "train"
 
 
 class FakeBar:
@@ -308,15 +364,22 @@ def test_unsynced_loop_catches_divergence_at_its_check(check_every, batch, finis
     with pytest.raises(DivergenceError) as err:
         train_one_epoch(model, tiny_batches(3), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", epoch=2,
                         sync_phases=False, check_every=check_every, on_batch_end=seen.append)
-    assert (err.value.epoch, err.value.batch) == (2, batch)
+    assert (err.value.epoch, err.value.batch) == (2, batch) and math.isnan(err.value.loss)
     assert seen == finished
+
+
+def test_default_check_is_every_fifty_batches():
+    model = nan_model()
+    with pytest.raises(DivergenceError) as err:
+        train_one_epoch(model, tiny_batches(51, size=1), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", sync_phases=False)
+    assert err.value.batch == 49
 
 
 def test_synced_loop_catches_divergence_at_the_first_batch():
     model = nan_model()
     with pytest.raises(DivergenceError) as err:
         train_one_epoch(model, tiny_batches(3), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", epoch=5, check_every=50)
-    assert (err.value.epoch, err.value.batch) == (5, 0)
+    assert (err.value.epoch, err.value.batch) == (5, 0) and math.isnan(err.value.loss)
 
 
 class FailingLoader:
@@ -328,17 +391,41 @@ class FailingLoader:
         raise self.exc
 
 
-def test_a_dead_worker_becomes_a_loader_worker_error():
+class DeadWorkerIterator:
+    """A multi-process DataLoader iterator, as far as the loop looks at one, whose worker was killed after one batch."""
+
+    def __init__(self) -> None:
+        self._workers = [SimpleNamespace(exitcode=-9, pid=4321)]
+        self.batches = tiny_batches(1)
+
+    def __next__(self):
+        if self.batches:
+            return self.batches.pop()
+        raise RuntimeError("DataLoader worker (pid 4321) is killed by signal: Killed.")
+
+
+class DeadWorkerLoader:
+    def __iter__(self) -> DeadWorkerIterator:
+        return DeadWorkerIterator()
+
+
+def test_a_dead_worker_becomes_a_loader_worker_error_naming_it():
     model = tiny_model()
-    loader = FailingLoader(RuntimeError("DataLoader worker (pid 12345) is killed by signal: Killed."))
-    with pytest.raises(LoaderWorkerError, match=r"epoch 3, batch 1"):
-        train_one_epoch(model, loader, torch.optim.SGD(model.parameters(), lr=0.1), "cpu", epoch=3)
+    with pytest.raises(LoaderWorkerError, match=r"\(epoch 3, batch 1\): pid 4321 killed by SIGKILL;"):
+        train_one_epoch(model, DeadWorkerLoader(), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", epoch=3)
 
 
 def test_other_errors_pass_through_unchanged():
     model = tiny_model()
     with pytest.raises(RuntimeError, match="^unrelated$"):
         train_one_epoch(model, FailingLoader(RuntimeError("unrelated")), torch.optim.SGD(model.parameters(), lr=0.1), "cpu")
+
+
+def test_an_empty_loader_is_refused():
+    model = tiny_model()
+    with pytest.raises(LabError) as err:
+        train_one_epoch(model, [], torch.optim.SGD(model.parameters(), lr=0.1), "cpu")
+    assert str(err.value) == "the training loader yielded no batches: is the dataset empty?"
 
 
 def test_zero_max_batches_is_refused_and_one_is_allowed():
@@ -413,6 +500,31 @@ def test_epoch_metrics_by_hand(eager):
     assert metrics.correct.tolist() == [0] * CLASSES and metrics.seen.tolist() == [0] * CLASSES
 
 
+def test_top1_takes_each_sample_s_own_argmax():
+    metrics = EpochMetrics(3, torch.device("cpu"))
+    logits = torch.tensor([[0.0, 3.0, 1.0], [2.0, 0.0, 1.0], [0.0, 1.0, 4.0]])  # predicts 1, 0, 2
+    y = torch.tensor([1, 1, 2])
+    metrics.update(F.cross_entropy(logits, y), logits, y)
+    assert metrics.summary()["top1"] == pytest.approx(2 / 3)
+    assert metrics.summary()["per_class_top1"] == [None, 0.5, 1.0]
+
+
+def test_loss_is_summed_in_double_precision():
+    """A float32 running sum would drop the 1.0 next to 2**24 (a long epoch of large losses loses precision)."""
+    metrics = EpochMetrics(CLASSES, torch.device("cpu"))
+    logits, y = torch.zeros(1, CLASSES), torch.zeros(1, dtype=torch.long)
+    metrics.update(torch.tensor(2.0**24), logits, y)
+    metrics.update(torch.tensor(1.0), logits, y)
+    assert metrics.check_finite() == 2.0**24 + 1.0
+
+
+def test_running_sums_live_on_the_training_device():
+    """No copy per batch: the sums are kept where the batch is (meta here; the GPU in a CUDA run)."""
+    metrics = EpochMetrics(3, torch.device("meta"), eager=False)
+    metrics.update(torch.zeros((), device="meta"), torch.zeros(2, 3, device="meta"), torch.zeros(2, dtype=torch.long, device="meta"))
+    assert metrics.images == 2
+
+
 def test_empty_metrics_summary_is_nan():
     summary = EpochMetrics(CLASSES, torch.device("cpu")).summary()
     assert math.isnan(summary["loss"]) and math.isnan(summary["top1"])
@@ -444,6 +556,16 @@ def test_evaluate_reports_top1_and_mean_loss_of_a_known_predictor():
     assert result["test_images"] == 7
     assert result["eval_s"] == STARTUP + sum(LOAD)
     assert model.training is False
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_evaluate_runs_the_forward_in_the_step_s_autocast_dtype(dtype):
+    model = ConstantPredictor(0)
+    dtypes = []
+    model.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype))
+    result = evaluate(model, UNEVEN, "cpu", step=StepConfig(amp_dtype=dtype))
+    assert dtypes == [dtype] * 3
+    assert result["test_top1"] == pytest.approx(UNEVEN_TOP1)
 
 
 def test_evaluate_stops_at_max_batches():

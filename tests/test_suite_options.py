@@ -108,8 +108,14 @@ def test_c32_default_tolerance_is_ten_percent():
 
 
 def test_c32_needs_a_measurement():
-    with pytest.raises(LabError, match="at least one worker count"):
+    with pytest.raises(LabError) as err:
         c32_answer({})
+    assert str(err.value) == "C3.2 needs loading times for at least one worker count"
+
+
+def test_c32_source_defaults_to_c3():
+    answer = c32_answer({0: 2.0, 4: 1.0})
+    assert answer["source"] == "C3" and answer["rule"].endswith(", from C3")
 
 
 def test_still_improving():

@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from torch import nn
 
-from resnet_lab import resnet18
 from resnet_lab.optim import make_optimizer
-from resnet_lab.timing import SyncClock, clock_for, device_sync_fn
+from resnet_lab.timing import SyncClock, clock_for, device_sync_fn, synced_timer
 from resnet_lab.train import train_one_epoch
 
 
@@ -28,6 +28,16 @@ def test_cuda_sync_fn_calls_synchronize_with_device(monkeypatch):
     assert calls == [torch.device("cuda:0")]
 
 
+def test_cuda_clock_syncs_its_device(monkeypatch):
+    """Runs without a GPU: only the sync function is called, and it is the device's."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(device))
+    clock = clock_for("cuda:0")
+    clock.now()
+    synced_timer("cuda:0")()
+    assert calls == [torch.device("cuda:0")] * 2
+
+
 def test_region_syncs_at_both_ends():
     events = []
     clock = SyncClock(sync=lambda: events.append("sync"))
@@ -40,8 +50,8 @@ def test_every_phase_of_an_epoch_is_bracketed_by_syncs():
     """Injected sync: each timed region of the loop starts and ends with a sync (as it would on CUDA)."""
     events = []
     clock = SyncClock(sync=lambda: events.append("sync"))
-    batches = [(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))) for _ in range(2)]
-    model = resnet18()
+    batches = [(torch.randn(4, 3, 4, 4), torch.randint(0, 10, (4,))) for _ in range(2)]
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 10))  # the loop is under test, not the model
     opt = make_optimizer("sgd", model.parameters())
 
     class Spy:
