@@ -171,6 +171,7 @@ class MatmulClock:
         self.tick, self.warmup_calls, self.repeats, self.slowdown = tick, warmup_calls, repeats, slowdown
         self.seconds = 4096.0
         self.calls = 0
+        self.operands: list[tuple[str, str, torch.Tensor | None]] = []  # (a's device, b's device, out) per call
 
     def now(self) -> float:
         return self.seconds
@@ -187,10 +188,11 @@ def fake_matmul(monkeypatch: pytest.MonkeyPatch):
     real_mm = torch.mm
 
     def install(clock: MatmulClock) -> MatmulClock:
-        def timed_mm(*args, **kwargs):
+        def timed_mm(a, b, *, out=None):
             clock.seconds += clock.cost()
             clock.calls += 1
-            return real_mm(*args, **kwargs)
+            clock.operands.append((a.device.type, b.device.type, out))
+            return real_mm(a, b) if out is None else real_mm(a, b, out=out)
 
         monkeypatch.setattr(flops_module, "synced_timer", lambda device: clock.now)
         monkeypatch.setattr(torch, "mm", timed_mm)
@@ -212,6 +214,15 @@ def test_peak_counts_two_n_cubed_flops_per_matmul_over_the_best_block(fake_matmu
     assert clock.calls == 13 + 5 * 11
     assert record["device"] == "cpu" and record["dtype"] == "float32"
     assert record["float32_matmul_precision"] == torch.get_float32_matmul_precision()
+
+
+def test_every_matmul_writes_into_one_preallocated_output(fake_matmul) -> None:
+    """No allocation inside the timing: the peak is the matmul's rate alone."""
+    clock = fake_matmul(MatmulClock(tick=1 / 64, warmup_calls=13, repeats=11))
+    measure_peak_flops("cpu", size=8)
+    outs = {id(out) for _, _, out in clock.operands}
+    out = clock.operands[0][2]
+    assert len(outs) == 1 and out is not None and out.shape == (8, 8) and out.dtype == torch.float32
 
 
 def test_warmup_ends_once_a_fifth_of_the_time_has_passed(fake_matmul) -> None:
@@ -236,9 +247,10 @@ def test_peak_of_a_1x1_matmul(fake_matmul) -> None:
 def test_other_device_types_calibrate_the_fallback_size_on_that_device(fake_matmul, monkeypatch: pytest.MonkeyPatch) -> None:
     """A device type without its own size (meta here) uses FALLBACK_MATMUL_N, and the matrices live on it."""
     monkeypatch.setattr(flops_module, "FALLBACK_MATMUL_N", 8)
-    fake_matmul(MatmulClock(tick=1 / 64, warmup_calls=13, repeats=11))
-    record = measure_peak_flops("meta")  # a CPU tensor multiplied into a meta one would raise
+    clock = fake_matmul(MatmulClock(tick=1 / 64, warmup_calls=13, repeats=11))
+    record = measure_peak_flops("meta")
     assert (record["matmul_n"], record["device"]) == (8, "meta")
+    assert {(a, b, out.device.type) for a, b, out in clock.operands} == {("meta", "meta", "meta")}
     assert record["peak_flops_per_s"] == pytest.approx(2 * 8**3 * 64)
 
 

@@ -524,6 +524,7 @@ def test_running_sums_live_on_the_training_device():
     metrics = EpochMetrics(3, torch.device("meta"), eager=False)
     metrics.update(torch.zeros((), device="meta"), torch.zeros(2, 3, device="meta"), torch.zeros(2, dtype=torch.long, device="meta"))
     assert metrics.images == 2
+    assert [t.device.type for t in (metrics.loss_sum, metrics.correct, metrics.seen)] == ["meta"] * 3
 
 
 def test_empty_metrics_summary_is_nan():
