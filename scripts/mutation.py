@@ -1,6 +1,6 @@
 """Mutation testing of the functions that make the suite's numbers: one command, one score.
 
-    python scripts/mutation.py            # about 20-30 minutes on 2 cores
+    python scripts/mutation.py            # 15-30 minutes on 2 shared cores, depending on their load
     python scripts/mutation.py --scripted-only
 
 Two parts:
