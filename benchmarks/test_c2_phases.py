@@ -11,6 +11,5 @@ def test_c2_phases(benchmark, device, lab_options, lab_data):
     train_set, test_set = lab_data
     # No evaluation: C1/C2 ask for training loss and top-1 only.
     run_training_benchmark(benchmark, BenchSpec("C2", device=device, evaluate=False), lab_options, train_set, test_set)
-    for record in benchmark.extra_info["epochs"]:
-        assert record["load_s"] + record["copy_s"] + record["train_s"] + record["metrics_s"] <= record["epoch_s"] * 1.001
-        assert 0.0 <= record["top1"] <= 1.0
+    # Every epoch record's phases were checked against its epoch (benchmarking.epoch_problems).
+    assert [r["epoch"] for r in benchmark.extra_info["epochs"]] == list(range(1, lab_options.epochs + 1))

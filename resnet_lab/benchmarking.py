@@ -6,6 +6,7 @@ importable and tested like the rest of the library.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -21,7 +22,12 @@ from .suite import LabOptions, c32_answer
 from .timing import SyncClock, clock_for
 from .train import StepConfig
 
-SUMMARY_KEYS = ("load_s", "copy_s", "train_s", "metrics_s", "epoch_s", "first_epoch_s", "steady_epoch_s", "images_per_s", "loss", "top1")
+PHASE_KEYS = ("startup_s", "load_s", "copy_s", "train_s", "metrics_s")
+# The loop's untimed bookkeeping (progress bar, callbacks) is tiny next to any phase; a
+# remainder above this share of the epoch, and above the floor for very short epochs, is not.
+UNTIMED_SHARE = 0.05
+UNTIMED_FLOOR_S = 0.05
+SUMMARY_KEYS = ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "epoch_s", "first_epoch_s", "steady_epoch_s", "images_per_s", "loss", "top1")
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,9 @@ def run_training_benchmark(
         run = LabRun(config, train_set, test_set if spec.evaluate else None, train_loader=train_loader)
         benchmark.extra_info["epochs"] = run.records  # filled epoch by epoch: a run cut short keeps its finished epochs
         benchmark.pedantic(run.run_epoch, rounds=config.epochs, iterations=1, warmup_rounds=0)
+        problems = [f"epoch {r['epoch']}: {p}" for r in run.records for p in epoch_problems(r)]
+        if problems:
+            pytest.fail("the epoch records do not add up: " + "; ".join(problems), pytrace=False)
         benchmark.extra_info.update(training_extra_info(run, spec, options, train_set))
         if evaluate_now:
             benchmark.extra_info.update(run.evaluate())
@@ -126,6 +135,36 @@ def training_extra_info(run: LabRun, spec: BenchSpec, options: LabOptions, train
         batch_size=run.config.loader.batch_size,
     )
     return info
+
+
+def epoch_problems(record: dict[str, object]) -> list[str]:
+    """What is wrong with a training benchmark's per-epoch record; [] when nothing is.
+
+    Every batch passes through load, copy, train and metrics, so on a real clock
+    each of them is positive. All phases are read from the same clock as epoch_s
+    and lie inside it, so together they cannot exceed it (beyond rounding); with
+    synchronized phases, what they leave out is only the loop's own bookkeeping,
+    so a large remainder means work escaped every phase.
+    """
+    problems = []
+    for key in PHASE_KEYS[1:]:
+        if not float(record[key]) > 0:  # type: ignore[arg-type]
+            problems.append(f"{key} is {record[key]}: the phase was not timed")
+    if not float(record["startup_s"]) >= 0:  # type: ignore[arg-type]
+        problems.append(f"startup_s is {record['startup_s']}")
+    epoch_s = float(record["epoch_s"])  # type: ignore[arg-type]
+    phases = sum(float(record[key]) for key in PHASE_KEYS)  # type: ignore[arg-type]
+    if not phases <= epoch_s + 1e-6:
+        problems.append(f"the phases add up to {phases} s, more than epoch_s {epoch_s} s: time counted twice")
+    if record.get("phases_synced", True) and epoch_s - phases > max(UNTIMED_SHARE * epoch_s, UNTIMED_FLOOR_S):
+        problems.append(f"{epoch_s - phases:.4f} s of the {epoch_s:.4f} s epoch is in no phase")
+    if not math.isfinite(float(record["loss"])):  # type: ignore[arg-type]
+        problems.append(f"loss is {record['loss']}")
+    if not 0.0 <= float(record["top1"]) <= 1.0:  # type: ignore[arg-type]
+        problems.append(f"top1 is {record['top1']}, not a fraction")
+    if not int(record["images"]) >= int(record["batches"]) >= 1:  # type: ignore[call-overload]
+        problems.append(f"{record['batches']} batches of {record['images']} images")
+    return problems
 
 
 def loader_epoch(loader: Iterable, device: torch.device | str = "cpu", clock: SyncClock | None = None) -> dict[str, object]:

@@ -1,7 +1,7 @@
 """`resnet-lab compare BASE NEW`: pair two saved runs' benchmarks, print old/new/ratio, apply thresholds.
 
 Timing figures are `epoch_s` (pytest-benchmark's own statistics over rounds,
-i.e. over epochs) and the phases `load_s`, `copy_s`, `train_s`, `metrics_s`
+i.e. over epochs) and the phases `startup_s`, `load_s`, `copy_s`, `train_s`, `metrics_s`
 (statistics over the per-epoch records in extra_info, computed the same way).
 Quality figures are `loss`, `top1`, `test_loss`, `test_top1` (last epoch, or
 the evaluation after it). Thresholds are `--fail METRIC[:STAT]:[+|-]AMOUNT[%]`.
@@ -39,6 +39,7 @@ class Metric:
 
 METRICS: dict[str, Metric] = {
     "epoch_s": Metric("epoch_s", "timing", "stats", +1, "s", "median"),
+    "startup_s": Metric("startup_s", "timing", "epochs", +1, "s", "median"),
     "load_s": Metric("load_s", "timing", "epochs", +1, "s", "median"),
     "copy_s": Metric("copy_s", "timing", "epochs", +1, "s", "median"),
     "train_s": Metric("train_s", "timing", "epochs", +1, "s", "median"),
@@ -333,7 +334,8 @@ HELP_EPILOG = f"""\
 thresholds:
   --fail METRIC[:STAT]:[+|-]AMOUNT[%]   (repeatable)
     METRIC   timing: epoch_s (pytest-benchmark's stats over rounds = epochs),
-             load_s, copy_s, train_s, metrics_s (over the per-epoch records);
+             startup_s, load_s, copy_s, train_s, metrics_s (over the per-epoch records;
+             startup_s is absent from runs made before it was recorded);
              quality: loss, top1, test_loss, test_top1
     STAT     min, max, mean, median (timing default: median); quality default: last (the last epoch)
     AMOUNT   N% relative to BASE, or N in the metric's unit: seconds, loss, or

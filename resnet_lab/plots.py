@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 PHASE_COLORS = {
+    "startup_s": "#937860",
     "load_s": "#4c72b0",
     "copy_s": "#dd8452",
     "train_s": "#55a868",
@@ -25,6 +26,7 @@ PHASE_COLORS = {
     "other_s": "#8c8c8c",
 }
 PHASE_NAMES = {
+    "startup_s": "loader start-up (workers)",
     "load_s": "data loading",
     "copy_s": "host→device copy",
     "train_s": "training (fwd+bwd+step)",

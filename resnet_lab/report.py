@@ -24,7 +24,7 @@ from .errors import LabError
 from .fileio import atomic_open
 
 NR = "not recorded"
-PHASES = ("load_s", "copy_s", "train_s", "metrics_s")
+PHASES = ("startup_s", "load_s", "copy_s", "train_s", "metrics_s")
 # LAB_SPEC's answers to Q1-Q4, shown beside the measured figures.
 LAB_ANSWERS = {
     ("sgd", "conv_main_path"): 17,
@@ -221,7 +221,7 @@ def c2_section(runs: Sequence[Run], figures: Figures) -> list[str]:
                 fmt_rate(phase_mean(bench, "images_per_s", skip_warmup=True)), "", "", "",
             ])
         lines += md_table(
-            ["epoch", "batches", "images", "load (s)", "copy (s)", "train (s)", "metrics (s)", "epoch (s)", "images/s", "loss", "top-1", "warm-up"],
+            ["epoch", "batches", "images", "start-up (s)", "load (s)", "copy (s)", "train (s)", "metrics (s)", "epoch (s)", "images/s", "loss", "top-1", "warm-up"],
             rows,
         )
         if bench.number("test_top1") is not None:

@@ -1,16 +1,20 @@
 """The timed training loop (C1, C2): one epoch in, one flat record out.
 
-Phases per mini-batch, each timed by the same synchronizing clock and labelled
-for torch.profiler (Q3b):
+Phases, each timed by the same synchronizing clock and labelled for
+torch.profiler (Q3b):
 
-    load     waiting for the loader's next batch (host side; no device copy)
+    startup  once per epoch: `iter(loader)`, where a DataLoader starts its
+             worker processes
+    load     per batch: waiting for the loader's next batch (host side; no
+             device copy), and the final call that finds the epoch over
     copy     host->device copy (+ uint8 normalization / memory-format change)
     train    forward, loss, backward, optimizer step  (sub-labels forward,
              backward, optimizer_step)
     metrics  loss.item(), top-1 bookkeeping, the divergence check
 
 `epoch_s` is the synchronized wall time of the whole epoch, so
-epoch_s - (load_s + copy_s + train_s + metrics_s) is the loop's own overhead.
+epoch_s - (startup_s + load_s + copy_s + train_s + metrics_s) is the loop's
+own overhead (progress bar, callbacks), which nothing times.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from .fastloader import normalize_batch
 from .interrupts import deferred_interrupt
 from .timing import SyncClock, clock_for
 
-PHASES = ("load", "copy", "train", "metrics")
+PHASES = ("startup", "load", "copy", "train", "metrics")
 
 
 class GraphedStep(Protocol):
@@ -300,14 +304,14 @@ def train_one_epoch(
         raise LabError(f"max_batches must be >= 1 or None, got {max_batches}")
     clock = clock or clock_for(device)
     clock.totals.clear()
-    regions = clock if sync_phases else SyncClock()  # unsynced regions: host-side time only
+    regions = clock if sync_phases else SyncClock(timer=clock.timer)  # unsynced regions: host-side time only
     metrics = graphed.begin_epoch() if graphed is not None else EpochMetrics(num_outputs(model), device, eager=sync_phases)
     model.train()
     total = capped(loader, max_batches)
     bar = progress_bar(total, progress, f"epoch {epoch}")
     batches = 0
     start = clock.now()
-    with deferred_interrupt():
+    with regions.region("startup"), record_function("startup"), deferred_interrupt():
         iterator: Iterator = iter(loader)
     try:
         while max_batches is None or batches < max_batches:
@@ -360,7 +364,6 @@ def train_one_epoch(
     return record
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     loader: Iterable,
@@ -368,10 +371,11 @@ def evaluate(
     *,
     max_batches: int | None = None,
     step: StepConfig = StepConfig(),
+    clock: SyncClock | None = None,
 ) -> dict[str, object]:
     """Test loss and top-1, run outside every training timing."""
     device = torch.device(device)
-    clock = clock_for(device)
+    clock = clock or clock_for(device)
     metrics = EpochMetrics(num_outputs(model), device)
     model.eval()
     start = clock.now()
@@ -382,7 +386,8 @@ def evaluate(
             if max_batches is not None and batches >= max_batches:
                 break
             x, y = to_device(x, y, device, step)
-            with torch.autocast(device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None):
+            # no_grad as a block, not a decorator, so that mutation testing (which skips decorated functions) reaches it.
+            with torch.no_grad(), torch.autocast(device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
             metrics.update(loss, logits, y)
@@ -398,7 +403,7 @@ def evaluate(
     }
 
 
-SUMMED = ("load_s", "copy_s", "train_s", "metrics_s", "epoch_s")
+SUMMED = ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "epoch_s")
 
 
 def summarize(records: list[dict[str, object]]) -> dict[str, object]:

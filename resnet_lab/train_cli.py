@@ -48,7 +48,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def epoch_line(record: dict[str, object], epochs: int) -> str:
     return (
-        f"epoch {record['epoch']}/{epochs}  load {record['load_s']:.3f}s  copy {record['copy_s']:.3f}s  "
+        f"epoch {record['epoch']}/{epochs}  startup {record['startup_s']:.3f}s  load {record['load_s']:.3f}s  copy {record['copy_s']:.3f}s  "
         f"train {record['train_s']:.3f}s  metrics {record['metrics_s']:.3f}s  epoch {record['epoch_s']:.3f}s  "
         f"loss {record['loss']:.4f}  top1 {100 * record['top1']:.2f}%  ({record['images_per_s']:.0f} img/s)"
     )
@@ -56,7 +56,7 @@ def epoch_line(record: dict[str, object], epochs: int) -> str:
 
 def summary_line(summary: dict[str, object]) -> str:
     return (
-        f"mean over {summary['epochs']} epochs: load {summary['load_s']:.3f}s  copy {summary['copy_s']:.3f}s  "
+        f"mean over {summary['epochs']} epochs: startup {summary['startup_s']:.3f}s  load {summary['load_s']:.3f}s  copy {summary['copy_s']:.3f}s  "
         f"train {summary['train_s']:.3f}s  metrics {summary['metrics_s']:.3f}s  epoch {summary['epoch_s']:.3f}s  "
         f"| last epoch loss {summary['loss']:.4f}  top1 {100 * summary['top1']:.2f}%"
     )

@@ -20,6 +20,7 @@ from resnet_lab.compare import (
     metric_value,
     pair_benchmarks,
     parse_threshold,
+    quality_violation,
     timing_violation,
 )
 
@@ -438,3 +439,131 @@ def test_end_to_end_slower_loading_phase_is_flagged(pytester, monkeypatch, capsy
     _, out, _ = compare_tiny(pytester, monkeypatch, capsys, slow_batches=20, slow_passes=3)
     failing = [line for line in out.splitlines() if line.strip().startswith("FAIL")]
     assert any(" load_s " in line for line in failing), out
+
+
+# ---------------------------------------------------------------------------
+# the rule's boundaries and defaults, pinned
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "old, new, threshold, violated",
+    [
+        # +16% against +15%: the limit is 15% of BASE (0.15 s), not of NEW (0.174 s)
+        (1.0, 1.16, "epoch_s:median:+15%", True),
+        (1.0, 1.14, "epoch_s:median:+15%", False),
+        # exactly at the limit (binary-exact numbers): not beyond it; one step more is
+        (2.0, 2.5, "train_s:median:+25%", False),
+        (2.0, 2.5625, "train_s:median:+25%", True),
+        (2.0, 2.5, "train_s:median:+0.5", False),
+        (2.0, 2.5625, "train_s:median:+0.5", True),
+        # a '-' threshold: getting faster by more than 10% of BASE is the violation
+        (2.0, 1.75, "load_s:median:-10%", True),
+        (2.0, 1.875, "load_s:median:-10%", False),
+        (2.0, 2.5625, "load_s:median:-10%", False),
+    ],
+)
+def test_timing_limit_is_relative_to_base(old, new, threshold, violated):
+    got, margin = timing_violation(parse_threshold(threshold), Value(old, 0.0, 5), Value(new, 0.0, 5), 1.5, 0.05)
+    assert (got, margin) == (violated, 0.0)
+
+
+@pytest.mark.parametrize(
+    "old, new, threshold, violated",
+    [
+        (2.0, 2.25, "loss:+10%", True),  # +0.25 > 10% of BASE's 2.0
+        (2.0, 2.1875, "loss:+10%", False),
+        (2.0, 2.5, "loss:+0.5", False),
+        (50.0, 47.5, "top1:-2", True),  # points, in percent
+        (50.0, 48.0, "top1:-2", False),
+        (50.0, 55.0, "top1:-2", False),
+    ],
+)
+def test_quality_limit_is_relative_to_base(old, new, threshold, violated):
+    assert quality_violation(parse_threshold(threshold), Value(old, None, 1), Value(new, None, 1)) is violated
+
+
+def test_relative_limit_is_a_magnitude():
+    assert parse_threshold("loss:+25%").limit(-2.0) == 0.5
+    assert parse_threshold("loss:+0.25").limit(-2.0) == 0.25
+
+
+@pytest.mark.parametrize(
+    "old, new, violated",
+    [
+        # margin 1.5 x 0.25 = 0.375 s: a change of exactly that is noise, one step more is not
+        (Value(1.0, 0.25, 5), Value(1.375, 0.0, 5), False),
+        (Value(1.0, 0.25, 5), Value(1.4375, 0.0, 5), True),
+    ],
+)
+def test_noise_margin_is_exclusive(old, new, violated):
+    assert timing_violation(parse_threshold("epoch_s:median:+10%"), old, new, 1.5, 0.05) == (violated, 0.375)
+
+
+def test_min_delta_is_exclusive():
+    threshold = parse_threshold("epoch_s:median:+1%")
+    assert timing_violation(threshold, Value(1.0, 0.0, 5), Value(1.0625, 0.0, 5), 1.5, 0.0625) == (False, 0.0)
+    assert timing_violation(threshold, Value(1.0, 0.0, 5), Value(1.125, 0.0, 5), 1.5, 0.0625) == (True, 0.0)
+
+
+def test_margin_is_k_times_the_larger_spread():
+    threshold = parse_threshold("epoch_s:median:+10%")
+    # old spread 0.1, new 0.2: margin 2 x 0.2 = 0.4; a +0.5 s change is beyond it, +0.35 s is not
+    assert timing_violation(threshold, Value(1.0, 0.1, 5), Value(1.5, 0.2, 5), 2.0, 0.05) == (True, 0.4)
+    assert timing_violation(threshold, Value(1.0, 0.2, 5), Value(1.35, 0.1, 5), 2.0, 0.05) == (False, 0.4)
+    # a missing spread counts as none
+    assert timing_violation(threshold, Value(1.0, None, 1), Value(1.5, None, 1), 2.0, 0.05) == (True, 0.0)
+
+
+def c2_run(train_s: tuple[float, float]) -> dict:
+    """A smoke run whose C2 benchmark took `train_s` seconds of training in its two epochs."""
+    data = make_run(groups=("C2",))
+    (bench,) = data["benchmarks"]
+    for record, seconds in zip(bench["extra_info"]["epochs"], train_s, strict=True):
+        record["train_s"] = seconds
+    return data
+
+
+@pytest.mark.parametrize(
+    "base, new, rc",
+    [
+        # IQR of two rounds = max - min = 0.2 s; NOISE_K 1.5 makes the margin 0.3 s
+        ((1.0, 1.2), (1.32, 1.52), 1),  # median +0.32 s: beyond the margin
+        ((1.0, 1.2), (1.28, 1.48), 0),  # median +0.28 s: noise
+        # no spread; MIN_DELTA_S 0.05 s is the floor
+        ((0.1, 0.1), (0.16, 0.16), 1),  # +0.06 s (+60%)
+        ((0.1, 0.1), (0.14, 0.14), 0),  # +0.04 s (+40%): below the floor
+    ],
+    ids=["beyond-noise", "within-noise", "above-floor", "below-floor"],
+)
+def test_default_noise_k_and_min_delta(capsys, tmp_path, base, new, rc):
+    base_file = write_run(tmp_path / "base.json", c2_run(base))
+    new_file = write_run(tmp_path / "new.json", c2_run(new))
+    got, out, err = run_cli(capsys, str(base_file), str(new_file), "--fail", "train_s:median:+10%")
+    assert got == rc, out + err
+    assert "k=1.5, min delta 0.05 s" in out
+
+
+def with_startup(data: dict, seconds: float, benches: slice) -> dict:
+    for bench in data["benchmarks"][benches]:
+        for record in bench["extra_info"]["epochs"]:
+            record["startup_s"] = seconds
+    return data
+
+
+def test_runs_without_startup_s_compare_and_skip_it(capsys, tmp_path):
+    """Runs saved before startup_s existed: its threshold checks nothing; the rest still applies."""
+    old = write_run(tmp_path / "old.json", make_run(groups=("C2", "C7")))
+    new = write_run(tmp_path / "new.json", with_startup(make_run(groups=("C2", "C7")), 0.25, slice(None)))
+    rc, out, err = run_cli(capsys, str(old), str(new), "--fail", "startup_s:+10%", "--fail", "train_s:+40%")
+    assert rc == 0, out + err
+    assert "startup_s:+10%: 0 checked" in out and "train_s:+40%: 3 checked" in out
+
+
+def test_a_benchmark_without_the_metric_is_skipped_not_the_rest(capsys, tmp_path):
+    """C2 lacks startup_s in both runs (saved earlier); the two C7 benchmarks after it have it and are checked."""
+    old = write_run(tmp_path / "old.json", with_startup(make_run(groups=("C2", "C7")), 0.25, slice(1, None)))
+    new = write_run(tmp_path / "new.json", with_startup(make_run(groups=("C2", "C7")), 0.5, slice(1, None)))
+    rc, out, err = run_cli(capsys, str(old), str(new), "--fail", "startup_s:+10%")
+    assert rc == 1, out + err
+    assert "startup_s:+10%: 2 checked, 2 beyond it" in out

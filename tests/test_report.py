@@ -11,7 +11,7 @@ from matplotlib.image import imread
 from fixtures.druns import d_benchmarks
 from fixtures.labruns import ALL_GROUPS, make_run, without_keys, write_run
 from resnet_lab import cli
-from resnet_lab.report import fmt_s
+from resnet_lab.report import fmt_s, phase_series
 
 SECTIONS = ("## Inputs", "## C1/C2", "## C3", "## C4", "## C5", "## C6", "## C7", "## Q1–Q4", "## Q3b", "## C8", "## Loader pipelines",
             "## D1", "## D2", "## D3", "## D4", "## D5", "## Scaling model")
@@ -305,3 +305,24 @@ def test_every_group_of_the_builder_is_reported(capsys, tmp_path, cpu_run):
     text = (tmp_path / "r" / "answers.md").read_text()
     assert "## Other benchmarks" not in text
     assert len(ALL_GROUPS) == 11
+
+
+def test_phase_series_takes_startup_out_of_the_remainder():
+    new = [{"epoch": 1, "startup_s": 0.5, "load_s": 1.0, "copy_s": 0.25, "train_s": 4.0, "metrics_s": 0.25, "epoch_s": 6.5}]
+    epochs, phases = phase_series(new)
+    assert epochs == [1]
+    assert phases == {"startup_s": [0.5], "load_s": [1.0], "copy_s": [0.25], "train_s": [4.0], "metrics_s": [0.25], "other_s": [0.5]}
+    old = [{key: value for key, value in new[0].items() if key != "startup_s"}]  # a run saved before startup_s
+    assert phase_series(old)[1] == {"load_s": [1.0], "copy_s": [0.25], "train_s": [4.0], "metrics_s": [0.25], "other_s": [1.0]}
+
+
+def test_c2_table_shows_startup_or_not_recorded(capsys, tmp_path):
+    data = make_run(seed=4, epochs=2, groups=("C2",))
+    records = data["benchmarks"][0]["extra_info"]["epochs"]
+    records[0]["startup_s"] = 0.375
+    path = write_run(tmp_path / "c2.json", data)
+    run_cli(capsys, str(path), "--out", str(tmp_path / "r"))
+    body = section((tmp_path / "r" / "answers.md").read_text(), "## C1/C2")
+    assert "| start-up (s) | load (s) |" in body
+    rows = [line for line in body.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
+    assert rows[0].startswith("| 1 | 2 | 256 | 0.375 | ") and rows[1].startswith("| 2 | 2 | 256 | not recorded | ")

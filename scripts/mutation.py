@@ -1,0 +1,306 @@
+"""Mutation testing of the functions that make the suite's numbers: one command, one score.
+
+    python scripts/mutation.py            # 15-30 minutes on 2 shared cores, depending on their load
+    python scripts/mutation.py --scripted-only
+
+Two parts:
+
+1. mutmut (configured in pyproject.toml's [tool.mutmut]) mutates the clock
+   (timing.py), the loop's phase accounting (train.py: train_one_epoch,
+   EpochMetrics, evaluate, summarize), the compare rule (Threshold.limit,
+   timing_violation, quality_violation, run_checks), the FLOP/peak accounting
+   (flops.py: train_step_flops, measure_peak_flops, achieved_flops, mfu) and the
+   C3 rule (suite.py: c32_answer, still_improving, extension_counts, LabOptions),
+   and runs the fast in-process unit tests that cover each mutant.
+2. Scripted mutations for what mutmut does not touch: module-level constants
+   and the body of the decorated SyncClock.region. Each is applied to a copy of
+   the tree in a temporary folder and that copy's tests are run.
+
+A mutant is killed when a test fails on it. Survivors that are equivalent on a
+CPU-only machine (or in effect) are listed with the reason in EQUIVALENT and
+left out of the score; every other survivor counts against it. The summary
+(score, survivors, command, date, machine, wall time) goes to
+results/mutation/summary.md and stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Function-level selection (mutmut mutant-name globs); the files are in [tool.mutmut] only_mutate.
+MUTMUT_TARGETS = (
+    "resnet_lab.timing.*",
+    "resnet_lab.train.x_train_one_epoch__mutmut_*",
+    "resnet_lab.train.xǁEpochMetricsǁ*",
+    "resnet_lab.train.x_evaluate__mutmut_*",
+    "resnet_lab.train.x_summarize__mutmut_*",
+    "resnet_lab.compare.xǁThresholdǁlimit__mutmut_*",
+    "resnet_lab.compare.x_timing_violation__mutmut_*",
+    "resnet_lab.compare.x_quality_violation__mutmut_*",
+    "resnet_lab.compare.x_run_checks__mutmut_*",
+    "resnet_lab.flops.x_train_step_flops__mutmut_*",
+    "resnet_lab.flops.x_measure_peak_flops__mutmut_*",
+    "resnet_lab.flops.x_achieved_flops__mutmut_*",
+    "resnet_lab.flops.x_mfu__mutmut_*",
+    "resnet_lab.suite.x_c32_answer__mutmut_*",
+    "resnet_lab.suite.x_still_improving__mutmut_*",
+    "resnet_lab.suite.x_extension_counts__mutmut_*",
+    "resnet_lab.suite.xǁLabOptionsǁ*",
+)
+DETECTED = {"killed", "timeout", "segfault", "caught by type check"}
+
+# Survivors that behave exactly like the original, left out of the score. Mutant numbers follow
+# the source: after changing one of these functions, rerun and check each entry with `mutmut show NAME`.
+_SAME_MATRICES = "the matrices' values (seed, generator) do not change a dense matmul's FLOPs or its timing"
+EQUIVALENT: dict[str, str] = {
+    "resnet_lab.compare.x_run_checks__mutmut_42": "Check.margin is read only for timing checks (Check.line); a quality check's margin is never used",
+    "resnet_lab.flops.x_train_step_flops__mutmut_24": "FlopCounterMode(display=None): None is falsy, nothing is printed either way",
+    "resnet_lab.flops.x_train_step_flops__mutmut_41": "FlopCounterMode(display=None): None is falsy, nothing is printed either way",
+    **{f"resnet_lab.flops.x_measure_peak_flops__mutmut_{n}": _SAME_MATRICES for n in (33, 35, 38, 45, 47, 54, 56)},
+    "resnet_lab.suite.x_extension_counts__mutmut_6": "max(C3_DEFAULT_WORKERS[1], 4 x CPUs) differs from max(16, ...) only below 16, where range(20, limit + 1) is empty anyway",
+    "resnet_lab.suite.x_extension_counts__mutmut_7": "max(C3_DEFAULT_WORKERS[-2], 4 x CPUs) differs from max(16, ...) only below 16, where range(20, limit + 1) is empty anyway",
+    "resnet_lab.suite.x_extension_counts__mutmut_21": "limit = 4 x CPUs is a multiple of 4 and the counts are 20 + 4k: range stops at the same count with limit + 1 or limit + 2",
+    "resnet_lab.train.xǁEpochMetricsǁsummary__mutmut_17": 'float("NAN") is float("nan")',
+    "resnet_lab.train.xǁEpochMetricsǁsummary__mutmut_25": 'float("NAN") is float("nan")',
+    "resnet_lab.train.x_train_one_epoch__mutmut_215": 'float("INF") is float("inf")',
+}
+# Survivors that are not equivalent but that no deterministic test on a CPU-only machine can see;
+# they count against the score, and the summary gives the reason.
+_CPU_ONLY = (
+    "device=None leaves the batch or the metric sums on the CPU, which on a CPU-only machine is the training device; "
+    "on a GPU the loop would mix devices and fail (the loop cannot run on the meta device: it reads the loss back)"
+)
+UNDETECTABLE: dict[str, str] = {
+    "resnet_lab.train.x_train_one_epoch__mutmut_24": _CPU_ONLY,
+    "resnet_lab.train.x_train_one_epoch__mutmut_97": _CPU_ONLY,
+    "resnet_lab.train.x_evaluate__mutmut_8": _CPU_ONLY,
+    "resnet_lab.train.x_evaluate__mutmut_23": _CPU_ONLY,
+}
+
+
+@dataclass(frozen=True)
+class Scripted:
+    """One hand-written mutation: replace `old` (which must occur exactly once) in `path` by `new`."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+PINNED = "tests/test_pinned_timing.py"
+TIMING = "tests/test_timing.py"
+SUITE = "tests/test_suite_options.py"
+COMPARE = "tests/test_compare.py"
+FLOPS = "tests/test_flops.py"
+BENCH = "tests/test_benchmarking.py"
+REGION_END = "            self.add(name, self.now() - start)"
+
+SCRIPTED = (
+    # SyncClock.region: mutmut skips decorated functions
+    Scripted("timing.region: end minus start reversed", "resnet_lab/timing.py", REGION_END, "            self.add(name, start - self.now())", (PINNED, TIMING)),
+    Scripted("timing.region: adds the end time, not the span", "resnet_lab/timing.py", REGION_END, "            self.add(name, self.now())", (PINNED, TIMING)),
+    Scripted("timing.region: overwrites the total", "resnet_lab/timing.py", REGION_END,
+             "            self.totals[name] = self.now() - start", (PINNED, TIMING)),
+    Scripted("timing.region: no sync at the start", "resnet_lab/timing.py", "        start = self.now()\n", "        start = self.timer()\n", (PINNED, TIMING)),
+    Scripted("timing.region: no sync at the end", "resnet_lab/timing.py", REGION_END, "            self.add(name, self.timer() - start)", (PINNED, TIMING)),
+    Scripted("timing.region: a raising body is not counted", "resnet_lab/timing.py",
+             "        try:\n            yield\n        finally:\n" + REGION_END,
+             "        yield\n" + REGION_END.replace("            ", "        "), (PINNED, TIMING)),
+    Scripted("timing.SyncClock: CPU time instead of wall time", "resnet_lab/timing.py",
+             "    timer: Timer = time.perf_counter", "    timer: Timer = time.process_time", (PINNED, TIMING)),
+    # module constants
+    Scripted("train.PHASES without startup", "resnet_lab/train.py", 'PHASES = ("startup", "load",', 'PHASES = ("load",', (PINNED,)),
+    Scripted("train.SUMMED without startup_s", "resnet_lab/train.py", 'SUMMED = ("startup_s", ', "SUMMED = (", (PINNED,)),
+    Scripted("suite.C3_STEP 4 -> 3", "resnet_lab/suite.py", "C3_STEP = 4", "C3_STEP = 3", (SUITE,)),
+    Scripted("suite.C3_STEP 4 -> 5", "resnet_lab/suite.py", "C3_STEP = 4", "C3_STEP = 5", (SUITE,)),
+    Scripted("suite.C3_TOLERANCE 0.10 -> 0.05", "resnet_lab/suite.py", "C3_TOLERANCE = 0.10", "C3_TOLERANCE = 0.05", (SUITE,)),
+    Scripted("suite.C3_TOLERANCE 0.10 -> 0.15", "resnet_lab/suite.py", "C3_TOLERANCE = 0.10", "C3_TOLERANCE = 0.15", (SUITE,)),
+    Scripted("suite.C3_DEFAULT_WORKERS without 16", "resnet_lab/suite.py", "C3_DEFAULT_WORKERS = (0, 4, 8, 12, 16)",
+             "C3_DEFAULT_WORKERS = (0, 4, 8, 12)", (SUITE,)),
+    Scripted("suite.PRESETS smoke epochs 2 -> 3", "resnet_lab/suite.py", 'Preset("smoke", epochs=2,', 'Preset("smoke", epochs=3,', (SUITE,)),
+    Scripted("suite.PRESETS smoke max_batches 2 -> 3", "resnet_lab/suite.py", "epochs=2, max_batches=2,", "epochs=2, max_batches=3,", (SUITE,)),
+    Scripted("suite.PRESETS smoke eval_batches 2 -> 3", "resnet_lab/suite.py", "max_batches=2, eval_batches=2,", "max_batches=2, eval_batches=3,", (SUITE,)),
+    Scripted("suite.PRESETS smoke profile_steps 3 -> 4", "resnet_lab/suite.py", "profile_steps=3, c8_epochs=2", "profile_steps=4, c8_epochs=2", (SUITE,)),
+    Scripted("suite.PRESETS smoke c8_epochs 2 -> 3", "resnet_lab/suite.py", "profile_steps=3, c8_epochs=2", "profile_steps=3, c8_epochs=3", (SUITE,)),
+    Scripted("suite.PRESETS full epochs 5 -> 4", "resnet_lab/suite.py", 'Preset("full", epochs=5,', 'Preset("full", epochs=4,', (SUITE,)),
+    Scripted("suite.PRESETS full max_batches None -> 391", "resnet_lab/suite.py", "epochs=5, max_batches=None,", "epochs=5, max_batches=391,", (SUITE,)),
+    Scripted("suite.PRESETS full eval_batches None -> 100", "resnet_lab/suite.py", "max_batches=None, eval_batches=None,",
+             "max_batches=None, eval_batches=100,", (SUITE,)),
+    Scripted("suite.PRESETS full profile_steps 5 -> 4", "resnet_lab/suite.py", "profile_steps=5, c8_epochs=10", "profile_steps=4, c8_epochs=10", (SUITE,)),
+    Scripted("suite.PRESETS full c8_epochs 10 -> 9", "resnet_lab/suite.py", "profile_steps=5, c8_epochs=10", "profile_steps=5, c8_epochs=9", (SUITE,)),
+    Scripted("compare.NOISE_K 1.5 -> 1.0", "resnet_lab/compare.py", "NOISE_K = 1.5", "NOISE_K = 1.0", (COMPARE,)),
+    Scripted("compare.NOISE_K 1.5 -> 2.0", "resnet_lab/compare.py", "NOISE_K = 1.5", "NOISE_K = 2.0", (COMPARE,)),
+    Scripted("compare.MIN_DELTA_S 0.05 -> 0.03", "resnet_lab/compare.py", "MIN_DELTA_S = 0.05", "MIN_DELTA_S = 0.03", (COMPARE,)),
+    Scripted("compare.MIN_DELTA_S 0.05 -> 0.07", "resnet_lab/compare.py", "MIN_DELTA_S = 0.05", "MIN_DELTA_S = 0.07", (COMPARE,)),
+    Scripted("flops.DEFAULT_MATMUL_N cpu 2048 -> 1024", "resnet_lab/flops.py", '{"cpu": 2048,', '{"cpu": 1024,', (FLOPS,)),
+    Scripted("benchmarking.UNTIMED_SHARE 0.05 -> 0.04", "resnet_lab/benchmarking.py", "UNTIMED_SHARE = 0.05", "UNTIMED_SHARE = 0.04", (BENCH,)),
+    Scripted("benchmarking.UNTIMED_SHARE 0.05 -> 0.06", "resnet_lab/benchmarking.py", "UNTIMED_SHARE = 0.05", "UNTIMED_SHARE = 0.06", (BENCH,)),
+    Scripted("benchmarking.UNTIMED_FLOOR_S 0.05 -> 0.04", "resnet_lab/benchmarking.py", "UNTIMED_FLOOR_S = 0.05", "UNTIMED_FLOOR_S = 0.04", (BENCH,)),
+    Scripted("benchmarking.UNTIMED_FLOOR_S 0.05 -> 0.06", "resnet_lab/benchmarking.py", "UNTIMED_FLOOR_S = 0.05", "UNTIMED_FLOOR_S = 0.06", (BENCH,)),
+)
+COPIED = ("resnet_lab", "tests", "conftest.py", "pytest.ini")
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)  # mutmut puts ./mutants first; the scripted part sets its own
+    # One thread per test process: the two parallel workers then share 2 cores without oversubscription.
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def run_mutmut(log: Path) -> dict[str, str]:
+    """Run mutmut on MUTMUT_TARGETS; return {mutant name: status} for them."""
+    with log.open("w", encoding="utf-8") as out:
+        proc = subprocess.run([sys.executable, "-m", "mutmut", "run", *MUTMUT_TARGETS], cwd=ROOT, env=child_env(), stdout=out, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SystemExit(f"mutmut run failed (exit {proc.returncode}); see {log}")
+    listing = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=ROOT, env=child_env(),
+                             capture_output=True, text=True, check=True).stdout
+    statuses = {}
+    for line in listing.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name and any(fnmatch.fnmatch(name, target) for target in MUTMUT_TARGETS):
+            statuses[name] = status
+    return statuses
+
+
+def run_scripted(mutation: Scripted | None, tests: tuple[str, ...] = ()) -> str:
+    """Apply one scripted mutation (None: none) to a fresh copy of the tree and run its tests there."""
+    with tempfile.TemporaryDirectory(prefix="resnet-lab-mutation-") as work:
+        tree = Path(work)
+        for name in COPIED:
+            source = ROOT / name
+            if source.is_dir():
+                shutil.copytree(source, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(source, tree / name)
+        if mutation is not None:
+            tests = mutation.tests
+            target = tree / mutation.path
+            text = target.read_text(encoding="utf-8")
+            if text.count(mutation.old) != 1:
+                raise SystemExit(f"scripted mutation '{mutation.name}': the original text occurs {text.count(mutation.old)} times in {mutation.path}")
+            target.write_text(text.replace(mutation.old, mutation.new), encoding="utf-8")
+        env = child_env() | {"PYTHONPATH": str(tree)}
+        # -k as in [tool.mutmut]: the end-to-end compare tests run the CLI twice in subprocesses and pin nothing here
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-k", "not end_to_end", *tests],
+                              cwd=tree, env=env, capture_output=True, text=True)
+    return "survived" if proc.returncode == 0 else "killed" if proc.returncode == 1 else f"error (pytest exit {proc.returncode})"
+
+
+def run_all_scripted() -> dict[str, str]:
+    """The scripted mutations, two at a time, after checking that their tests pass on the unmutated tree."""
+    every_test = tuple(sorted({test for mutation in SCRIPTED for test in mutation.tests}))
+    if run_scripted(None, every_test) != "survived":
+        raise SystemExit(f"the scripted mutations' tests fail on the unmutated tree: python -m pytest {' '.join(every_test)}")
+    results = {}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for mutation, status in zip(SCRIPTED, pool.map(run_scripted, SCRIPTED)):
+            results[mutation.name] = status
+            print(f"scripted: {status:9} {mutation.name}", flush=True)
+    return results
+
+
+def function_of(name: str) -> str:
+    return re.sub(r"__mutmut_\d+$", "", name).replace("xǁ", "").replace("ǁ", ".").replace(".x_", ".")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {len(os.sched_getaffinity(0))} CPUs, Python {platform.python_version()}"
+
+
+def summary(mutmut: dict[str, str], scripted: dict[str, str], seconds: float, command: str) -> str:
+    per_function: dict[str, list[str]] = {}
+    for name, status in mutmut.items():
+        per_function.setdefault(function_of(name), []).append(status)
+    for name, status in scripted.items():
+        per_function.setdefault("scripted: " + name.split(":")[0].split(" ")[0], []).append(status)
+    survivors = sorted(n for n, s in mutmut.items() if s not in DETECTED) + sorted(n for n, s in scripted.items() if s != "killed")
+    equivalent = [n for n in survivors if n in EQUIVALENT]
+    counted = len(mutmut) + len(scripted) - len(equivalent)
+    killed = sum(s in DETECTED for s in mutmut.values()) + sum(s == "killed" for s in scripted.values())
+    score = killed / counted if counted else 0.0
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    lines = [
+        "# Mutation testing of the measuring core",
+        "",
+        f"- command: `{command}`",
+        f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, commit {commit}",
+        f"- machine: {machine()}",
+        f"- wall time: {seconds / 60:.1f} min",
+        f"- mutants: {len(mutmut)} by mutmut, {len(scripted)} scripted; {len(equivalent)} equivalent (left out)",
+        f"- **score: {killed} killed of {counted} non-equivalent = {score:.1%}**",
+        "",
+        "| function | mutants | killed | survived |",
+        "|---|---:|---:|---:|",
+    ]
+    for function, statuses in sorted(per_function.items()):
+        detected = sum(s in DETECTED for s in statuses)
+        lines.append(f"| {function} | {len(statuses)} | {detected} | {len(statuses) - detected} |")
+    stale = sorted(n for n in (*EQUIVALENT, *UNDETECTABLE) if n in mutmut and mutmut[n] in DETECTED)
+    if stale:
+        lines += ["", "Explained as survivors but killed in this run (update scripts/mutation.py): " + ", ".join(f"`{n}`" for n in stale)]
+    lines += ["", "## Survivors", ""]
+    if not survivors:
+        lines.append("none")
+    for name in survivors:
+        status = mutmut.get(name) or scripted.get(name)
+        if name in EQUIVALENT:
+            reason = f"equivalent, left out: {EQUIVALENT[name]}"
+        else:
+            reason = f"counted: {UNDETECTABLE.get(name, 'NOT EXPLAINED')}"
+        lines.append(f"- `{name}` ({status}): {reason}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scripted-only", action="store_true", help="skip mutmut; run only the scripted mutations")
+    parser.add_argument("--out", default=str(ROOT / "results" / "mutation" / "summary.md"), metavar="PATH",
+                        help="where to write the summary. Default: results/mutation/summary.md")
+    args = parser.parse_args(argv)
+    start = time.monotonic()
+    mutmut: dict[str, str] = {}
+    if not args.scripted_only:
+        print("mutmut: mutating the selected functions and running their tests (log: mutation.log) ...", flush=True)
+        shutil.rmtree(ROOT / "mutants", ignore_errors=True)  # mutmut keeps results and copies there; start afresh
+        mutmut = run_mutmut(ROOT / "mutation.log")
+        print(f"mutmut: {sum(s in DETECTED for s in mutmut.values())} of {len(mutmut)} killed", flush=True)
+    scripted = run_all_scripted()
+    command = "python scripts/mutation.py" + (" --scripted-only" if args.scripted_only else "")
+    text = summary(mutmut, scripted, time.monotonic() - start, command)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print("\n" + text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
