@@ -5,11 +5,14 @@ mostly measures worker start-up) and loader-only over one full epoch on the
 CPU (cheap, and the basis for C3.2 whenever the training epochs are capped).
 """
 
+from dataclasses import replace
+
 import pytest
 
-from resnet_lab.benchmarking import BenchSpec, loader_epoch, run_training_benchmark
 from resnet_lab.data import LoaderConfig, make_train_loader
-from resnet_lab.suite import still_improving
+from resnet_lab.suite import groups
+from resnet_lab.suite.benchmarking import loader_epoch, run_training_benchmark
+from resnet_lab.suite.presets import still_improving
 
 
 def pytest_generate_tests(metafunc):
@@ -24,22 +27,22 @@ def skip_unless_improving(times, workers, options):
         pytest.skip(f"loading time stopped improving before {workers} workers: {earlier}")
 
 
-@pytest.mark.benchmark(group="C3")
+@pytest.mark.benchmark(group=groups.C3)
 def test_c3_workers(request, benchmark, device, workers, lab_options, lab_data, sweep):
     skip_unless_improving(sweep.training, workers, lab_options)
     train_set, test_set = lab_data
     # The point at the C3.2 count is C4's, C5's, C6's (sgd) and C7's (BN on) configuration too: those
     # questions read it instead of training it again, and C6/C7 have it evaluated when they do.
-    spec = BenchSpec("C3", device=device, workers=workers)
-    run = run_training_benchmark(benchmark, spec, lab_options, train_set, test_set, evaluate_now=False)
-    sweep.record_trained(spec, request.node.name, run, benchmark.extra_info)
+    config = replace(lab_options.base_config, device=device).with_workers(workers)
+    run = run_training_benchmark(benchmark, config, lab_options, train_set, test_set, evaluate_now=False)
+    sweep.record_trained(config, request.node.name, run, benchmark.extra_info)
     if sweep.training_device in (None, device):  # one sweep per run: the first device's
         sweep.training_device = device
         sweep.training[workers] = float(run.summary()["load_s"])
         sweep.training_full_epochs = lab_options.max_batches is None
 
 
-@pytest.mark.benchmark(group="C3-loader")
+@pytest.mark.benchmark(group=groups.C3_LOADER)
 def test_c3_loader_only(request, benchmark, workers, lab_options, lab_data, sweep):
     if lab_options.max_batches is None and any(getattr(item, "originalname", "") == "test_c3_workers" for item in request.session.items):
         pytest.skip("epochs are not capped, so C3 with training measures whole loader epochs and gives C3.2 itself; "

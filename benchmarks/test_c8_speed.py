@@ -5,15 +5,18 @@ separately; compiles run with torch.compiler's caches off, so the first epoch is
 a cold build whatever ran before; each variant's final loss is kept so speed never hides divergence.
 """
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from resnet_lab import resnet18
-from resnet_lab.benchmarking import BenchSpec, run_training_benchmark
-from resnet_lab.flops import train_step_flops
-from resnet_lab.speed import VARIANTS, step_seconds, work_record
+from resnet_lab.perf.flops import train_step_flops
+from resnet_lab.perf.variants import VARIANTS, step_seconds, work_record
+from resnet_lab.suite import groups
+from resnet_lab.suite.benchmarking import run_training_benchmark
 
-pytestmark = pytest.mark.benchmark(group="C8")
+pytestmark = pytest.mark.benchmark(group=groups.C8)
 
 
 @pytest.fixture(scope="session")
@@ -31,14 +34,12 @@ def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, 
     peaks = peak_flops(device)  # calibrated once per device in this run, before any variant of it; recorded in lab.peaks
     # Requested after the calibration, so a C3.2 sweep it may start (DataLoader workers) cannot overlap it.
     c32 = request.getfixturevalue("c32")
-    compile_mode = v.resolved_compile_mode(dev, lab_options.preset)
     train_set, _ = lab_data
-    spec = BenchSpec(
-        "C8", device=device, workers=int(c32["workers"]), step=v.step_config(dev), compile_mode=compile_mode,
-        device_loader=v.device_loader, sync_phases=v.sync_phases, flush_denormal=v.flush_denormal, graph_step=v.uses_graph_step(dev, lab_options.preset),
-        retain_heap=v.retains_heap(dev), cold_compile=True, epochs=lab_options.c8_epochs, evaluate=False,
-    )
-    run = run_training_benchmark(benchmark, spec, lab_options, train_set, None)
+    base = replace(lab_options.base_config, device=device, epochs=lab_options.c8_epochs, eval_batches=0).with_workers(int(c32["workers"]))
+    config = v.run_config(base, lab_options.preset)
+    # A variant that changes process-wide state (`best` on a CPU) trains in a process of its own (engine/isolated.py).
+    run = run_training_benchmark(benchmark, config, lab_options, train_set, None)
+    compile_mode = config.compile_mode
     peak = peaks["bfloat16" if v.uses_bf16(dev) else "float32"]
     work = work_record(int(step_flops["flops_per_step"]), step_seconds(run.records), peak)
     benchmark.extra_info.update(
@@ -47,7 +48,7 @@ def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, 
         channels_last=v.channels_last,
         amp_dtype="bfloat16" if v.uses_bf16(dev) else None,
         compile_mode=compile_mode,
-        # "off": the first epoch is a cold build (see run.compiler_caches)
+        # "off": the first epoch is a cold build (see engine/run.compiler_caches)
         compile_caches=("off" if run.config.cold_compile else "on") if compile_mode else None,
         loader="device-resident" if v.device_loader else "dataloader",
         phases_synced=v.sync_phases,

@@ -9,8 +9,9 @@ import pytest
 
 from dparams import parametrize
 from resnet_lab.distributed.bench import DSpec, run_d1
+from resnet_lab.suite import groups
 
-pytestmark = pytest.mark.benchmark(group="D1")  # and a device-synchronizing timer, added by conftest
+pytestmark = pytest.mark.benchmark(group=groups.D1)  # and a device-synchronizing timer, added by conftest
 
 PARAMETRIZES_DEVICE = True  # with the backend and batches, in dparams
 
@@ -21,7 +22,7 @@ def pytest_generate_tests(metafunc):
 
 def test_d1_batch_size(benchmark, device, backend, world_size, batch_per_rank, lab_options, lab_data, d_state):
     train_set, _ = lab_data
-    spec = DSpec("D1", device=device, world_size=world_size, batch_per_rank=batch_per_rank)
+    spec = DSpec(groups.D1, device=device, world_size=world_size, batch_per_rank=batch_per_rank)
     reason = d_state.skip_reason(spec, lab_options, len(train_set))
     if reason:
         pytest.skip(reason)

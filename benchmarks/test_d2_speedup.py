@@ -8,8 +8,9 @@ import pytest
 
 from dparams import parametrize
 from resnet_lab.distributed.bench import DSpec, run_parallel
+from resnet_lab.suite import groups
 
-pytestmark = pytest.mark.benchmark(group="D2")  # and a device-synchronizing timer, added by conftest
+pytestmark = pytest.mark.benchmark(group=groups.D2)  # and a device-synchronizing timer, added by conftest
 
 PARAMETRIZES_DEVICE = True
 
@@ -19,7 +20,7 @@ def pytest_generate_tests(metafunc):
 
 
 def test_d2_speedup(benchmark, device, backend, world_size, batch_per_rank, lab_options, lab_data, d_state):
-    spec = DSpec("D2", device=device, world_size=world_size, batch_per_rank=batch_per_rank)
+    spec = DSpec(groups.D2, device=device, world_size=world_size, batch_per_rank=batch_per_rank)
     reason = d_state.skip_reason(spec, lab_options, len(lab_data[0]))
     if reason:
         pytest.skip(reason)

@@ -9,8 +9,9 @@ import pytest
 
 from dparams import parametrize
 from resnet_lab.distributed.bench import D_PRESETS, DSpec, run_parallel
+from resnet_lab.suite import groups
 
-pytestmark = pytest.mark.benchmark(group="D3")  # and a device-synchronizing timer, added by conftest
+pytestmark = pytest.mark.benchmark(group=groups.D3)  # and a device-synchronizing timer, added by conftest
 
 PARAMETRIZES_DEVICE = True
 
@@ -21,7 +22,7 @@ def pytest_generate_tests(metafunc):
 
 
 def test_d3_compute_comm(benchmark, device, backend, world_size, batch_per_rank, lab_options, lab_data, d_state):
-    spec = DSpec("D3", device=device, world_size=world_size, batch_per_rank=batch_per_rank, measure_comm=True)
+    spec = DSpec(groups.D3, device=device, world_size=world_size, batch_per_rank=batch_per_rank, measure_comm=True)
     reason = d_state.skip_reason(spec, lab_options, len(lab_data[0]))
     if reason:
         pytest.skip(reason)

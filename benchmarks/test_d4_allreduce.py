@@ -11,8 +11,9 @@ from resnet_lab import resnet18
 from resnet_lab.distributed.bench import bucket_bytes, run_d4
 from resnet_lab.distributed.ddp import gradient_size
 from resnet_lab.distributed.launch import capacity_reason
+from resnet_lab.suite import groups
 
-pytestmark = pytest.mark.benchmark(group="D4")  # and a device-synchronizing timer, added by conftest
+pytestmark = pytest.mark.benchmark(group=groups.D4)  # and a device-synchronizing timer, added by conftest
 
 PARAMETRIZES_DEVICE = True
 SIZES = {"gradients": lambda: gradient_size(resnet18())["gradient_bytes"], "bucket": bucket_bytes}

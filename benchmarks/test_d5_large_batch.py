@@ -8,8 +8,9 @@ import pytest
 
 from dparams import parametrize
 from resnet_lab.distributed.bench import D5_EPOCHS, D_PRESETS, DSpec, run_parallel
+from resnet_lab.suite import groups
 
-pytestmark = pytest.mark.benchmark(group="D5")  # and a device-synchronizing timer, added by conftest
+pytestmark = pytest.mark.benchmark(group=groups.D5)  # and a device-synchronizing timer, added by conftest
 
 PARAMETRIZES_DEVICE = True
 RUNS = [("baseline", "lab"), ("largest", "lab"), ("largest", "linear-warmup")]
@@ -29,7 +30,7 @@ def test_d5_large_batch(benchmark, device, backend, world_size, batch, lr_rule, 
     if batch == "baseline" and world_size != D_PRESETS[lab_options.preset].world_sizes[0]:
         pytest.skip("the batch-128 baseline runs once, on one rank")
     per_rank, ranks = (128, 1) if batch == "baseline" else (largest, world_size)
-    spec = DSpec("D5", device=device, world_size=ranks, batch_per_rank=per_rank, epochs=D5_EPOCHS, lr_rule=lr_rule, evaluate=True)
+    spec = DSpec(groups.D5, device=device, world_size=ranks, batch_per_rank=per_rank, epochs=D5_EPOCHS, lr_rule=lr_rule, evaluate=True)
     reason = d_state.skip_reason(spec, lab_options, len(lab_data[0]))
     if reason:
         pytest.skip(reason)

@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from resnet_lab.benchmarking import loader_epoch
 from resnet_lab.data import LoaderConfig, make_train_loader
-from resnet_lab.fastloader import DeviceLoader
+from resnet_lab.data.device_loader import DeviceLoader
+from resnet_lab.suite import groups
+from resnet_lab.suite.benchmarking import loader_epoch
 
-pytestmark = pytest.mark.benchmark(group="loader")
+pytestmark = pytest.mark.benchmark(group=groups.LOADER)
 
 PIPELINES = [("dataloader", 0), ("dataloader", 2), ("device-resident", 0)]
 PARAMETRIZES_DEVICE = True  # devices come with the pipeline below, not from conftest

@@ -21,6 +21,10 @@ class DivergenceError(RuntimeError):
             "lower the learning rate or check the input data"
         )
 
+    def __reduce__(self) -> tuple[type, tuple[int, int, float]]:
+        # Rebuilt from its fields when it crosses a process boundary (engine/isolated.py, the ranks).
+        return (DivergenceError, (self.epoch, self.batch, self.loss))
+
 
 class RankFailure(RuntimeError):
     """A data-parallel rank died, failed or lost contact mid-run; the message names the rank where it is known."""

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .interrupts import deferred_interrupt
+from .engine.interrupts import deferred_interrupt
 
 
 @contextlib.contextmanager

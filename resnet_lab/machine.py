@@ -1,24 +1,26 @@
-"""What a figure was measured on: library versions and hardware, as a flat record."""
+"""What a figure was measured on: library versions and hardware, as a flat record.
+
+torch is imported inside the functions that read it: `cpu_count` serves the torch-free
+suite presets and the image-folder decoder too.
+"""
 
 from __future__ import annotations
 
 import os
 import platform
 
-import torch
-import torchvision
-
 
 def cpu_count() -> int:
     """CPUs this process may use (the affinity mask, not the host's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))  # honours taskset/cgroup CPU masks
+    return os.cpu_count() or 1
 
 
 def numerics_state() -> dict[str, object]:
     """The fp32 math settings in force now (they apply on CUDA; recorded everywhere so runs compare)."""
+    import torch
+
     return {
         "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         "cudnn_benchmark": torch.backends.cudnn.benchmark,
@@ -28,6 +30,9 @@ def numerics_state() -> dict[str, object]:
 
 
 def environment_info() -> dict[str, object]:
+    import torch
+    import torchvision
+
     cuda = torch.cuda.is_available()
     return {
         "torch": torch.__version__,

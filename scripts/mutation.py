@@ -6,11 +6,12 @@
 Two parts:
 
 1. mutmut (configured in pyproject.toml's [tool.mutmut]) mutates the clock
-   (timing.py), the loop's phase accounting (train.py: train_one_epoch,
-   EpochMetrics, evaluate, summarize), the compare rule (Threshold.limit,
-   timing_violation, quality_violation, run_checks), the FLOP/peak accounting
-   (flops.py: train_step_flops, measure_peak_flops, achieved_flops, mfu) and the
-   C3 rule (suite.py: c32_answer, still_improving, extension_counts, LabOptions),
+   (engine/clock.py), the loop's phase accounting (engine/loop.py: train_one_epoch,
+   evaluate, summarize; engine/metrics.py: EpochMetrics), the compare rule
+   (results/compare.py: Threshold.limit, timing_violation, quality_violation,
+   run_checks), the FLOP/peak accounting (perf/flops.py: train_step_flops,
+   measure_peak_flops, achieved_flops, mfu) and the C3 rule (suite/presets.py:
+   c32_answer, still_improving, extension_counts; suite/options.py: LabOptions),
    and runs the fast in-process unit tests that cover each mutant.
 2. Scripted mutations for what mutmut does not touch: module-level constants
    and the body of the decorated SyncClock.region. Each is applied to a copy of
@@ -44,23 +45,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Function-level selection (mutmut mutant-name globs); the files are in [tool.mutmut] only_mutate.
 MUTMUT_TARGETS = (
-    "resnet_lab.timing.*",
-    "resnet_lab.train.x_train_one_epoch__mutmut_*",
-    "resnet_lab.train.xǁEpochMetricsǁ*",
-    "resnet_lab.train.x_evaluate__mutmut_*",
-    "resnet_lab.train.x_summarize__mutmut_*",
-    "resnet_lab.compare.xǁThresholdǁlimit__mutmut_*",
-    "resnet_lab.compare.x_timing_violation__mutmut_*",
-    "resnet_lab.compare.x_quality_violation__mutmut_*",
-    "resnet_lab.compare.x_run_checks__mutmut_*",
-    "resnet_lab.flops.x_train_step_flops__mutmut_*",
-    "resnet_lab.flops.x_measure_peak_flops__mutmut_*",
-    "resnet_lab.flops.x_achieved_flops__mutmut_*",
-    "resnet_lab.flops.x_mfu__mutmut_*",
-    "resnet_lab.suite.x_c32_answer__mutmut_*",
-    "resnet_lab.suite.x_still_improving__mutmut_*",
-    "resnet_lab.suite.x_extension_counts__mutmut_*",
-    "resnet_lab.suite.xǁLabOptionsǁ*",
+    "resnet_lab.engine.clock.*",
+    "resnet_lab.engine.loop.x_train_one_epoch__mutmut_*",
+    "resnet_lab.engine.metrics.xǁEpochMetricsǁ*",
+    "resnet_lab.engine.loop.x_evaluate__mutmut_*",
+    "resnet_lab.engine.loop.x_summarize__mutmut_*",
+    "resnet_lab.results.compare.xǁThresholdǁlimit__mutmut_*",
+    "resnet_lab.results.compare.x_timing_violation__mutmut_*",
+    "resnet_lab.results.compare.x_quality_violation__mutmut_*",
+    "resnet_lab.results.compare.x_run_checks__mutmut_*",
+    "resnet_lab.perf.flops.x_train_step_flops__mutmut_*",
+    "resnet_lab.perf.flops.x_measure_peak_flops__mutmut_*",
+    "resnet_lab.perf.flops.x_achieved_flops__mutmut_*",
+    "resnet_lab.perf.flops.x_mfu__mutmut_*",
+    "resnet_lab.suite.presets.x_c32_answer__mutmut_*",
+    "resnet_lab.suite.presets.x_still_improving__mutmut_*",
+    "resnet_lab.suite.presets.x_extension_counts__mutmut_*",
+    "resnet_lab.suite.options.xǁLabOptionsǁ*",
 )
 DETECTED = {"killed", "timeout", "segfault", "caught by type check"}
 
@@ -68,16 +69,16 @@ DETECTED = {"killed", "timeout", "segfault", "caught by type check"}
 # the source: after changing one of these functions, rerun and check each entry with `mutmut show NAME`.
 _SAME_MATRICES = "the matrices' values (seed, generator) do not change a dense matmul's FLOPs or its timing"
 EQUIVALENT: dict[str, str] = {
-    "resnet_lab.compare.x_run_checks__mutmut_42": "Check.margin is read only for timing checks (Check.line); a quality check's margin is never used",
-    "resnet_lab.flops.x_train_step_flops__mutmut_24": "FlopCounterMode(display=None): None is falsy, nothing is printed either way",
-    "resnet_lab.flops.x_train_step_flops__mutmut_41": "FlopCounterMode(display=None): None is falsy, nothing is printed either way",
-    **{f"resnet_lab.flops.x_measure_peak_flops__mutmut_{n}": _SAME_MATRICES for n in (33, 35, 38, 45, 47, 54, 56)},
-    "resnet_lab.suite.x_extension_counts__mutmut_6": "max(C3_DEFAULT_WORKERS[1], 4 x CPUs) differs from max(16, ...) only below 16, where range(20, limit + 1) is empty anyway",
-    "resnet_lab.suite.x_extension_counts__mutmut_7": "max(C3_DEFAULT_WORKERS[-2], 4 x CPUs) differs from max(16, ...) only below 16, where range(20, limit + 1) is empty anyway",
-    "resnet_lab.suite.x_extension_counts__mutmut_21": "limit = 4 x CPUs is a multiple of 4 and the counts are 20 + 4k: range stops at the same count with limit + 1 or limit + 2",
-    "resnet_lab.train.xǁEpochMetricsǁsummary__mutmut_17": 'float("NAN") is float("nan")',
-    "resnet_lab.train.xǁEpochMetricsǁsummary__mutmut_25": 'float("NAN") is float("nan")',
-    "resnet_lab.train.x_train_one_epoch__mutmut_215": 'float("INF") is float("inf")',
+    "resnet_lab.results.compare.x_run_checks__mutmut_42": "Check.margin is read only for timing checks (Check.line); a quality check's margin is never used",
+    "resnet_lab.perf.flops.x_train_step_flops__mutmut_24": "FlopCounterMode(display=None): None is falsy, nothing is printed either way",
+    "resnet_lab.perf.flops.x_train_step_flops__mutmut_41": "FlopCounterMode(display=None): None is falsy, nothing is printed either way",
+    **{f"resnet_lab.perf.flops.x_measure_peak_flops__mutmut_{n}": _SAME_MATRICES for n in (33, 35, 38, 45, 47, 54, 56)},
+    "resnet_lab.suite.presets.x_extension_counts__mutmut_6": "max(C3_DEFAULT_WORKERS[1], 4 x CPUs) differs from max(16, ...) only below 16, where range(20, limit + 1) is empty anyway",
+    "resnet_lab.suite.presets.x_extension_counts__mutmut_7": "max(C3_DEFAULT_WORKERS[-2], 4 x CPUs) differs from max(16, ...) only below 16, where range(20, limit + 1) is empty anyway",
+    "resnet_lab.suite.presets.x_extension_counts__mutmut_21": "limit = 4 x CPUs is a multiple of 4 and the counts are 20 + 4k: range stops at the same count with limit + 1 or limit + 2",
+    "resnet_lab.engine.metrics.xǁEpochMetricsǁsummary__mutmut_17": 'float("NAN") is float("nan")',
+    "resnet_lab.engine.metrics.xǁEpochMetricsǁsummary__mutmut_25": 'float("NAN") is float("nan")',
+    "resnet_lab.engine.loop.x_train_one_epoch__mutmut_215": 'float("INF") is float("inf")',
 }
 # Survivors that are not equivalent but that no deterministic test on a CPU-only machine can see;
 # they count against the score, and the summary gives the reason.
@@ -86,10 +87,10 @@ _CPU_ONLY = (
     "on a GPU the loop would mix devices and fail (the loop cannot run on the meta device: it reads the loss back)"
 )
 UNDETECTABLE: dict[str, str] = {
-    "resnet_lab.train.x_train_one_epoch__mutmut_24": _CPU_ONLY,
-    "resnet_lab.train.x_train_one_epoch__mutmut_97": _CPU_ONLY,
-    "resnet_lab.train.x_evaluate__mutmut_8": _CPU_ONLY,
-    "resnet_lab.train.x_evaluate__mutmut_23": _CPU_ONLY,
+    "resnet_lab.engine.loop.x_train_one_epoch__mutmut_24": _CPU_ONLY,
+    "resnet_lab.engine.loop.x_train_one_epoch__mutmut_97": _CPU_ONLY,
+    "resnet_lab.engine.loop.x_evaluate__mutmut_8": _CPU_ONLY,
+    "resnet_lab.engine.loop.x_evaluate__mutmut_23": _CPU_ONLY,
 }
 
 
@@ -114,46 +115,46 @@ REGION_END = "            self.add(name, self.now() - start)"
 
 SCRIPTED = (
     # SyncClock.region: mutmut skips decorated functions
-    Scripted("timing.region: end minus start reversed", "resnet_lab/timing.py", REGION_END, "            self.add(name, start - self.now())", (PINNED, TIMING)),
-    Scripted("timing.region: adds the end time, not the span", "resnet_lab/timing.py", REGION_END, "            self.add(name, self.now())", (PINNED, TIMING)),
-    Scripted("timing.region: overwrites the total", "resnet_lab/timing.py", REGION_END,
+    Scripted("timing.region: end minus start reversed", "resnet_lab/engine/clock.py", REGION_END, "            self.add(name, start - self.now())", (PINNED, TIMING)),
+    Scripted("timing.region: adds the end time, not the span", "resnet_lab/engine/clock.py", REGION_END, "            self.add(name, self.now())", (PINNED, TIMING)),
+    Scripted("timing.region: overwrites the total", "resnet_lab/engine/clock.py", REGION_END,
              "            self.totals[name] = self.now() - start", (PINNED, TIMING)),
-    Scripted("timing.region: no sync at the start", "resnet_lab/timing.py", "        start = self.now()\n", "        start = self.timer()\n", (PINNED, TIMING)),
-    Scripted("timing.region: no sync at the end", "resnet_lab/timing.py", REGION_END, "            self.add(name, self.timer() - start)", (PINNED, TIMING)),
-    Scripted("timing.region: a raising body is not counted", "resnet_lab/timing.py",
+    Scripted("timing.region: no sync at the start", "resnet_lab/engine/clock.py", "        start = self.now()\n", "        start = self.timer()\n", (PINNED, TIMING)),
+    Scripted("timing.region: no sync at the end", "resnet_lab/engine/clock.py", REGION_END, "            self.add(name, self.timer() - start)", (PINNED, TIMING)),
+    Scripted("timing.region: a raising body is not counted", "resnet_lab/engine/clock.py",
              "        try:\n            yield\n        finally:\n" + REGION_END,
              "        yield\n" + REGION_END.replace("            ", "        "), (PINNED, TIMING)),
-    Scripted("timing.SyncClock: CPU time instead of wall time", "resnet_lab/timing.py",
+    Scripted("timing.SyncClock: CPU time instead of wall time", "resnet_lab/engine/clock.py",
              "    timer: Timer = time.perf_counter", "    timer: Timer = time.process_time", (PINNED, TIMING)),
     # module constants
-    Scripted("train.PHASES without startup", "resnet_lab/train.py", 'PHASES = ("startup", "load",', 'PHASES = ("load",', (PINNED,)),
-    Scripted("train.SUMMED without startup_s", "resnet_lab/train.py", 'SUMMED = ("startup_s", ', "SUMMED = (", (PINNED,)),
-    Scripted("suite.C3_STEP 4 -> 3", "resnet_lab/suite.py", "C3_STEP = 4", "C3_STEP = 3", (SUITE,)),
-    Scripted("suite.C3_STEP 4 -> 5", "resnet_lab/suite.py", "C3_STEP = 4", "C3_STEP = 5", (SUITE,)),
-    Scripted("suite.C3_TOLERANCE 0.10 -> 0.05", "resnet_lab/suite.py", "C3_TOLERANCE = 0.10", "C3_TOLERANCE = 0.05", (SUITE,)),
-    Scripted("suite.C3_TOLERANCE 0.10 -> 0.15", "resnet_lab/suite.py", "C3_TOLERANCE = 0.10", "C3_TOLERANCE = 0.15", (SUITE,)),
-    Scripted("suite.C3_DEFAULT_WORKERS without 16", "resnet_lab/suite.py", "C3_DEFAULT_WORKERS = (0, 4, 8, 12, 16)",
+    Scripted("train.PHASES without startup", "resnet_lab/engine/loop.py", 'PHASES = ("startup", "load",', 'PHASES = ("load",', (PINNED,)),
+    Scripted("train.SUMMED without startup_s", "resnet_lab/engine/loop.py", 'SUMMED = ("startup_s", ', "SUMMED = (", (PINNED,)),
+    Scripted("suite.C3_STEP 4 -> 3", "resnet_lab/suite/presets.py", "C3_STEP = 4", "C3_STEP = 3", (SUITE,)),
+    Scripted("suite.C3_STEP 4 -> 5", "resnet_lab/suite/presets.py", "C3_STEP = 4", "C3_STEP = 5", (SUITE,)),
+    Scripted("suite.C3_TOLERANCE 0.10 -> 0.05", "resnet_lab/suite/presets.py", "C3_TOLERANCE = 0.10", "C3_TOLERANCE = 0.05", (SUITE,)),
+    Scripted("suite.C3_TOLERANCE 0.10 -> 0.15", "resnet_lab/suite/presets.py", "C3_TOLERANCE = 0.10", "C3_TOLERANCE = 0.15", (SUITE,)),
+    Scripted("suite.C3_DEFAULT_WORKERS without 16", "resnet_lab/suite/presets.py", "C3_DEFAULT_WORKERS = (0, 4, 8, 12, 16)",
              "C3_DEFAULT_WORKERS = (0, 4, 8, 12)", (SUITE,)),
-    Scripted("suite.PRESETS smoke epochs 2 -> 3", "resnet_lab/suite.py", 'Preset("smoke", epochs=2,', 'Preset("smoke", epochs=3,', (SUITE,)),
-    Scripted("suite.PRESETS smoke max_batches 2 -> 3", "resnet_lab/suite.py", "epochs=2, max_batches=2,", "epochs=2, max_batches=3,", (SUITE,)),
-    Scripted("suite.PRESETS smoke eval_batches 2 -> 3", "resnet_lab/suite.py", "max_batches=2, eval_batches=2,", "max_batches=2, eval_batches=3,", (SUITE,)),
-    Scripted("suite.PRESETS smoke profile_steps 3 -> 4", "resnet_lab/suite.py", "profile_steps=3, c8_epochs=2", "profile_steps=4, c8_epochs=2", (SUITE,)),
-    Scripted("suite.PRESETS smoke c8_epochs 2 -> 3", "resnet_lab/suite.py", "profile_steps=3, c8_epochs=2", "profile_steps=3, c8_epochs=3", (SUITE,)),
-    Scripted("suite.PRESETS full epochs 5 -> 4", "resnet_lab/suite.py", 'Preset("full", epochs=5,', 'Preset("full", epochs=4,', (SUITE,)),
-    Scripted("suite.PRESETS full max_batches None -> 391", "resnet_lab/suite.py", "epochs=5, max_batches=None,", "epochs=5, max_batches=391,", (SUITE,)),
-    Scripted("suite.PRESETS full eval_batches None -> 100", "resnet_lab/suite.py", "max_batches=None, eval_batches=None,",
+    Scripted("suite.PRESETS smoke epochs 2 -> 3", "resnet_lab/suite/presets.py", 'Preset("smoke", epochs=2,', 'Preset("smoke", epochs=3,', (SUITE,)),
+    Scripted("suite.PRESETS smoke max_batches 2 -> 3", "resnet_lab/suite/presets.py", "epochs=2, max_batches=2,", "epochs=2, max_batches=3,", (SUITE,)),
+    Scripted("suite.PRESETS smoke eval_batches 2 -> 3", "resnet_lab/suite/presets.py", "max_batches=2, eval_batches=2,", "max_batches=2, eval_batches=3,", (SUITE,)),
+    Scripted("suite.PRESETS smoke profile_steps 3 -> 4", "resnet_lab/suite/presets.py", "profile_steps=3, c8_epochs=2", "profile_steps=4, c8_epochs=2", (SUITE,)),
+    Scripted("suite.PRESETS smoke c8_epochs 2 -> 3", "resnet_lab/suite/presets.py", "profile_steps=3, c8_epochs=2", "profile_steps=3, c8_epochs=3", (SUITE,)),
+    Scripted("suite.PRESETS full epochs 5 -> 4", "resnet_lab/suite/presets.py", 'Preset("full", epochs=5,', 'Preset("full", epochs=4,', (SUITE,)),
+    Scripted("suite.PRESETS full max_batches None -> 391", "resnet_lab/suite/presets.py", "epochs=5, max_batches=None,", "epochs=5, max_batches=391,", (SUITE,)),
+    Scripted("suite.PRESETS full eval_batches None -> 100", "resnet_lab/suite/presets.py", "max_batches=None, eval_batches=None,",
              "max_batches=None, eval_batches=100,", (SUITE,)),
-    Scripted("suite.PRESETS full profile_steps 5 -> 4", "resnet_lab/suite.py", "profile_steps=5, c8_epochs=10", "profile_steps=4, c8_epochs=10", (SUITE,)),
-    Scripted("suite.PRESETS full c8_epochs 10 -> 9", "resnet_lab/suite.py", "profile_steps=5, c8_epochs=10", "profile_steps=5, c8_epochs=9", (SUITE,)),
-    Scripted("compare.NOISE_K 1.5 -> 1.0", "resnet_lab/compare.py", "NOISE_K = 1.5", "NOISE_K = 1.0", (COMPARE,)),
-    Scripted("compare.NOISE_K 1.5 -> 2.0", "resnet_lab/compare.py", "NOISE_K = 1.5", "NOISE_K = 2.0", (COMPARE,)),
-    Scripted("compare.MIN_DELTA_S 0.05 -> 0.03", "resnet_lab/compare.py", "MIN_DELTA_S = 0.05", "MIN_DELTA_S = 0.03", (COMPARE,)),
-    Scripted("compare.MIN_DELTA_S 0.05 -> 0.07", "resnet_lab/compare.py", "MIN_DELTA_S = 0.05", "MIN_DELTA_S = 0.07", (COMPARE,)),
-    Scripted("flops.DEFAULT_MATMUL_N cpu 2048 -> 1024", "resnet_lab/flops.py", '{"cpu": 2048,', '{"cpu": 1024,', (FLOPS,)),
-    Scripted("benchmarking.UNTIMED_SHARE 0.05 -> 0.04", "resnet_lab/benchmarking.py", "UNTIMED_SHARE = 0.05", "UNTIMED_SHARE = 0.04", (BENCH,)),
-    Scripted("benchmarking.UNTIMED_SHARE 0.05 -> 0.06", "resnet_lab/benchmarking.py", "UNTIMED_SHARE = 0.05", "UNTIMED_SHARE = 0.06", (BENCH,)),
-    Scripted("benchmarking.UNTIMED_FLOOR_S 0.05 -> 0.04", "resnet_lab/benchmarking.py", "UNTIMED_FLOOR_S = 0.05", "UNTIMED_FLOOR_S = 0.04", (BENCH,)),
-    Scripted("benchmarking.UNTIMED_FLOOR_S 0.05 -> 0.06", "resnet_lab/benchmarking.py", "UNTIMED_FLOOR_S = 0.05", "UNTIMED_FLOOR_S = 0.06", (BENCH,)),
+    Scripted("suite.PRESETS full profile_steps 5 -> 4", "resnet_lab/suite/presets.py", "profile_steps=5, c8_epochs=10", "profile_steps=4, c8_epochs=10", (SUITE,)),
+    Scripted("suite.PRESETS full c8_epochs 10 -> 9", "resnet_lab/suite/presets.py", "profile_steps=5, c8_epochs=10", "profile_steps=5, c8_epochs=9", (SUITE,)),
+    Scripted("compare.NOISE_K 1.5 -> 1.0", "resnet_lab/results/compare.py", "NOISE_K = 1.5", "NOISE_K = 1.0", (COMPARE,)),
+    Scripted("compare.NOISE_K 1.5 -> 2.0", "resnet_lab/results/compare.py", "NOISE_K = 1.5", "NOISE_K = 2.0", (COMPARE,)),
+    Scripted("compare.MIN_DELTA_S 0.05 -> 0.03", "resnet_lab/results/compare.py", "MIN_DELTA_S = 0.05", "MIN_DELTA_S = 0.03", (COMPARE,)),
+    Scripted("compare.MIN_DELTA_S 0.05 -> 0.07", "resnet_lab/results/compare.py", "MIN_DELTA_S = 0.05", "MIN_DELTA_S = 0.07", (COMPARE,)),
+    Scripted("flops.DEFAULT_MATMUL_N cpu 2048 -> 1024", "resnet_lab/perf/flops.py", '{"cpu": 2048,', '{"cpu": 1024,', (FLOPS,)),
+    Scripted("benchmarking.UNTIMED_SHARE 0.05 -> 0.04", "resnet_lab/suite/benchmarking.py", "UNTIMED_SHARE = 0.05", "UNTIMED_SHARE = 0.04", (BENCH,)),
+    Scripted("benchmarking.UNTIMED_SHARE 0.05 -> 0.06", "resnet_lab/suite/benchmarking.py", "UNTIMED_SHARE = 0.05", "UNTIMED_SHARE = 0.06", (BENCH,)),
+    Scripted("benchmarking.UNTIMED_FLOOR_S 0.05 -> 0.04", "resnet_lab/suite/benchmarking.py", "UNTIMED_FLOOR_S = 0.05", "UNTIMED_FLOOR_S = 0.04", (BENCH,)),
+    Scripted("benchmarking.UNTIMED_FLOOR_S 0.05 -> 0.06", "resnet_lab/suite/benchmarking.py", "UNTIMED_FLOOR_S = 0.05", "UNTIMED_FLOOR_S = 0.06", (BENCH,)),
 )
 COPIED = ("resnet_lab", "tests", "conftest.py", "pytest.ini")
 

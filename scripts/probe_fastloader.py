@@ -4,7 +4,7 @@ Every variant delivers one full augmented training epoch (shuffle, RandomCrop(32
 padding=4), flip p=0.5) of full-size random CIFAR-shaped uint8 data; the PIL
 baseline also normalizes (that is what the lab's pipeline does per image), the
 device variants leave normalization to the train step. The variants other than
-`DeviceLoader` exist only here, to show why `resnet_lab.fastloader` is built
+`DeviceLoader` exist only here, to show why `resnet_lab.data.device_loader` is built
 the way it is.
 
     python scripts/probe_fastloader.py [--images 50000] [--device cpu] [--workers 0 2]
@@ -22,7 +22,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from resnet_lab.fastloader import CIFAR10_MEAN, CIFAR10_STD, PAD, DeviceLoader
+from resnet_lab.data import CIFAR10_MEAN, CIFAR10_STD
+from resnet_lab.data.device_loader import PAD, DeviceLoader
 
 BATCH = 128
 
@@ -172,7 +173,7 @@ def main() -> None:
     if device.type == "cpu":  # its grouping reads offsets on the host: a sync per batch on CUDA
         variants["grouped_offsets"] = grouped_offsets(images, labels, generator)
     fast = DeviceLoader(images, labels, BATCH, device=device)
-    variants["DeviceLoader (resnet_lab.fastloader)"] = lambda: fast
+    variants["DeviceLoader (resnet_lab.data.device_loader)"] = lambda: fast
     for name, batches in variants.items():
         best = max(images_per_s(batches, sync) for _ in range(args.repeats))
         results[name] = best

@@ -23,7 +23,7 @@ from resnet_lab.distributed.ddp import DataParallelRun
 from resnet_lab.distributed.launch import RankContext
 from resnet_lab.model import resnet18
 from resnet_lab.optim import make_optimizer
-from resnet_lab.run import RunConfig
+from resnet_lab.engine.run import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")

@@ -8,26 +8,27 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from resnet_lab.benchmarking import BenchSpec, SweepState, epoch_problems, loader_epoch, training_extra_info
 from resnet_lab.data import LoaderConfig
-from resnet_lab.run import RunConfig
-from resnet_lab.suite import LabOptions
-from resnet_lab.timing import SyncClock
-from resnet_lab.train import summarize
+from resnet_lab.engine.clock import SyncClock
+from resnet_lab.engine.loop import summarize
+from resnet_lab.engine.run import RunConfig
+from resnet_lab.suite.benchmarking import epoch_problems, loader_epoch, training_extra_info
+from resnet_lab.suite.options import LabOptions
+from resnet_lab.suite.sweep import SweepState
 
 
 def record(**changes: object) -> dict[str, object]:
-    """A sound epoch record: phases 0.25 + 1 + 0.5 + 2 + 0.25 = 4 s of a 4.125 s epoch."""
+    """A sound epoch record: phases 0.25 + 1 + 0.5 + 2 + 0.125 + 0.125 = 4 s of a 4.125 s epoch."""
     base = {
         "epoch": 1, "batches": 2, "images": 256, "startup_s": 0.25, "load_s": 1.0, "copy_s": 0.5, "train_s": 2.0,
-        "metrics_s": 0.25, "epoch_s": 4.125, "images_per_s": 256 / 4.125, "loss": 2.25, "top1": 0.125,
+        "metrics_s": 0.125, "shutdown_s": 0.125, "epoch_s": 4.125, "images_per_s": 256 / 4.125, "loss": 2.25, "top1": 0.125,
     }
     return {**base, **changes}
 
 
 def test_a_sound_record_has_no_problem():
     assert epoch_problems(record()) == []
-    assert epoch_problems(record(startup_s=0.0, epoch_s=3.75, top1=1.0)) == []  # no start-up, phases = epoch, all correct
+    assert epoch_problems(record(startup_s=0.0, shutdown_s=0.0, epoch_s=3.625, top1=1.0)) == []  # no workers, phases = epoch, all correct
     assert epoch_problems(record(top1=0.0, images=2, batches=2)) == []
 
 
@@ -37,8 +38,9 @@ def test_a_sound_record_has_no_problem():
         ({"train_s": 0.0, "epoch_s": 2.0625}, "train_s is 0.0: the phase was not timed"),
         ({"copy_s": 0.0, "epoch_s": 3.625}, "copy_s is 0.0: the phase was not timed"),
         ({"load_s": 0.0, "epoch_s": 3.125}, "load_s is 0.0: the phase was not timed"),
-        ({"metrics_s": -0.5, "epoch_s": 3.375}, "metrics_s is -0.5: the phase was not timed"),
+        ({"metrics_s": -0.5, "epoch_s": 3.5}, "metrics_s is -0.5: the phase was not timed"),
         ({"startup_s": -0.25, "epoch_s": 3.625}, "startup_s is -0.25"),
+        ({"shutdown_s": -0.125, "epoch_s": 3.875}, "shutdown_s is -0.125"),
         ({"epoch_s": 3.5}, "the phases add up to 4.0 s, more than epoch_s 3.5 s: time counted twice"),
         ({"loss": math.nan}, "loss is nan"),
         ({"loss": math.inf}, "loss is inf"),
@@ -58,7 +60,7 @@ def test_each_wrong_figure_is_named(changes, problem):
 
 def test_untimed_remainder_has_a_floor_for_short_epochs():
     # phases 0.125 s of a 0.171875 s epoch: 27% left over, but 0.046875 s is under the 0.05 s floor
-    short = record(startup_s=0.0, load_s=0.03125, copy_s=0.03125, train_s=0.03125, metrics_s=0.03125, epoch_s=0.171875)
+    short = record(startup_s=0.0, load_s=0.03125, copy_s=0.03125, train_s=0.03125, metrics_s=0.03125, shutdown_s=0.0, epoch_s=0.171875)
     assert epoch_problems(short) == []
     assert epoch_problems({**short, "epoch_s": 0.1796875}) == ["0.0547 s of the 0.1797 s epoch is in no phase"]
 
@@ -76,15 +78,14 @@ def fake_run(config: RunConfig, records: list[dict[str, object]]) -> SimpleNames
 def test_training_extra_info_by_hand():
     records = [
         record(epoch=1, batches=3, images=300, epoch_s=4.5, loss=2.0, top1=0.25, warmup=True),
-        record(epoch=2, batches=3, images=300, startup_s=0.75, load_s=2.0, epoch_s=6.5, loss=1.5, top1=0.5, warmup=False),
+        record(epoch=2, batches=3, images=300, startup_s=0.75, load_s=2.0, shutdown_s=0.375, epoch_s=6.75, loss=1.5, top1=0.5, warmup=False),
     ]
     config = RunConfig(optimizer="nesterov", batch_norm=False, loader=LoaderConfig(batch_size=64, num_workers=3))
-    spec = BenchSpec("C7", workers=3, batch_norm=False)
     options = LabOptions(preset="full", data="/data/cifar", max_batches=None)
-    info = training_extra_info(fake_run(config, records), spec, options, SimpleNamespace(source="cifar-10-batches-py"))
+    info = training_extra_info(fake_run(config, records), options, SimpleNamespace(source="cifar-10-batches-py"))
     assert info == {
-        "startup_s": 0.5, "load_s": 1.5, "copy_s": 0.5, "train_s": 2.0, "metrics_s": 0.25, "epoch_s": 5.5,
-        "first_epoch_s": 4.5, "steady_epoch_s": 6.5, "images_per_s": 600 / 11.0, "loss": 1.5, "top1": 0.5,
+        "startup_s": 0.5, "load_s": 1.5, "copy_s": 0.5, "train_s": 2.0, "metrics_s": 0.125, "shutdown_s": 0.25, "epoch_s": 5.625,
+        "first_epoch_s": 4.5, "steady_epoch_s": 6.75, "images_per_s": 600 / 11.25, "loss": 1.5, "top1": 0.5,
         "epochs": records,
         "data": "cifar-10-batches-py",
         "data_source": "/data/cifar",
@@ -97,7 +98,7 @@ def test_training_extra_info_by_hand():
         "batch_norm": False,
         "batch_size": 64,
     }
-    smoke = training_extra_info(fake_run(RunConfig(), records[:1]), BenchSpec("C2"), LabOptions(), SimpleNamespace(source="synthetic"))
+    smoke = training_extra_info(fake_run(RunConfig(), records[:1]), LabOptions(), SimpleNamespace(source="synthetic"))
     assert (smoke["full_epoch"], smoke["batches_per_epoch"], smoke["optimizer"], smoke["workers"], smoke["batch_size"]) == (False, 3, "sgd", 2, 128)
 
 

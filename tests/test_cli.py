@@ -22,10 +22,10 @@ import torch
 from resnet_lab import cli, fileio
 
 EPOCH_KEYS = {
-    "epoch", "batches", "images", "startup_s", "load_s", "copy_s", "train_s", "metrics_s", "epoch_s",
+    "epoch", "batches", "images", "startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s", "epoch_s",
     "images_per_s", "loss", "top1", "per_class_top1", "warmup", "phases_synced",
 }
-SUMMARY_KEYS = {"startup_s", "load_s", "copy_s", "train_s", "metrics_s", "epoch_s", "steady_epoch_s", "first_epoch_s", "images_per_s", "loss", "top1", "epochs"}
+SUMMARY_KEYS = {"startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s", "epoch_s", "steady_epoch_s", "first_epoch_s", "images_per_s", "loss", "top1", "epochs"}
 TINY = ["--epochs", "1", "--max-batches", "1", "--batch-size", "4", "--eval-batches", "1", "--num-workers", "0"]
 NUMBER = r"(-?\d+\.\d+)"
 
@@ -83,14 +83,14 @@ def test_tiny_synthetic_run_prints_epochs_and_averages_and_writes_json(tmp_path:
     lines = out.splitlines()
     assert lines[0].startswith("resnet-lab train: synthetic data (50000 train / 10000 test), device cpu, optimizer sgd, workers 2")
     epoch_re = re.compile(
-        rf"epoch (\d)/2  startup {NUMBER}s  load {NUMBER}s  copy {NUMBER}s  train {NUMBER}s  metrics {NUMBER}s  epoch {NUMBER}s  "
+        rf"epoch (\d)/2  startup {NUMBER}s  load {NUMBER}s  copy {NUMBER}s  train {NUMBER}s  metrics {NUMBER}s  shutdown {NUMBER}s  epoch {NUMBER}s  "
         rf"loss {NUMBER}  top1 {NUMBER}%  \((\d+) img/s\)"
     )
     epoch_lines = [m for m in map(epoch_re.fullmatch, lines) if m]
     assert [m.group(1) for m in epoch_lines] == ["1", "2"], out
     mean_line = next(line for line in lines if line.startswith("mean over 2 epochs:"))
     assert re.fullmatch(
-        rf"mean over 2 epochs: startup {NUMBER}s  load {NUMBER}s  copy {NUMBER}s  train {NUMBER}s  metrics {NUMBER}s  epoch {NUMBER}s  "
+        rf"mean over 2 epochs: startup {NUMBER}s  load {NUMBER}s  copy {NUMBER}s  train {NUMBER}s  metrics {NUMBER}s  shutdown {NUMBER}s  epoch {NUMBER}s  "
         rf"\| last epoch loss {NUMBER}  top1 {NUMBER}%", mean_line,
     ), mean_line
     assert re.fullmatch(rf"test: loss {NUMBER}  top1 {NUMBER}% on 100 images", lines[-2]), out
@@ -107,21 +107,21 @@ def test_tiny_synthetic_run_prints_epochs_and_averages_and_writes_json(tmp_path:
     for e, match in zip(epochs, epoch_lines):
         assert EPOCH_KEYS <= set(e)
         assert e["batches"] == 1 and e["images"] == 8 and e["phases_synced"] is True
-        for key in ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "epoch_s", "images_per_s", "loss"):
+        for key in ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s", "epoch_s", "images_per_s", "loss"):
             assert isinstance(e[key], float) and math.isfinite(e[key]) and e[key] >= 0, key
-        assert 0 < e["startup_s"] + e["load_s"] + e["copy_s"] + e["train_s"] + e["metrics_s"] <= e["epoch_s"]
+        assert 0 < e["startup_s"] + e["load_s"] + e["copy_s"] + e["train_s"] + e["metrics_s"] + e["shutdown_s"] <= e["epoch_s"]
         assert e["images_per_s"] == pytest.approx(8 / e["epoch_s"])
         assert 0 <= e["top1"] <= 1 and len(e["per_class_top1"]) == 10
         # What was printed is what was saved.
-        printed = dict(zip(("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "epoch_s"), map(float, match.groups()[1:7])))
+        printed = dict(zip(("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s", "epoch_s"), map(float, match.groups()[1:8])))
         for key, value in printed.items():
             assert value == pytest.approx(e[key], abs=5e-4), key
-        assert float(match.group(8)) == pytest.approx(e["loss"], abs=5e-5)
-        assert float(match.group(9)) == pytest.approx(100 * e["top1"], abs=5e-3)
+        assert float(match.group(9)) == pytest.approx(e["loss"], abs=5e-5)
+        assert float(match.group(10)) == pytest.approx(100 * e["top1"], abs=5e-3)
     assert [e["warmup"] for e in epochs] == [True, False]
     summary = record["summary"]
     assert SUMMARY_KEYS <= set(summary) and summary["epochs"] == 2
-    for key in ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "epoch_s"):
+    for key in ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s", "epoch_s"):
         assert summary[key] == pytest.approx((epochs[0][key] + epochs[1][key]) / 2)
     assert summary["loss"] == epochs[1]["loss"] and summary["top1"] == epochs[1]["top1"]
     test = record["test"]
@@ -207,7 +207,7 @@ def test_unwritable_json_fails_before_training(capsys: pytest.CaptureFixture[str
     def no_data(*args: object, **kwargs: object) -> None:
         raise AssertionError("data was loaded before --json was checked")
 
-    monkeypatch.setattr("resnet_lab.train_cli.load_datasets", no_data)
+    monkeypatch.setattr("resnet_lab.cli.train.load_datasets", no_data)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     rc, out, err = in_process(capsys, "train", "--json", str(blocker / "out.json"))

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from resnet_lab.benchjson import SCHEMA_VERSION, load_run, parse_run
-from resnet_lab.compare import CI_THRESHOLDS, compare_runs, parse_threshold
 from resnet_lab.errors import LabError
-from resnet_lab.report import answer_sheet
+from resnet_lab.results.compare import CI_THRESHOLDS, compare_runs, parse_threshold
+from resnet_lab.results.report.sheet import answer_sheet
+from resnet_lab.results.runs import SCHEMA_VERSION, load_run, parse_run
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 ALL_JSON = sorted(RESULTS.glob("**/*.json"))

@@ -10,10 +10,9 @@ import textwrap
 
 import pytest
 
-from fixtures.labruns import make_run, write_run
+from fixtures.labruns import make_run, stats_of, write_run
 from resnet_lab import cli
-from resnet_lab.benchjson import load_run, machine_id, summarize
-from resnet_lab.compare import (
+from resnet_lab.results.compare import (
     CI_THRESHOLDS,
     METRICS,
     Value,
@@ -23,6 +22,7 @@ from resnet_lab.compare import (
     quality_violation,
     timing_violation,
 )
+from resnet_lab.results.runs import load_run, machine_id, summarize
 
 pytest_plugins = ["pytester"]
 
@@ -111,17 +111,36 @@ def test_timing_rule(old, new, threshold, k, floor, violated, margin):
     assert got_margin == pytest.approx(margin)
 
 
-def test_phase_values_are_pytest_benchmark_statistics_over_epochs(base_path):
-    bench = load_run(base_path).group("C2")[0]
+def test_phase_values_are_pytest_benchmark_statistics_over_epochs(tmp_path):
+    bench = load_run(write_run(tmp_path / "three.json", make_run(seed=0, epochs=3))).group("C2")[0]
     loads = [r["load_s"] for r in bench.extra_info["epochs"]]
     value = metric_value(bench, METRICS["load_s"], "median")
-    assert value.value == pytest.approx(statistics.median(loads))
-    assert value.spread == pytest.approx(max(loads) - min(loads))  # IQR of two rounds, as pytest-benchmark computes it
+    assert value.value == pytest.approx(statistics.median(loads))  # the figure: every epoch, the lab's epoch 1 included
+    # The spread: epochs 2 and 3 only (IQR of two values, as pytest-benchmark computes it: max - min), not the warm-up gap.
+    assert value.spread == pytest.approx(abs(loads[2] - loads[1]))
     epoch = metric_value(bench, METRICS["epoch_s"], "median")
-    assert epoch.value == pytest.approx(bench.stats["median"])
+    rounds = bench.stats["data"]
+    assert epoch.value == pytest.approx(bench.stats["median"]) and epoch.spread == pytest.approx(abs(rounds[2] - rounds[1]))
     assert summarize(bench.epoch_values("epoch_s"))["median"] == pytest.approx(bench.stats["median"])
     top1 = metric_value(bench, METRICS["top1"], "last")
-    assert top1.value == pytest.approx(100 * bench.extra_info["epochs"][-1]["top1"])
+    assert top1.value == pytest.approx(100 * bench.extra_info["epochs"][-1]["top1"]) and top1.spread is None
+
+
+def test_one_steady_round_has_no_spread(base_path):
+    """Two epochs (the smoke preset): one steady round, no spread; the warm-up gap is not taken for noise."""
+    bench = load_run(base_path).group("C2")[0]
+    assert metric_value(bench, METRICS["load_s"], "median").spread is None
+    assert metric_value(bench, METRICS["epoch_s"], "median").spread is None
+    probe = load_run(base_path).group("Q1-Q4")[0]  # one round, no epoch records
+    assert metric_value(probe, METRICS["epoch_s"], "median").spread is None
+
+
+def test_rounds_without_epoch_records_all_count_as_steady(tmp_path):
+    data = make_run(seed=0, groups=("loader",))
+    rounds = [0.5, 0.75, 1.0]
+    data["benchmarks"][1]["stats"] = stats_of(rounds)  # the device-resident loader's rounds
+    bench = load_run(write_run(tmp_path / "loader.json", data)).benchmarks[1]
+    assert metric_value(bench, METRICS["epoch_s"], "median").spread == pytest.approx(summarize(rounds)["iqr"]) == pytest.approx(0.375)
 
 
 # ---------------------------------------------------------------------------
@@ -146,6 +165,23 @@ def test_twice_slower_phase_fails(capsys, tmp_path, base_path, phase):
     assert "result: FAIL" in out
     failing = [line for line in out.splitlines() if line.strip().startswith("FAIL")]
     assert any(f" {phase} " in line for line in failing), out
+
+
+def test_without_steady_rounds_the_threshold_and_the_floor_decide(capsys, tmp_path, base_path):
+    slow = write_run(tmp_path / "slow.json", make_run(seed=1, slow={"train_s": 2.0}))
+    _, out, _ = run_cli(capsys, str(base_path), str(slow))
+    failing = [line for line in out.splitlines() if line.strip().startswith("FAIL") and " train_s " in line]
+    assert failing and all("no noise margin: fewer than 2 steady rounds" in line for line in failing), out
+    assert "note:" in out and "the threshold and --min-delta alone decide them" in out
+
+
+def test_a_steady_spread_is_the_margin(capsys, tmp_path):
+    """Three epochs: the steady epochs' spread is the noise margin, shown with each timing check."""
+    base = write_run(tmp_path / "base.json", make_run(seed=0, epochs=3))
+    slow = write_run(tmp_path / "slow.json", make_run(seed=1, epochs=3, slow={"train_s": 2.0}))
+    _, out, _ = run_cli(capsys, str(base), str(slow))
+    failing = [line for line in out.splitlines() if line.strip().startswith("FAIL") and " train_s " in line]
+    assert failing and all("noise margin" in line and "no noise margin" not in line for line in failing), out
 
 
 def test_ordinary_noise_passes(capsys, tmp_path, base_path):
@@ -515,9 +551,9 @@ def test_margin_is_k_times_the_larger_spread():
     assert timing_violation(threshold, Value(1.0, None, 1), Value(1.5, None, 1), 2.0, 0.05) == (True, 0.0)
 
 
-def c2_run(train_s: tuple[float, float]) -> dict:
-    """A smoke run whose C2 benchmark took `train_s` seconds of training in its two epochs."""
-    data = make_run(groups=("C2",))
+def c2_run(train_s: tuple[float, ...]) -> dict:
+    """A smoke run whose C2 benchmark took `train_s` seconds of training in its epochs (the first is the warm-up)."""
+    data = make_run(groups=("C2",), epochs=len(train_s))
     (bench,) = data["benchmarks"]
     for record, seconds in zip(bench["extra_info"]["epochs"], train_s, strict=True):
         record["train_s"] = seconds
@@ -527,14 +563,19 @@ def c2_run(train_s: tuple[float, float]) -> dict:
 @pytest.mark.parametrize(
     "base, new, rc",
     [
-        # IQR of two rounds = max - min = 0.2 s; NOISE_K 1.5 makes the margin 0.3 s
-        ((1.0, 1.2), (1.32, 1.52), 1),  # median +0.32 s: beyond the margin
-        ((1.0, 1.2), (1.28, 1.48), 0),  # median +0.28 s: noise
+        # Steady epochs 2 and 3: IQR of two rounds = max - min = 0.2 s; NOISE_K 1.5 makes the margin 0.3 s
+        ((5.0, 1.0, 1.2), (5.0, 1.32, 1.52), 1),  # median +0.32 s: beyond the margin
+        ((5.0, 1.0, 1.2), (5.0, 1.28, 1.48), 0),  # median +0.28 s: noise
+        # The warm-up epoch is no noise: steady epochs without spread leave no margin
+        ((3.0, 1.0, 1.0), (3.0, 1.32, 1.32), 1),  # median +0.32 s (+32%)
         # no spread; MIN_DELTA_S 0.05 s is the floor
-        ((0.1, 0.1), (0.16, 0.16), 1),  # +0.06 s (+60%)
-        ((0.1, 0.1), (0.14, 0.14), 0),  # +0.04 s (+40%): below the floor
+        ((0.1, 0.1, 0.1), (0.16, 0.16, 0.16), 1),  # +0.06 s (+60%)
+        ((0.1, 0.1, 0.1), (0.14, 0.14, 0.14), 0),  # +0.04 s (+40%): below the floor
+        # two epochs, one steady round: no spread, the threshold and the floor decide
+        ((1.0, 1.2), (1.28, 1.48), 1),  # median +0.28 s (+25%)
+        ((1.0, 1.2), (1.1, 1.3), 0),  # median +0.1 s (+9.1%): inside +10%
     ],
-    ids=["beyond-noise", "within-noise", "above-floor", "below-floor"],
+    ids=["beyond-noise", "within-noise", "warm-up-is-not-noise", "above-floor", "below-floor", "two-epochs-beyond", "two-epochs-within"],
 )
 def test_default_noise_k_and_min_delta(capsys, tmp_path, base, new, rc):
     base_file = write_run(tmp_path / "base.json", c2_run(base))

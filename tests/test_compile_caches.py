@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch._dynamo.utils import counters  # Inductor's cache hit/miss counts; no public accessor
 
-import resnet_lab.run as run_module
-from resnet_lab.run import LabRun, RunConfig, compiler_caches
+import resnet_lab.engine.run as run_module
+from resnet_lab.engine.run import LabRun, RunConfig, compiler_caches
 
 
 def _double_plus_one(x: torch.Tensor) -> torch.Tensor:

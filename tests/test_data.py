@@ -14,6 +14,7 @@ from torchvision import transforms
 
 from datafixtures import CLASSES, accept_cifar_root, assert_matches, write_cifar_root, write_image_folder, write_tar
 from resnet_lab import data
+from resnet_lab.data import imagefolder
 from resnet_lab.data import (
     CIFAR10_CLASSES,
     CIFAR10_MEAN,
@@ -218,8 +219,8 @@ def test_image_folder_archive(tmp_path: Path, name: str, wrapper: str | None) ->
 
 def test_parallel_decode_matches_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     expected = write_image_folder(tmp_path / "folder", train_per_class=3, test_per_class=2)
-    monkeypatch.setattr(data, "_POOL_MIN_IMAGES", 1)  # use the worker pool even for 50 images
-    monkeypatch.setattr(data, "_cpu_count", lambda: 2)
+    monkeypatch.setattr(imagefolder, "_POOL_MIN_IMAGES", 1)  # use the worker pool even for 50 images
+    monkeypatch.setattr(imagefolder, "cpu_count", lambda: 2)
     train, test = load_datasets(DataConfig(source=str(tmp_path / "folder")))
     assert_matches(train, test, expected, "imagefolder")
 
@@ -231,7 +232,7 @@ def forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args: object, **kwargs: object) -> None:
         raise AssertionError("images were decoded again instead of loaded from the cache")
 
-    monkeypatch.setattr(data, "_decode_images", fail)
+    monkeypatch.setattr(imagefolder, "_decode_images", fail)
 
 
 @pytest.mark.parametrize("kind", ["folder", "archive"])
@@ -279,7 +280,7 @@ def test_changed_archive_is_rebuilt(tmp_path: Path, private_cache: Path) -> None
 
 def test_cache_file_appears_only_when_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache: Path) -> None:
     write_image_folder(tmp_path / "folder", train_per_class=1, test_per_class=1)
-    decode = data._decode_images
+    decode = imagefolder._decode_images
 
     def decode_and_check(*args: object) -> np.ndarray:
         assert cache_files(private_cache) == [], "no cache file may exist before its contents are ready"
@@ -289,7 +290,7 @@ def test_cache_file_appears_only_when_complete(tmp_path: Path, monkeypatch: pyte
         handle.write(b"PK\3\4 half a zip file")
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(data, "_decode_images", decode_and_check)
+    monkeypatch.setattr(imagefolder, "_decode_images", decode_and_check)
     monkeypatch.setattr(np, "savez", savez_then_fail)
     with pytest.raises(data.DataError, match="cannot write cache file"):
         load_datasets(DataConfig(source=str(tmp_path / "folder")))

@@ -21,7 +21,7 @@ import torchvision
 from PIL import Image
 
 from datafixtures import accept_cifar_root, assert_matches, random_images, write_cifar_root, write_image_folder, write_tar
-from resnet_lab import data
+from resnet_lab.data import cache, imagefolder
 from resnet_lab.data import (
     ACCEPTED_LAYOUTS,
     DataConfig,
@@ -111,8 +111,8 @@ def test_not_an_image(tmp_path: Path, as_archive: bool) -> None:
 def test_bad_image_is_named_when_decoded_in_parallel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_image_folder(tmp_path / "folder", train_per_class=3, test_per_class=2)
     (tmp_path / "folder" / "test" / "ship" / "0001.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
-    monkeypatch.setattr(data, "_POOL_MIN_IMAGES", 1)
-    monkeypatch.setattr(data, "_cpu_count", lambda: 2)  # 50 images in 8 chunks: the bad one is in a later chunk
+    monkeypatch.setattr(imagefolder, "_POOL_MIN_IMAGES", 1)
+    monkeypatch.setattr(imagefolder, "cpu_count", lambda: 2)  # 50 images in 8 chunks: the bad one is in a later chunk
     message = load_error(tmp_path / "folder")
     assert "test/ship/0001.jpg" in message and "not a readable image" in message
 
@@ -323,8 +323,8 @@ def built_cache(tmp_path: Path, private_cache: Path):
 class DecodeCounter:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        self._decode = data._decode_images
-        monkeypatch.setattr(data, "_decode_images", self)
+        self._decode = imagefolder._decode_images
+        monkeypatch.setattr(imagefolder, "_decode_images", self)
 
     def __call__(self, *args: object) -> np.ndarray:
         self.calls += 1
@@ -370,7 +370,7 @@ def test_older_format_version_is_rebuilt(built_cache, monkeypatch: pytest.Monkey
     # Same key and valid shapes, but poisoned pixels: only the version check keeps them out.
     rewrite_cache(
         cache_file,
-        format_version=np.array(data.CACHE_FORMAT_VERSION - 1),
+        format_version=np.array(cache.CACHE_FORMAT_VERSION - 1),
         train_images=np.zeros_like(expected.train_images),
     )
     reload_and_check(archive, expected, cache_file, monkeypatch)
@@ -402,14 +402,14 @@ def test_inconsistent_cache_is_rebuilt(built_cache, monkeypatch: pytest.MonkeyPa
 
 def _load_in_child(source: str, cache: str, barrier, results, decodes) -> None:
     """Child process: wait for the sibling, load, report a digest of what it got and how often it decoded."""
-    decode = data._decode_images
+    decode = imagefolder._decode_images
 
     def counted(*args: object) -> np.ndarray:
         with decodes.get_lock():
             decodes.value += 1
         return decode(*args)
 
-    data._decode_images = counted  # this process's own copy of the module (fork)
+    imagefolder._decode_images = counted  # this process's own copy of the module (fork)
     barrier.wait(timeout=30)
     train, test = load_datasets(DataConfig(source=source, cache_dir=cache))
     digest = hashlib.sha256()

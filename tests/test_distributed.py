@@ -15,9 +15,8 @@ import torch
 
 import ddphelpers
 from resnet_lab.distributed.ddp import combine_rank_records, comm_derived
-from resnet_lab.distributed.launch import (
-    CUDA_SKIP, RankGroup, capacity_reason, descendants, resolve_backend, threads_per_rank,
-)
+from resnet_lab.distributed.launch import CUDA_SKIP, capacity_reason, resolve_backend, threads_per_rank
+from resnet_lab.distributed.ranks import RankGroup, descendants
 from resnet_lab.errors import LabError
 from resnet_lab.machine import cpu_count
 

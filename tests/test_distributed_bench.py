@@ -17,7 +17,7 @@ from resnet_lab.distributed.bench import DSpec, DState, batch_sizes, bucket_byte
 from resnet_lab.distributed.ddp import DataParallelRun, ParallelConfig
 from resnet_lab.errors import LabError
 from resnet_lab.machine import cpu_count
-from resnet_lab.suite import LabOptions
+from resnet_lab.suite.options import LabOptions
 
 
 class FakeBenchmark:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import ddphelpers
-from resnet_lab.distributed.launch import RankGroup, descendants
+from resnet_lab.distributed.ranks import RankGroup, descendants
 from resnet_lab.errors import RankFailure
 
 

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torchvision import transforms
 
-from resnet_lab.fastloader import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader, normalize_batch
+from resnet_lab.data import CIFAR10_MEAN, CIFAR10_STD
+from resnet_lab.data.device_loader import DeviceLoader, normalize_batch
 
 NO_CUDA = "CUDA is not available on this machine"
 DEVICES = [

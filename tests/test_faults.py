@@ -28,13 +28,15 @@ import torch
 from torch.utils.data import get_worker_info
 
 from datafixtures import CLASSES, random_images
-from resnet_lab import cli, resnet18, train_cli
-from resnet_lab import train as train_module
+from resnet_lab import cli, resnet18
+from resnet_lab.cli import train as train_cli
 from resnet_lab.data import DataError, LabDataset, LoaderConfig, make_train_loader, train_transform
+from resnet_lab.engine import loop as train_module
+from resnet_lab.engine.loop import train_one_epoch
+from resnet_lab.engine.run import LabRun, RunConfig
+from resnet_lab.engine.workers import LoaderWorkerError
 from resnet_lab.errors import DivergenceError
 from resnet_lab.optim import OptimConfig, make_optimizer
-from resnet_lab.run import LabRun, RunConfig
-from resnet_lab.train import LoaderWorkerError, train_one_epoch
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_PID = os.getpid()
@@ -208,7 +210,7 @@ def test_every_way_torch_reports_a_dead_worker_names_it() -> None:
     """torch raises one of three errors depending on timing; each becomes the same clear LoaderWorkerError."""
     from types import SimpleNamespace
 
-    from resnet_lab.train import loader_failure
+    from resnet_lab.engine.workers import loader_failure
 
     iterator = SimpleNamespace(_workers=[SimpleNamespace(pid=101, exitcode=None), SimpleNamespace(pid=102, exitcode=-signal.SIGKILL)])
     for raw in (

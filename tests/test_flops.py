@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_lab import flops as flops_module
 from resnet_lab.errors import LabError
-from resnet_lab.flops import achieved_flops, fast_dtype_supported, measure_peak_flops, mfu, train_step_flops
 from resnet_lab.model import resnet18
+from resnet_lab.perf import flops as flops_module
+from resnet_lab.perf.flops import achieved_flops, fast_dtype_supported, measure_peak_flops, mfu, train_step_flops
 
 NO_CUDA = "CUDA is not available on this machine"
 DEVICES = [

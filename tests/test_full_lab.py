@@ -7,22 +7,25 @@ import argparse
 import copy
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from fixtures.labruns import make_run
-from resnet_lab import estimate as est
-from resnet_lab.answers import short_answers
-from resnet_lab.benchjson import load_run, parse_run
-from resnet_lab.benchmarking import BenchSpec, SweepState, lab_record
 from resnet_lab.cli import main
+from resnet_lab.engine.run import RunConfig
+from resnet_lab.engine.step import Numerics, configure_backends
 from resnet_lab.machine import numerics_state
-from resnet_lab.memory import memory_peaks
-from resnet_lab.report import answer_sheet
-from resnet_lab.suite import PRESETS, build_options
-from resnet_lab.train import Numerics, configure_backends
+from resnet_lab.perf.memory import memory_peaks
+from resnet_lab.results import estimate as est
+from resnet_lab.results.answers import short_answers
+from resnet_lab.results.report.sheet import answer_sheet
+from resnet_lab.results.runs import load_run, parse_run
+from resnet_lab.suite.options import LabOptions, build_options
+from resnet_lab.suite.presets import PRESETS
+from resnet_lab.suite.sweep import SweepState, lab_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,36 +42,47 @@ class FakeRun:
 
 
 C3_NAME = "test_c3_workers[device=cpu-workers=4]"
+BASE = LabOptions(devices=("cpu",)).base_config  # the smoke preset's base run, as the benchmarks replace it
+
+
+def config(*, workers: int = 4, **changes: object) -> RunConfig:
+    return replace(BASE, **{"device": "cpu", **changes}).with_workers(workers)  # type: ignore[arg-type]
 
 
 def sweep_with_c3_point() -> tuple[SweepState, FakeRun, dict]:
     sweep, run, extra = SweepState(), FakeRun(), {"loss": 1.0}
-    sweep.record_trained(BenchSpec("C3", device="cpu", workers=4), C3_NAME, run, extra)  # type: ignore[arg-type]
+    sweep.record_trained(config(), C3_NAME, run, extra)  # type: ignore[arg-type]
     return sweep, run, extra
 
 
 def test_only_the_same_configuration_is_served():
     sweep, _, _ = sweep_with_c3_point()
-    assert sweep.serving_run(BenchSpec("C6", device="cpu", workers=4, optimizer="sgd")) == C3_NAME
-    assert sweep.serving_run(BenchSpec("C4", device="cpu", workers=4, evaluate=False)) == C3_NAME  # needs no evaluation
-    for other in (BenchSpec("C6", device="cpu", workers=4, optimizer="adam"), BenchSpec("C7", device="cpu", workers=4, batch_norm=False),
-                  BenchSpec("C6", device="cpu", workers=2), BenchSpec("C6", device="cuda", workers=4)):
+    assert sweep.serving_run(config(optimizer="sgd")) == C3_NAME
+    assert sweep.serving_run(config(eval_batches=0)) == C3_NAME  # needs no evaluation
+    for other in (config(optimizer="adam"), config(batch_norm=False), config(workers=2), config(device="cuda"), config(eval_batches=5),
+                  config(epochs=10, eval_batches=0)):
         assert sweep.serving_run(other) is None, other
+
+
+def test_a_run_without_evaluation_serves_no_question_that_needs_one():
+    sweep, run, extra = SweepState(), FakeRun(), {}
+    sweep.record_trained(config(eval_batches=0), "test_c2_phases[device=cpu]", run, extra)  # type: ignore[arg-type]
+    assert sweep.serving_run(config(eval_batches=0)) == "test_c2_phases[device=cpu]"
+    assert sweep.serving_run(config()) is None
 
 
 def test_a_served_question_is_recorded_and_the_run_evaluated_once():
     sweep, run, extra = sweep_with_c3_point()
-    reason = sweep.serve_reason(BenchSpec("C6", device="cpu", workers=4), "test_c6_optimizer[device=cpu-optimizer=sgd]",
-                                {"device": "cpu", "optimizer": "sgd"})
+    reason = sweep.serve_reason(config(), "C6", "test_c6_optimizer[device=cpu-optimizer=sgd]", {"device": "cpu", "optimizer": "sgd"})
     assert reason and C3_NAME in reason and "trained and evaluated" in reason
-    sweep.serve_reason(BenchSpec("C7", device="cpu", workers=4), "test_c7_batch_norm[device=cpu-batch_norm=True]", {"device": "cpu", "batch_norm": True})
-    sweep.serve_reason(BenchSpec("C4", device="cpu", workers=4, evaluate=False), "test_c4_workers[device=cpu-workers=c3.2]", {"choice": "c3.2"})
+    sweep.serve_reason(config(), "C7", "test_c7_batch_norm[device=cpu-batch_norm=True]", {"device": "cpu", "batch_norm": True})
+    sweep.serve_reason(config(eval_batches=0), "C4", "test_c4_workers[device=cpu-workers=c3.2]", {"choice": "c3.2"})
     assert run.evaluations == 1  # evaluated on first need, not per question, and not in C3 itself
     assert extra["test_top1"] == 0.5  # the serving benchmark's own record gains the evaluation
     assert [e["group"] for e in sweep.served] == ["C6", "C7", "C4"]
     assert "evaluation" in sweep.served[0] and "evaluation" not in sweep.served[2]
     assert sweep.serves() == {C3_NAME: ["C6", "C7", "C4"]}
-    assert sweep.serve_reason(BenchSpec("C6", device="cpu", workers=4, optimizer="adam"), "x", {}) is None
+    assert sweep.serve_reason(config(optimizer="adam"), "C6", "x", {}) is None
 
 
 def served_run() -> dict:
@@ -239,7 +253,7 @@ def test_gpu_check_exit_status_reflects_its_parts(tmp_path):
 
 
 def test_cross_benchmark_figures_are_derived_from_the_finished_benchmarks():
-    from resnet_lab.derived import add_cross_benchmark_figures
+    from resnet_lab.results.derived import add_cross_benchmark_figures
 
     def c8(variant, step, achieved):
         return {"group": "C8", "params": {"device": "cpu", "variant": variant},
@@ -265,4 +279,4 @@ def test_every_benchmark_module_names_its_group_through_the_marker():
     modules = sorted((ROOT / "benchmarks").glob("test_*.py"))
     assert len(modules) >= 15
     for module in modules:
-        assert 'pytest.mark.benchmark(group="' in module.read_text(), module.name
+        assert "pytest.mark.benchmark(group=groups." in module.read_text(), module.name  # the names are suite/groups.py's

@@ -11,11 +11,12 @@ import pytest
 import torch
 from torch import nn
 
+from resnet_lab.data.device_loader import DeviceLoader
+from resnet_lab.engine.graphstep import GraphedTrainStep
+from resnet_lab.engine.loop import train_one_epoch
+from resnet_lab.engine.run import RunConfig
+from resnet_lab.engine.step import StepConfig
 from resnet_lab.errors import LabError
-from resnet_lab.fastloader import DeviceLoader
-from resnet_lab.graphstep import GraphedTrainStep
-from resnet_lab.run import RunConfig
-from resnet_lab.train import StepConfig, train_one_epoch
 
 STEP = StepConfig(channels_last=True)
 

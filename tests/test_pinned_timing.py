@@ -19,10 +19,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_lab import train as train_module
+from resnet_lab.engine import loop as train_module
+from resnet_lab.engine import step as step_module
+from resnet_lab.engine.clock import SyncClock
+from resnet_lab.engine.loop import evaluate, summarize, train_one_epoch
+from resnet_lab.engine.metrics import EpochMetrics
+from resnet_lab.engine.step import StepConfig
+from resnet_lab.engine.workers import LoaderWorkerError
 from resnet_lab.errors import DivergenceError, LabError
-from resnet_lab.timing import SyncClock
-from resnet_lab.train import EpochMetrics, LoaderWorkerError, StepConfig, evaluate, summarize, train_one_epoch
 
 # Seconds of fake time per piece of work; three batches per epoch.
 STARTUP = 1.0  # iter(loader): worker start-up
@@ -32,6 +36,7 @@ COPY = (32.0, 64.0, 128.0)
 TRAIN = (256.0, 512.0, 1024.0)
 METRICS = (2048.0, 4096.0, 8192.0)
 OVERHEAD = (16384.0, 32768.0, 65536.0)  # per-batch callback work that no phase times
+SHUTDOWN = 131072.0  # releasing the iterator: worker shutdown
 BATCH = 2
 CLASSES = 10
 START = 1024.0  # the fake clock's reading before any work: not 0, so a start time added is not a start time subtracted
@@ -67,7 +72,8 @@ def tiny_batches(n: int = len(LOAD), size: int = BATCH, seed: int = 0) -> list[t
 
 
 class CostlyLoader:
-    """Tiny batches; creating the iterator costs STARTUP, each fetch LOAD[i], the final empty fetch END."""
+    """Tiny batches; creating the iterator costs STARTUP, each fetch LOAD[i], the final empty fetch END,
+    releasing the iterator SHUTDOWN (where a DataLoader shuts its workers down)."""
 
     def __init__(self, time: FakeTime, batches: list) -> None:
         self.time = time
@@ -75,13 +81,27 @@ class CostlyLoader:
 
     def __iter__(self) -> Iterator:
         self.time.spend(STARTUP)
-        return self._fetch()
+        return CostlyIterator(self.time, self._fetch())
 
     def _fetch(self) -> Iterator:
         for batch, cost in zip(self.batches, LOAD):
             self.time.spend(cost)
             yield batch
         self.time.spend(END)
+
+
+class CostlyIterator:
+    def __init__(self, time: FakeTime, batches: Iterator) -> None:
+        self.time, self.batches = time, batches
+
+    def __iter__(self) -> Iterator:
+        return self
+
+    def __next__(self):
+        return next(self.batches)
+
+    def __del__(self) -> None:
+        self.time.spend(SHUTDOWN)
 
 
 def tiny_model() -> nn.Module:
@@ -111,6 +131,7 @@ EXPECTED = {
     "copy_s": sum(COPY),
     "train_s": sum(TRAIN),
     "metrics_s": sum(METRICS),
+    "shutdown_s": SHUTDOWN,
 }
 
 
@@ -169,7 +190,7 @@ def test_each_phase_totals_its_own_work_over_three_batches(time):
 def test_phases_account_for_the_whole_epoch(time):
     record = epoch(time)
     parts = sum(record[key] for key in EXPECTED)
-    assert parts == record["epoch_s"] == STARTUP + sum(LOAD) + END + sum(COPY) + sum(TRAIN) + sum(METRICS)
+    assert parts == record["epoch_s"] == STARTUP + sum(LOAD) + END + sum(COPY) + sum(TRAIN) + sum(METRICS) + SHUTDOWN
     assert record["images_per_s"] == 3 * BATCH / record["epoch_s"]
 
 
@@ -196,10 +217,10 @@ def test_a_reused_clock_starts_every_epoch_from_zero(time):
     time.spend(1000.0)  # between epochs: belongs to no epoch
     later = train_one_epoch(model, CostlyLoader(time, tiny_batches(1)), opt, "cpu", clock=clock)
     # Second epoch, one batch: the second entries of the cost tables.
-    assert (later["startup_s"], later["load_s"], later["copy_s"], later["train_s"], later["metrics_s"]) == (
-        STARTUP, LOAD[0] + END, COPY[1], TRAIN[1], METRICS[1],
+    assert (later["startup_s"], later["load_s"], later["copy_s"], later["train_s"], later["metrics_s"], later["shutdown_s"]) == (
+        STARTUP, LOAD[0] + END, COPY[1], TRAIN[1], METRICS[1], SHUTDOWN,
     )
-    assert later["epoch_s"] == STARTUP + LOAD[0] + END + COPY[1] + TRAIN[1] + METRICS[1]
+    assert later["epoch_s"] == STARTUP + LOAD[0] + END + COPY[1] + TRAIN[1] + METRICS[1] + SHUTDOWN
 
 
 def test_an_epoch_that_takes_no_time_reports_infinite_throughput():
@@ -235,7 +256,7 @@ def test_fast_path_syncs_only_at_the_ends_of_the_epoch():
     assert len(syncs) == 2
     syncs.clear()
     train_one_epoch(model, tiny_batches(3), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", clock=clock)
-    assert len(syncs) == 2 * (1 + 3 * 4 + 1) + 2  # every region's two ends, and the epoch's
+    assert len(syncs) == 2 * (1 + 3 * 4 + 1 + 1) + 2  # every region's two ends (start-up, 4 per batch, the final load, shutdown), and the epoch's
 
 
 class FakeGraphedStep:
@@ -277,6 +298,7 @@ def recorded_labels(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             return None
 
     monkeypatch.setattr(train_module, "record_function", Label)
+    monkeypatch.setattr(step_module, "record_function", Label)  # train_step's forward, backward, optimizer_step
     return labels
 
 
@@ -303,7 +325,7 @@ def test_phase_labels_for_the_profiler(monkeypatch):
     labels = recorded_labels(monkeypatch)
     model = tiny_model()
     train_one_epoch(model, tiny_batches(2), torch.optim.SGD(model.parameters(), lr=0.1), "cpu")
-    assert labels == ["startup", *STEP_LABELS, *STEP_LABELS, "load"]
+    assert labels == ["startup", *STEP_LABELS, *STEP_LABELS, "load", "shutdown"]
 
 
 def test_graphed_step_phase_labels(monkeypatch):
@@ -311,7 +333,7 @@ def test_graphed_step_phase_labels(monkeypatch):
     model = tiny_model()
     graphed = FakeGraphedStep(FakeTime(), model)
     train_one_epoch(model, tiny_batches(2), graphed.optimizer, "cpu", sync_phases=False, graphed=graphed)
-    assert labels == ["startup", *STEP_LABELS, *STEP_LABELS, "load"]  # the fake step runs train_step inside "train"
+    assert labels == ["startup", *STEP_LABELS, *STEP_LABELS, "load", "shutdown"]  # the fake step runs train_step inside "train"
 
 
 class FakeBar:
@@ -589,14 +611,15 @@ def test_evaluate_computes_no_gradients():
 
 
 def test_summarize_by_hand():
-    keys = ("startup_s", "load_s", "copy_s", "train_s", "metrics_s")
+    keys = ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s")
     records = [
-        {**dict(zip(keys, (1.0, 2.0, 3.0, 4.0, 5.0))), "epoch_s": 16.0, "images": 100, "loss": 2.0, "top1": 0.25},
-        {**dict(zip(keys, (0.5, 1.0, 1.0, 2.0, 1.0))), "epoch_s": 6.0, "images": 100, "loss": 1.5, "top1": 0.5},
-        {**dict(zip(keys, (0.0, 3.0, 2.0, 6.0, 3.0))), "epoch_s": 14.0, "images": 40, "loss": 1.0, "top1": 0.75},
+        {**dict(zip(keys, (1.0, 2.0, 3.0, 4.0, 5.0, 0.5))), "epoch_s": 16.0, "images": 100, "loss": 2.0, "top1": 0.25},
+        {**dict(zip(keys, (0.5, 1.0, 1.0, 2.0, 1.0, 0.25))), "epoch_s": 6.0, "images": 100, "loss": 1.5, "top1": 0.5},
+        {**dict(zip(keys, (0.0, 3.0, 2.0, 6.0, 3.0, 0.0))), "epoch_s": 14.0, "images": 40, "loss": 1.0, "top1": 0.75},
     ]
     summary = summarize(records)
-    assert {key: summary[key] for key in keys} == {"startup_s": 0.5, "load_s": 2.0, "copy_s": 2.0, "train_s": 4.0, "metrics_s": 3.0}
+    assert {key: summary[key] for key in keys} == {"startup_s": 0.5, "load_s": 2.0, "copy_s": 2.0, "train_s": 4.0, "metrics_s": 3.0,
+                                                   "shutdown_s": 0.25}
     assert summary["epoch_s"] == 12.0
     assert summary["first_epoch_s"] == 16.0
     assert summary["steady_epoch_s"] == 10.0  # epochs 2 and 3
@@ -606,7 +629,8 @@ def test_summarize_by_hand():
 
 
 def test_summarize_one_epoch_is_its_own_steady_state():
-    record = {"startup_s": 0.0, "load_s": 1.0, "copy_s": 0.0, "train_s": 2.0, "metrics_s": 0.0, "epoch_s": 4.0, "images": 8, "loss": 1.0, "top1": 0.5}
+    record = {"startup_s": 0.0, "load_s": 1.0, "copy_s": 0.0, "train_s": 2.0, "metrics_s": 0.0, "shutdown_s": 0.0, "epoch_s": 4.0, "images": 8,
+              "loss": 1.0, "top1": 0.5}
     summary = summarize([record])
     assert summary["steady_epoch_s"] == summary["first_epoch_s"] == summary["epoch_s"] == 4.0
     assert summary["images_per_s"] == 2.0

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_lab.profiling import PHASE_LABELS, ProfileConfig, phase_summary, phase_table, profile_run, trace_event_names
-from resnet_lab.train import StepConfig
+from resnet_lab.engine.step import StepConfig
+from resnet_lab.perf.profiling import PHASE_LABELS, ProfileConfig, phase_summary, phase_table, profile_run, trace_event_names
 
 
 class FakeProfile:

@@ -11,7 +11,8 @@ from matplotlib.image import imread
 from fixtures.druns import d_benchmarks
 from fixtures.labruns import ALL_GROUPS, make_run, without_keys, write_run
 from resnet_lab import cli
-from resnet_lab.report import fmt_s, phase_series
+from resnet_lab.results.report.c2 import phase_series
+from resnet_lab.results.report.format import fmt_s
 
 SECTIONS = ("## Inputs", "## C1/C2", "## C3", "## C4", "## C5", "## C6", "## C7", "## Q1–Q4", "## Q3b", "## C8", "## Loader pipelines",
             "## D1", "## D2", "## D3", "## D4", "## D5", "## Scaling model")
@@ -235,7 +236,7 @@ def test_odd_values_do_not_crash(capsys, tmp_path):
 
 
 def test_storage_id_input(capsys, tmp_path, monkeypatch):
-    from resnet_lab.benchjson import machine_id
+    from resnet_lab.results.runs import machine_id
 
     write_run(tmp_path / ".benchmarks" / machine_id() / "0001_abc_20261127.json", make_run(groups=("C2",)))
     monkeypatch.chdir(tmp_path)

@@ -71,7 +71,8 @@ def test_error_sign_and_bad_inputs() -> None:
         predict(INPUTS, 0)
 
 
-@pytest.mark.parametrize("module", ["distributed/scaling.py", "distributed/scaling_cli.py", "report_distributed.py", "plots_distributed.py"])
+@pytest.mark.parametrize("module", ["distributed/scaling.py", "cli/scaling.py", "results/report/distributed.py", "results/report/dvalues.py",
+                                    "results/report/scaling.py", "results/plots_distributed.py"])
 def test_results_layer_modules_do_not_import_torch_at_top_level(module: str) -> None:
     tree = ast.parse((Path(resnet_lab.__file__).parent / module).read_text())
     names = [a.name for node in tree.body if isinstance(node, ast.Import) for a in node.names]

@@ -3,13 +3,15 @@
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
 
-from resnet_lab.run import RunConfig
-from resnet_lab.derived import speedup_record
-from resnet_lab.speed import VARIANTS, runs_last, step_seconds
+from resnet_lab.engine.run import RunConfig
+from resnet_lab.suite.options import LabOptions
+from resnet_lab.perf.variants import VARIANTS, step_seconds
+from resnet_lab.results.derived import speedup_record
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
@@ -79,23 +81,36 @@ def test_speedup_record_against_the_baseline() -> None:
     assert speedup_record(1.0, None, 350.0) == {}
 
 
-def test_best_retains_the_heap_on_a_cpu_only_and_then_runs_last() -> None:
+def test_best_retains_the_heap_on_a_cpu_only_so_it_trains_in_a_process_of_its_own() -> None:
     best = VARIANTS["best"]
     assert best.retains_heap(CPU) and not best.retains_heap(CUDA)
     assert not any(v.retains_heap(CPU) for name, v in VARIANTS.items() if name != "best")
-    assert runs_last({"variant": "best", "device": "cpu"})
-    assert not runs_last({"variant": "best", "device": "cuda"}) and not runs_last({"variant": "eager", "device": "cpu"})
-    assert not runs_last({"name": "best"}) and not runs_last({"variant": "nonexistent", "device": "cpu"})
+    base = LabOptions().base_config
+    assert best.run_config(replace(base, device="cpu"), "smoke").changes_process
+    assert not best.run_config(replace(base, device="cuda"), "smoke").changes_process
+    assert not VARIANTS["eager"].run_config(replace(base, device="cpu"), "smoke").changes_process
 
 
-def test_the_suite_collects_best_on_the_cpu_last(pytestconfig: pytest.Config) -> None:
+def test_a_variant_is_the_base_run_with_its_changes() -> None:
+    """Device, epochs, workers, batches and numerics come from the suite's base run; the variant sets the rest."""
+    base = replace(LabOptions(max_batches=3).base_config, device="cpu", epochs=7).with_workers(5)
+    config = VARIANTS["best"].run_config(base, "smoke")
+    assert (config.device, config.epochs, config.workers, config.max_batches, config.numerics) == ("cpu", 7, 5, 3, base.numerics)
+    assert config.step.channels_last and config.device_loader and not config.sync_phases and config.flush_denormal
+    assert config.retain_heap and config.cold_compile and config.compile_mode is None and not config.graph_step
+    assert config == replace(base, step=config.step, device_loader=True, sync_phases=False, flush_denormal=True, retain_heap=True,
+                             cold_compile=True)
+    assert VARIANTS["eager"].run_config(base, "smoke") == replace(base, cold_compile=True)
+
+
+def test_the_suite_collects_variants_in_their_order(pytestconfig: pytest.Config) -> None:
+    """No benchmark is moved to the end of the session any more: `best` runs right after `eager`."""
     root = pytestconfig.rootpath
     # Without the xdist worker's variables: under `pytest -n`, pytest-benchmark in the child would see
     # them, think itself parallelized and warn, which the suite turns into an error.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
-    out = subprocess.run([sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider"],
-                         cwd=root, capture_output=True, text=True, timeout=120, env=env)
-    ids = [line for line in out.stdout.splitlines() if line.startswith("benchmarks/")]
+    out = subprocess.run([sys.executable, "-m", "pytest", "benchmarks/test_c8_speed.py", "--collect-only", "-q", "-p", "no:cacheprovider",
+                          "--lab-device", "cpu"], cwd=root, capture_output=True, text=True, timeout=120, env=env)
+    ids = [line.split("variant=")[1].rstrip("]") for line in out.stdout.splitlines() if line.startswith("benchmarks/")]
     assert out.returncode == 0, out.stderr
-    assert ids[-1] == "benchmarks/test_c8_speed.py::test_c8_variant[device=cpu-variant=best]"
-    assert ids.index("benchmarks/test_c8_speed.py::test_c8_variant[device=cpu-variant=eager]") < len(ids) - 1
+    assert ids == list(VARIANTS)

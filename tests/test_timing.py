@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
+from resnet_lab.engine.clock import SyncClock, clock_for, device_sync_fn, synced_timer
+from resnet_lab.engine.loop import train_one_epoch
 from resnet_lab.optim import make_optimizer
-from resnet_lab.timing import SyncClock, clock_for, device_sync_fn, synced_timer
-from resnet_lab.train import train_one_epoch
 
 
 def test_cpu_clock_makes_no_cuda_call(monkeypatch):
@@ -74,8 +74,9 @@ def test_every_phase_of_an_epoch_is_bracketed_by_syncs():
     assert events[0] == "sync" and events[-1] == "sync"
     for a, b in zip(work, work[1:]):
         assert "sync" in events[a:b], f"no sync between {events[a]} and {events[b]}"
-    # The start-up region, 2 batches x 4 regions, the final loader call that ends the epoch: each 2 syncs; + epoch start/end.
-    assert events.count("sync") == 2 * (1 + 2 * 4 + 1) + 2
+    # The start-up region, 2 batches x 4 regions, the final loader call that ends the epoch, the shutdown: each 2 syncs;
+    # + epoch start/end.
+    assert events.count("sync") == 2 * (1 + 2 * 4 + 1 + 1) + 2
 
 
 def test_regions_accumulate():

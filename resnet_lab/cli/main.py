@@ -14,16 +14,16 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
-from .errors import DivergenceError, LabError, RankFailure
+from ..errors import DivergenceError, LabError, RankFailure
 
 # Subcommands live in their own modules, each exposing `configure(parser)`
 # and `main(args) -> int`; imported lazily so `--help` stays fast.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("resnet_lab.train_cli", "train ResNet-18 on CIFAR-10 with per-phase timings (the lab's lab2.py)"),
-    "report": ("resnet_lab.report", "turn benchmark JSON into the lab's answer sheet (markdown + plots)"),
-    "compare": ("resnet_lab.compare", "compare two saved benchmark runs, noise-aware, with pass/fail thresholds"),
-    "estimate": ("resnet_lab.estimate", "predict a preset's wall time on a machine from earlier runs there"),
-    "scaling": ("resnet_lab.distributed.scaling_cli", "predict data-parallel epoch time and efficiency for N ranks (D1 + D4, or given figures)"),
+    "train": ("resnet_lab.cli.train", "train ResNet-18 on CIFAR-10 with per-phase timings (the lab's lab2.py)"),
+    "report": ("resnet_lab.cli.report", "turn benchmark JSON into the lab's answer sheet (markdown + plots)"),
+    "compare": ("resnet_lab.cli.compare", "compare two saved benchmark runs, noise-aware, with pass/fail thresholds"),
+    "estimate": ("resnet_lab.cli.estimate", "predict a preset's wall time on a machine from earlier runs there"),
+    "scaling": ("resnet_lab.cli.scaling", "predict data-parallel epoch time and efficiency for N ranks (D1 + D4, or given figures)"),
 }
 
 
@@ -59,8 +59,8 @@ def out_of_memory(exc: BaseException) -> bool:
 
 def run_failure(exc: BaseException) -> bool:
     """Training stopped for a reason the message fully explains (divergence, a dead or hung loader worker or rank)."""
-    train = sys.modules.get("resnet_lab.train")
-    return isinstance(exc, (DivergenceError, RankFailure)) or (train is not None and isinstance(exc, train.LoaderWorkerError))
+    workers = sys.modules.get("resnet_lab.engine.workers")  # never imported here just to check
+    return isinstance(exc, (DivergenceError, RankFailure)) or (workers is not None and isinstance(exc, workers.LoaderWorkerError))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""`resnet-lab train`: the lab's lab2.py, done right."""
+"""`resnet-lab train`: the lab's lab2.py, done right (a thin shell over engine/ and distributed/)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ import os
 import sys
 from pathlib import Path
 
-from .argtypes import non_negative_int, positive_int
-from .data import DataConfig, LoaderConfig, load_datasets
-from .distributed.ddp import DataParallelRun
-from .distributed.launch import World, torchrun_world
-from .errors import LabError
-from .fileio import write_json
-from .machine import environment_info
-from .optim import OPTIMIZERS
-from .run import RunConfig
-from .train import resolve_device
+from ..argtypes import non_negative_int, positive_int
+from ..data import SOURCES_HELP, SYNTHETIC, DataConfig, LoaderConfig, load_datasets
+from ..distributed.ddp import DataParallelRun
+from ..distributed.launch import World, torchrun_world
+from ..engine.run import RunConfig
+from ..engine.step import resolve_device
+from ..errors import LabError
+from ..fileio import write_json
+from ..machine import environment_info
+from ..optim import OPTIMIZERS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -28,10 +28,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--optimizer", default="sgd", metavar="NAME", help=f"one of {', '.join(OPTIMIZERS)} (lr 0.1, wd 5e-4). Default: sgd"
     )
     parser.add_argument("--batch-size", type=positive_int, default=128, metavar="N", help="training batch size. Default: 128")
-    parser.add_argument(
-        "--data", default="synthetic", metavar="SRC",
-        help="'synthetic', a torchvision CIFAR-10 root, an image folder (train/<class>/, test/<class>/) or a .tar.gz of one. Default: synthetic",
-    )
+    parser.add_argument("--data", default=SYNTHETIC, metavar="SRC", help=f"{SOURCES_HELP}. Default: {SYNTHETIC}")
     parser.add_argument("--no-batch-norm", action="store_true", help="remove every BatchNorm (C7). Default: BatchNorm on")
     parser.add_argument("--max-batches", type=positive_int, default=None, metavar="N", help="cap batches per epoch (CPU-sized runs). Default: no cap")
     parser.add_argument("--eval-batches", type=non_negative_int, default=None, metavar="N", help="test batches per evaluation (per rank under torchrun); 0 skips it. Default: whole test set")
@@ -49,7 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def epoch_line(record: dict[str, object], epochs: int) -> str:
     return (
         f"epoch {record['epoch']}/{epochs}  startup {record['startup_s']:.3f}s  load {record['load_s']:.3f}s  copy {record['copy_s']:.3f}s  "
-        f"train {record['train_s']:.3f}s  metrics {record['metrics_s']:.3f}s  epoch {record['epoch_s']:.3f}s  "
+        f"train {record['train_s']:.3f}s  metrics {record['metrics_s']:.3f}s  shutdown {record['shutdown_s']:.3f}s  epoch {record['epoch_s']:.3f}s  "
         f"loss {record['loss']:.4f}  top1 {100 * record['top1']:.2f}%  ({record['images_per_s']:.0f} img/s)"
     )
 
@@ -57,7 +54,7 @@ def epoch_line(record: dict[str, object], epochs: int) -> str:
 def summary_line(summary: dict[str, object]) -> str:
     return (
         f"mean over {summary['epochs']} epochs: startup {summary['startup_s']:.3f}s  load {summary['load_s']:.3f}s  copy {summary['copy_s']:.3f}s  "
-        f"train {summary['train_s']:.3f}s  metrics {summary['metrics_s']:.3f}s  epoch {summary['epoch_s']:.3f}s  "
+        f"train {summary['train_s']:.3f}s  metrics {summary['metrics_s']:.3f}s  shutdown {summary['shutdown_s']:.3f}s  epoch {summary['epoch_s']:.3f}s  "
         f"| last epoch loss {summary['loss']:.4f}  top1 {100 * summary['top1']:.2f}%"
     )
 

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from .data import CIFAR10_MEAN, CIFAR10_STD  # the lab's Normalize constants, defined once
+from .transforms import CIFAR10_MEAN, CIFAR10_STD  # the lab's Normalize constants, defined once
 
 # RandomCrop(32, padding=4): a shift of -PAD..PAD pixels per axis, zero fill.
 PAD = 4

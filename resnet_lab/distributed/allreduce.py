@@ -12,7 +12,7 @@ import statistics
 import torch
 import torch.distributed as dist
 
-from ..timing import clock_for
+from ..engine.clock import clock_for
 from .launch import RankContext
 from .scaling import algbw_gb_per_s, busbw_gb_per_s, ring_bytes_per_rank
 

@@ -1,4 +1,4 @@
-"""What the D benchmarks do, once (the D counterpart of `benchmarking.py`).
+"""What the D benchmarks do, once (the D counterpart of `suite/benchmarking.py`).
 
 D1 runs in this process on one device. D2-D5 run in a `RankGroup` whose rank 0 is this process,
 so pytest-benchmark times rank 0's epochs: rounds = epochs, as in every training group, and
@@ -19,14 +19,16 @@ from typing import Any
 
 import torch
 
-from ..benchmarking import SUMMARY_KEYS
 from ..data import DataConfig, LabDataset, LoaderConfig, load_datasets
-from ..run import RunConfig
-from ..suite import LabOptions
-from ..train import summarize
+from ..engine.loop import summarize
+from ..engine.run import RunConfig
+from ..suite.benchmarking import SUMMARY_KEYS
+from ..suite.groups import D1
+from ..suite.options import LabOptions
 from .allreduce import allreduce_round, allreduce_summary
 from .ddp import DDP_BUCKET_CAP_MB, DataParallelRun, ParallelConfig
-from .launch import RankContext, RankGroup, World, capacity_reason, default_backend
+from .launch import RankContext, World, capacity_reason, default_backend
+from .ranks import RankGroup
 
 D_EPOCHS = 2  # the lab: two epochs, the second one reported
 D5_EPOCHS = 5
@@ -166,7 +168,7 @@ class DState:
             return (f"the {options.preset} preset caps CPU batches at {cap}: a CPU has no out-of-memory error to stop at "
                     "(the kernel would kill the session); use --lab-preset full for more")
         oom = self.oom_batch.get(spec.device)
-        if oom is not None and spec.batch_per_rank >= oom and not (spec.group == "D1" and spec.batch_per_rank == oom):
+        if oom is not None and spec.batch_per_rank >= oom and not (spec.group == D1 and spec.batch_per_rank == oom):
             return f"{spec.device} ran out of memory at batch {oom} in D1 (recorded there), so batch {spec.batch_per_rank} does not fit"
         return None
 

@@ -30,11 +30,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
 from ..data import LabDataset, make_test_loader, make_train_loader
+from ..engine.clock import clock_for
+from ..engine.interrupts import deferred_interrupt
+from ..engine.loop import evaluate, train_one_epoch
+from ..engine.metrics import EpochMetrics, num_outputs
+from ..engine.run import LabRun, RunConfig
+from ..engine.step import StepConfig, to_device
+from ..engine.workers import loader_failure
 from ..errors import DivergenceError, LabError, RankFailure
-from ..run import LabRun, RunConfig
-from ..timing import clock_for
-from ..interrupts import deferred_interrupt
-from ..train import EpochMetrics, StepConfig, evaluate, loader_failure, num_outputs, to_device, train_one_epoch
 from .launch import World
 from .scaling import union_length
 
@@ -270,8 +273,8 @@ class DataParallelRun(LabRun):
         self.step_model.train()
         batches, allreduce, buckets = 0, 0.0, []
         start = clock.now()
-        with deferred_interrupt():
-            iterator = iter(self.train_loader)
+        with clock.region("startup"), deferred_interrupt():
+            iterator: Any = iter(self.train_loader)
         try:
             while self.config.max_batches is None or batches < self.config.max_batches:
                 with clock.region("load"):
@@ -300,6 +303,8 @@ class DataParallelRun(LabRun):
                 optimizer.zero_grad(set_to_none=True)  # the local pass's gradients are measurement only
                 batches += 1
                 self._after_step(batches)
+            with clock.region("shutdown"), deferred_interrupt():
+                iterator = None  # DataLoader workers shut down inside the epoch, as in the lab's loop
             epoch_s = clock.now() - start
         except (ConnectionError, EOFError, RuntimeError) as exc:
             failure = loader_failure(exc, iterator, epoch, batches)
@@ -308,11 +313,11 @@ class DataParallelRun(LabRun):
             raise failure from exc
         finally:
             with deferred_interrupt():
-                del iterator
+                iterator = None
         if batches == 0:
             raise LabError("the training loader yielded no batches: is the dataset empty?")
         record: dict[str, Any] = {"epoch": epoch, "batches": batches, "images": metrics.images}
-        for part in ("load", "copy", "local", "synced", "update", "metrics"):
+        for part in ("startup", "load", "copy", "local", "synced", "update", "metrics", "shutdown"):
             record[f"{part}_s"] = clock.total(part)
         record["train_s"] = record["synced_s"] + record["update_s"]  # the DDP step, as train_s is elsewhere
         record["allreduce_s"] = allreduce

@@ -1,12 +1,11 @@
-"""The whole training step as one CUDA graph (C8 `cuda-graph`).
+"""The whole training step as one CUDA graph (C8 `cuda-graph`, and `best` on a GPU in the full preset).
 
-At batch 128 a ResNet-18 step on an H100/H200 is a few milliseconds of GPU work
-but hundreds of kernel launches, so even compiled with CUDA graphs per region
-(torch.compile reduce-overhead) the host stays the bottleneck: the measured
-H200 `best` of torch.compile reduce-overhead spent 3.7 of its 4.2 ms per step
-in host-side train-step time. Capturing everything a step does -- uint8
-normalization, forward, loss, backward, optimizer step and the top-1/loss
-bookkeeping -- in one graph leaves the host two copies and one replay per step.
+At batch 128 a ResNet-18 step on a current GPU is a few milliseconds of GPU work but
+hundreds of kernel launches, so even compiled with CUDA graphs per region (torch.compile
+reduce-overhead) the host stays the bottleneck. Capturing everything a step does -- uint8
+normalization, forward, loss, backward, optimizer step and the top-1/loss bookkeeping -- in
+one graph leaves the host two copies and one replay per step. The measurements behind this
+are in results/h200-full-lab/.
 
 This follows torch's "whole network capture" recipe (torch.cuda.graph docs):
 warm-up steps on a side stream, grads set to None before capture so backward
@@ -14,11 +13,8 @@ allocates them from the graph's pool, static input buffers refilled per step.
 The warm-up steps are real training steps on real batches, so the run trains on
 exactly the same sequence of batches as the plain loop. A batch of another
 shape (the epoch's last, smaller one) runs the same step body uncaptured.
-
-Status: the logic is tested on the CPU with a stand-in capture
-(tests/test_graphstep.py); the real capture has a CUDA test and a C8 variant
-but had not yet run on a GPU when this was written (the session's GPU loan
-ended), so `best` does not use it yet.
+The logic is tested on the CPU with a stand-in capture (tests/test_graphstep.py),
+the real capture by that file's CUDA test.
 """
 
 from __future__ import annotations
@@ -29,8 +25,9 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .errors import LabError
-from .train import EpochMetrics, StepConfig, num_outputs, to_device, train_step
+from ..errors import LabError
+from .metrics import EpochMetrics, num_outputs
+from .step import StepConfig, to_device, train_step
 
 WARMUP_STEPS = 3  # torch's recipe; lazy state (optimizer buffers, cuDNN autotuning) must exist before capture
 

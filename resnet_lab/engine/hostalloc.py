@@ -2,19 +2,18 @@
 
 PyTorch's CPU tensors come straight from malloc. glibc serves large blocks
 with mmap and trims the heap top back to the OS when they are freed, so every
-training step maps, zero-fills and unmaps its activations afresh. Measured on
-the 2-core machine (ResNet-18, batch 128, channels_last + bf16, device loader,
-the suite's fast loop): 39,000-62,000 page faults and 0.07-0.13 s of system
-time per step; with the settings below, none after the first epoch, and the
-steady step 1.20-1.26 s instead of 1.24-1.33 s (three alternating pairs of
-runs, about 5%; 10-15% in a bare loop of steps).
+training step maps, zero-fills and unmaps its activations afresh: tens of
+thousands of page faults per step (tests/test_hostalloc.py counts them). With
+the settings below freed memory is kept and reused, and the faults stop after
+the first epoch.
 
 jemalloc or tcmalloc through LD_PRELOAD would do the same, but they are not
 pip-installable and must be chosen before the process starts; mallopt is
 glibc's own switch and needs nothing installed.
 
 The setting is process-wide and cannot be undone (glibc then stops adapting
-its thresholds), so the benchmark suite runs whatever uses it last.
+its thresholds), so a run that uses it (`RunConfig.changes_process`) runs in a
+process of its own in the suite (`engine/isolated.py`).
 """
 
 from __future__ import annotations
@@ -24,8 +23,8 @@ import ctypes.util
 
 M_TRIM_THRESHOLD = -1  # <malloc.h>
 M_MMAP_THRESHOLD = -3
-# glibc's largest accepted mmap threshold on 64-bit (HEAP_MAX_SIZE / 2). Above the
-# 16.8 MB bf16 activations of a batch-128 ResNet-18 step; 16 MB left ~33,000 faults per step.
+# glibc's largest accepted mmap threshold on 64-bit (HEAP_MAX_SIZE / 2), above the largest
+# activation block of a batch-128 ResNet-18 step, so that none of them is served by mmap.
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 TRIM_THRESHOLD_BYTES = 2**31 - 1  # never give the heap top back
 

@@ -3,42 +3,42 @@
 Phases, each timed by the same synchronizing clock and labelled for
 torch.profiler (Q3b):
 
-    startup  once per epoch: `iter(loader)`, where a DataLoader starts its
-             worker processes
-    load     per batch: waiting for the loader's next batch (host side; no
-             device copy), and the final call that finds the epoch over
-    copy     host->device copy (+ uint8 normalization / memory-format change)
-    train    forward, loss, backward, optimizer step  (sub-labels forward,
-             backward, optimizer_step)
-    metrics  loss.item(), top-1 bookkeeping, the divergence check
+    startup   once per epoch: `iter(loader)`, where a DataLoader starts its
+              worker processes
+    load      per batch: waiting for the loader's next batch (host side; no
+              device copy), and the final call that finds the epoch over
+    copy      host->device copy (+ uint8 normalization / memory-format change)
+    train     forward, loss, backward, optimizer step  (sub-labels forward,
+              backward, optimizer_step)
+    metrics   loss.item(), top-1 bookkeeping, the divergence check
+    shutdown  once per epoch: releasing the iterator, where a DataLoader shuts
+              its worker processes down
 
-`epoch_s` is the synchronized wall time of the whole epoch, so
-epoch_s - (startup_s + load_s + copy_s + train_s + metrics_s) is the loop's
-own overhead (progress bar, callbacks), which nothing times.
+`epoch_s` is the synchronized wall time of the whole epoch, worker start-up to
+worker shutdown, so it is what pytest-benchmark's round measures too, and
+epoch_s - (startup_s + load_s + copy_s + train_s + metrics_s + shutdown_s) is
+the loop's own overhead (progress bar, callbacks), which nothing times.
 """
 
 from __future__ import annotations
 
 import math
-import random
-import signal
-import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.profiler import record_function
 
-from .errors import DivergenceError, LabError
-from .fastloader import normalize_batch
+from ..errors import DivergenceError, LabError
+from .clock import SyncClock, clock_for
 from .interrupts import deferred_interrupt
-from .timing import SyncClock, clock_for
+from .metrics import EpochMetrics, num_outputs
+from .step import StepConfig, to_device, train_step
+from .workers import loader_failure
 
-PHASES = ("startup", "load", "copy", "train", "metrics")
+PHASES = ("startup", "load", "copy", "train", "metrics", "shutdown")
 
 
 class GraphedStep(Protocol):
@@ -47,216 +47,6 @@ class GraphedStep(Protocol):
     def begin_epoch(self) -> EpochMetrics: ...
     def stage(self, x: torch.Tensor, y: torch.Tensor) -> None: ...
     def run(self) -> None: ...
-
-
-class LoaderWorkerError(RuntimeError):
-    """A DataLoader worker process died or hung mid-epoch; the message names the worker and the signal."""
-
-
-def _exited_workers(iterator: object) -> list[str]:
-    """'pid 123 killed by SIGKILL' for each exited worker of a multi-process DataLoader iterator."""
-    found = []
-    for worker in getattr(iterator, "_workers", ()):  # torch's multi-process iterator; read only
-        code = getattr(worker, "exitcode", None)
-        if code is None:
-            continue
-        try:
-            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with status {code}"
-        except ValueError:
-            how = f"killed by signal {-code}"
-        found.append(f"pid {worker.pid} {how}")
-    return found
-
-
-def loader_failure(exc: BaseException, iterator: object, epoch: int, batch: int) -> LoaderWorkerError | None:
-    """A clear error for a worker that died or hung, or None when `exc` is something else.
-
-    torch reports a killed worker in three ways depending on timing: RuntimeError 'DataLoader worker
-    (pid X) is killed by signal', RuntimeError '... exited unexpectedly', or a bare
-    ConnectionResetError/EOFError while receiving a batch the dead worker had queued. Its SIGCHLD
-    handler can raise the first one at any moment, including while this looks at the workers.
-    """
-    for _ in range(3):
-        try:
-            return _describe_loader_failure(exc, iterator, epoch, batch)
-        except RuntimeError as late:  # torch's SIGCHLD handler reported the death meanwhile
-            if not str(late).startswith("DataLoader worker (pid"):
-                raise
-            exc = late
-    return LoaderWorkerError(f"a DataLoader worker died mid-epoch (epoch {epoch}, batch {batch}): {str(exc).strip()}")
-
-
-def _describe_loader_failure(exc: BaseException, iterator: object, epoch: int, batch: int) -> LoaderWorkerError | None:
-    text = str(exc)
-    where = f"epoch {epoch}, batch {batch}"
-    if isinstance(exc, (ConnectionError, EOFError)) or text.startswith("DataLoader worker (pid"):
-        exited = _exited_workers(iterator)
-        deadline = time.monotonic() + 1.0  # a socket can reset a moment before its process is reapable
-        while not exited and isinstance(exc, (ConnectionError, EOFError)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-            exited = _exited_workers(iterator)
-        cause = "; ".join(exited) if exited else f"{type(exc).__name__}: {text.strip()}"
-        return LoaderWorkerError(
-            f"a DataLoader worker died mid-epoch ({where}): {cause}; "
-            "SIGKILL is often the out-of-memory killer: use fewer workers or check the machine's memory"
-        )
-    if text.startswith("DataLoader timed out"):
-        return LoaderWorkerError(f"{text.strip()} waiting for a batch ({where}): a DataLoader worker is hung (see LoaderConfig.timeout)")
-    return None
-
-
-@dataclass(frozen=True)
-class StepConfig:
-    """How a mini-batch is computed; the lab's faithful baseline is the default (fp32, NCHW)."""
-
-    channels_last: bool = False
-    amp_dtype: torch.dtype | None = None  # autocast dtype, e.g. torch.bfloat16; None = fp32
-
-    def __post_init__(self) -> None:
-        if self.amp_dtype not in (None, torch.bfloat16, torch.float16):
-            raise LabError(f"amp_dtype must be None, torch.bfloat16 or torch.float16, got {self.amp_dtype}")
-
-
-def set_seed(seed: int) -> None:
-    """Seed every RNG the run touches (torch CPU and CUDA, numpy, random)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-MATMUL_PRECISIONS = ("highest", "high", "medium")
-
-
-@dataclass(frozen=True)
-class Numerics:
-    """How fp32 math runs on CUDA, set explicitly by every run rather than inherited from whatever ran before.
-
-    The defaults are PyTorch's: cuDNN runs fp32 convolutions as TF32 on Ampere and newer GPUs,
-    matmuls stay full fp32. The lab's GPUs predate TF32, so `cudnn_tf32=False` is the strict reading.
-    """
-
-    cudnn_tf32: bool = True
-    matmul_precision: str = "highest"  # torch.set_float32_matmul_precision
-
-    def __post_init__(self) -> None:
-        if self.matmul_precision not in MATMUL_PRECISIONS:
-            raise LabError(f"matmul precision must be one of {', '.join(MATMUL_PRECISIONS)}, got '{self.matmul_precision}'")
-
-
-def configure_backends(device: torch.device, numerics: Numerics = Numerics()) -> None:
-    # cuDNN autotuning pays off for the lab's fixed input shape (LAB_SPEC: cudnn.benchmark on CUDA).
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cudnn.allow_tf32 = numerics.cudnn_tf32
-        torch.set_float32_matmul_precision(numerics.matmul_precision)
-
-
-def resolve_device(name: str) -> torch.device:
-    """A torch.device for `name`, or a LabError when it is unknown or absent here."""
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise LabError(f"unknown device '{name}': use 'cpu' or 'cuda' (optionally 'cuda:N')") from exc
-    if device.type not in ("cpu", "cuda"):
-        raise LabError(f"unsupported device '{name}': use 'cpu' or 'cuda'")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise LabError("device 'cuda' requested but CUDA is not available on this machine; use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise LabError(f"device '{name}' does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
-
-
-def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, step: StepConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Host->device copy; uint8 batches (device-resident loader) are normalized here, on the device."""
-    x = x.to(device, non_blocking=True)
-    y = y.to(device, non_blocking=True)
-    memory_format = torch.channels_last if step.channels_last else torch.contiguous_format
-    if x.dtype == torch.uint8:
-        return normalize_batch(x, memory_format=memory_format), y
-    return x.contiguous(memory_format=memory_format), y
-
-
-def train_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, step: StepConfig,
-    *, zero_grad: bool = True, autocast_cache: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward, cross-entropy, backward, step. Returns (loss, logits) still on the device.
-
-    A CUDA graph capture (graphstep.py) zeroes the grads itself and turns autocast's
-    weight-cast cache off, so that no cached cast outlives the captured region.
-    """
-    if zero_grad:
-        optimizer.zero_grad(set_to_none=True)
-    with record_function("forward"), torch.autocast(x.device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None,
-                                                    cache_enabled=autocast_cache):
-        logits = model(x)
-        loss = F.cross_entropy(logits, y)
-    with record_function("backward"):
-        loss.backward()
-    with record_function("optimizer_step"):
-        optimizer.step()
-    return loss, logits
-
-
-@dataclass
-class EpochMetrics:
-    """Running loss and top-1 over all samples seen, kept on the device.
-
-    `update` returns the batch loss as a float when `eager` (one host sync per
-    batch, as the lab's loop does with loss.item()); otherwise nothing is read
-    back until `check_finite`/`summary`, so the host never waits on the device.
-    """
-
-    num_classes: int
-    device: torch.device
-    eager: bool = True
-
-    def __post_init__(self) -> None:
-        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        self.images = 0
-        self.correct = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
-        self.seen = torch.zeros(self.num_classes, dtype=torch.long, device=self.device)
-
-    def reset(self) -> None:
-        """Back to zero in place: a captured CUDA graph keeps adding into these same tensors."""
-        self.loss_sum.zero_()
-        self.correct.zero_()
-        self.seen.zero_()
-        self.images = 0
-
-    def accumulate(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        """Device-side sums only (no host work, no sync), so a CUDA graph can capture it."""
-        hit = logits.argmax(dim=1).eq(y)
-        # index_add_, not bincount: CUDA bincount reads y.max()/y.min() back to the host,
-        # two device syncs per batch that would serialize the fast loop.
-        self.correct.index_add_(0, y, hit.long())
-        self.seen.index_add_(0, y, torch.ones_like(y))
-        self.loss_sum += loss.detach().double() * y.shape[0]
-
-    def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> float | None:
-        self.accumulate(loss, logits, y)
-        self.images += y.numel()
-        return loss.item() if self.eager else None
-
-    def check_finite(self) -> float:
-        """The running loss sum (one sync); NaN/inf in any batch so far makes it non-finite."""
-        return float(self.loss_sum.item())
-
-    def summary(self) -> dict[str, object]:
-        correct, seen = self.correct.cpu(), self.seen.cpu()
-        per_class = [(c / s) if s else None for c, s in zip(correct.tolist(), seen.tolist())]
-        return {
-            "loss": self.loss_sum.item() / self.images if self.images else float("nan"),
-            # Top-1 = correct argmax over *all* samples of the epoch, not the best class's accuracy.
-            "top1": correct.sum().item() / self.images if self.images else float("nan"),
-            "per_class_top1": per_class,
-        }
-
-
-def num_outputs(model: nn.Module) -> int:
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return linears[-1].out_features
 
 
 def capped(loader: Iterable, max_batches: int | None) -> int | None:
@@ -312,7 +102,7 @@ def train_one_epoch(
     batches = 0
     start = clock.now()
     with regions.region("startup"), record_function("startup"), deferred_interrupt():
-        iterator: Iterator = iter(loader)
+        iterator: Iterator | None = iter(loader)
     try:
         while max_batches is None or batches < max_batches:
             with regions.region("load"), record_function("load"):
@@ -341,6 +131,9 @@ def train_one_epoch(
             bar.update(1)
             if on_batch_end is not None:
                 on_batch_end(batches)
+        # Dropping the iterator shuts DataLoader workers down: inside the epoch, as its own phase.
+        with regions.region("shutdown"), record_function("shutdown"), deferred_interrupt():
+            iterator = None
         epoch_s = clock.now() - start
         if not metrics.eager and not math.isfinite(total_loss := metrics.check_finite()):
             raise DivergenceError(epoch, batches - 1, total_loss)
@@ -352,7 +145,7 @@ def train_one_epoch(
     finally:
         bar.close()
         with deferred_interrupt():
-            del iterator  # shuts DataLoader workers down outside the epoch's clock
+            iterator = None  # after an error: workers shut down here, on no clock
     if batches == 0:
         raise LabError("the training loader yielded no batches: is the dataset empty?")
     record: dict[str, object] = {"epoch": epoch, "batches": batches, "images": metrics.images}
@@ -380,7 +173,8 @@ def evaluate(
     model.eval()
     start = clock.now()
     with deferred_interrupt():
-        iterator = iter(loader)
+        iterator: Iterator | None = iter(loader)
+    batches = 0
     try:
         for batches, (x, y) in enumerate(iterator):
             if max_batches is not None and batches >= max_batches:
@@ -391,9 +185,14 @@ def evaluate(
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
             metrics.update(loss, logits, y)
+    except (ConnectionError, EOFError, RuntimeError) as exc:
+        failure = loader_failure(exc, iterator, None, batches)
+        if failure is None:
+            raise
+        raise failure from exc
     finally:
         with deferred_interrupt():
-            del iterator  # shuts test-loader workers down
+            iterator = None  # shuts test-loader workers down
     summary = metrics.summary()
     return {
         "test_loss": summary["loss"],
@@ -403,7 +202,7 @@ def evaluate(
     }
 
 
-SUMMED = ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "epoch_s")
+SUMMED = ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s", "epoch_s")
 
 
 def summarize(records: list[dict[str, object]]) -> dict[str, object]:

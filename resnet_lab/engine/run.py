@@ -1,7 +1,9 @@
 """A lab run: model, optimizer and loaders built from one frozen config, epoch by epoch.
 
-The CLI loops `run_epoch()`; the benchmarks hand `run_epoch` to
-`benchmark.pedantic` so each round is one epoch on the same model.
+`RunConfig` is the one description of a run: the CLI builds it from its flags, the suite
+derives every benchmark's (C8's variants included) with `dataclasses.replace` from one base.
+The CLI loops `run_epoch()`; the benchmarks hand `run_epoch` to `benchmark.pedantic` so each
+round is one epoch on the same model.
 """
 
 from __future__ import annotations
@@ -9,18 +11,19 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from .data import LabDataset, LoaderConfig, make_test_loader, make_train_loader
-from .errors import LabError
-from .fastloader import DeviceLoader
+from ..data import LabDataset, LoaderConfig, make_test_loader, make_train_loader
+from ..data.device_loader import DeviceLoader
+from ..errors import LabError
+from ..model import resnet18
+from ..optim import OptimConfig, canonical_optimizer, make_optimizer
 from .graphstep import GraphedTrainStep
 from .hostalloc import retain_freed_memory
-from .model import resnet18
-from .optim import OptimConfig, canonical_optimizer, make_optimizer
-from .train import Numerics, StepConfig, configure_backends, evaluate, resolve_device, set_seed, summarize, train_one_epoch
+from .loop import evaluate, summarize, train_one_epoch
+from .step import Numerics, StepConfig, configure_backends, resolve_device, set_seed
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
@@ -66,6 +69,24 @@ class RunConfig:
                 "use compile mode 'default' or none"
             )
 
+    @property
+    def workers(self) -> int:
+        return self.loader.num_workers
+
+    @property
+    def evaluates(self) -> bool:
+        """Whether `LabRun.evaluate` runs the test set (eval_batches 0 turns it off)."""
+        return self.eval_batches != 0
+
+    @property
+    def changes_process(self) -> bool:
+        """Whether the run changes process-wide state for good (malloc tuning, see hostalloc.py), so
+        that whatever runs after it in the same process would be measured under it."""
+        return self.retain_heap
+
+    def with_workers(self, num_workers: int) -> RunConfig:
+        return replace(self, loader=replace(self.loader, num_workers=num_workers))
+
     def as_record(self) -> dict[str, object]:
         record = asdict(self)
         record["optimizer"] = canonical_optimizer(self.optimizer)
@@ -78,9 +99,8 @@ def flush_denormals(enabled: bool) -> Iterator[None]:
     """Flush denormal floats to zero (FTZ/DAZ) for the duration, then restore the default.
 
     x86 arithmetic on denormals is slow and GPUs flush by default, so the fast
-    CPU variant does too. Measured effect on ResNet-18 here is small (steady
-    1.18-1.20 vs 1.20-1.26 s/step at batch 128 on 2 idle cores, channels_last
-    + bf16), so it is an option of the C8 `best` variant, not of the lab's loop.
+    CPU variant does too. Its effect on ResNet-18 is small, so it is an option of
+    the C8 `best` variant, not of the lab's loop.
     """
     if not enabled:
         yield
@@ -160,8 +180,14 @@ class LabRun:
         self.records: list[dict[str, object]] = []
         self.graphed = GraphedTrainStep(self.step_model, self.optimizer, self.device, config.step) if config.graph_step else None
 
-    def run_epoch(self) -> dict[str, object]:
+    @contextlib.contextmanager
+    def epoch_context(self) -> Iterator[None]:
+        """What every training epoch of this run runs inside (Q3b's profiled steps too)."""
         with flush_denormals(self.config.flush_denormal), compiler_caches(not self.config.cold_compile):
+            yield
+
+    def run_epoch(self) -> dict[str, object]:
+        with self.epoch_context():
             record = self._train_epoch()
         record["warmup"] = not self.records  # the lab counts epoch 1; readers may exclude it
         self.records.append(record)

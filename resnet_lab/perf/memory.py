@@ -47,15 +47,27 @@ def host_peak_rss_bytes() -> int | None:
     return None if kib is None else kib * 1024
 
 
+def start_peaks(device: torch.device) -> str:
+    """Restart the peak counts (device and host); returns since when the host peak counts."""
+    if device.type == "cuda":  # cuda-only
+        torch.cuda.reset_peak_memory_stats(device)
+    return "benchmark" if reset_host_peak() else "process start"
+
+
+def peaks_record(device: torch.device, since: str) -> dict[str, object]:
+    """Peak device bytes (CUDA) and peak/final host RSS bytes since `start_peaks`."""
+    return {
+        "device_peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        "host_peak_rss_bytes": host_peak_rss_bytes(),
+        "host_peak_rss_since": since,
+        "host_rss_bytes": host_rss_bytes(),
+    }
+
+
 @contextlib.contextmanager
 def memory_peaks(device: torch.device) -> Iterator[dict[str, object]]:
     """Yields a record filled in on exit: peak device bytes (CUDA) and peak/final host RSS bytes."""
     record: dict[str, object] = {}
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    since = "benchmark" if reset_host_peak() else "process start"
+    since = start_peaks(device)
     yield record
-    record["device_peak_memory_bytes"] = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    record["host_peak_rss_bytes"] = host_peak_rss_bytes()
-    record["host_peak_rss_since"] = since
-    record["host_rss_bytes"] = host_rss_bytes()
+    record.update(peaks_record(device, since))

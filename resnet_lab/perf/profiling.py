@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
-from .fileio import atomic_open, write_json
-from .run import LabRun
-from .train import train_one_epoch
+from ..engine.loop import train_one_epoch
+from ..engine.run import LabRun
+from ..fileio import atomic_open, write_json
 
 # Labels set by train_one_epoch's record_function calls.
 PHASE_LABELS = ("load", "copy", "forward", "backward", "optimizer_step", "metrics")
@@ -90,10 +90,12 @@ def profile_run(run: LabRun, out_dir: str | Path, config: ProfileConfig = Profil
         result["phases"] = phase_summary(prof, config.active)
 
     sched = schedule(wait=config.wait, warmup=config.warmup, active=config.active, repeat=1)
-    with profile(activities=activities(run.device), schedule=sched, on_trace_ready=on_trace_ready) as prof:
+    # The run's own epoch context and loop settings: the profiled steps are the steps its epochs run.
+    with run.epoch_context(), profile(activities=activities(run.device), schedule=sched, on_trace_ready=on_trace_ready) as prof:
         record = train_one_epoch(
             run.step_model, run.train_loader, run.optimizer, run.device,
-            max_batches=config.steps, step=run.config.step, on_batch_end=lambda _i: prof.step(),
+            max_batches=config.steps, step=run.config.step, sync_phases=run.config.sync_phases, graphed=run.graphed,
+            on_batch_end=lambda _i: prof.step(),
         )
     if record["batches"] < config.steps:
         raise ValueError(f"profiling needs {config.steps} batches but the loader yielded {record['batches']}")

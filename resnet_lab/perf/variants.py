@@ -6,22 +6,26 @@ fp32, NCHW, PIL DataLoader, a sync per phase), except the combinations:
 device-resident loader, the loop without per-batch syncs, flushing denormals;
 on a GPU in the full preset also the whole step as one CUDA graph of
 torch.compile'd kernels, i.e. `cuda-graph-compiled`; on a CPU malloc keeping
-freed memory, which is why the suite runs it last there), `cuda-graph` (the
-whole step as one CUDA graph, see graphstep.py) and `cuda-graph-compiled`
-(that with torch.compile's default mode inside the graph). Measurements behind
-these choices are in results/ (h200-full-lab/, cpu-2core-c8-compile/).
+freed memory, which is process-wide, so that run trains in a process of its
+own), `cuda-graph` (the whole step as one CUDA graph, see engine/graphstep.py)
+and `cuda-graph-compiled` (that with torch.compile's default mode inside the
+graph). A variant is a `replace` of the suite's base `RunConfig` (`run_config`).
+Measurements behind these choices are in results/ (h200-full-lab/, cpu-2core-c8-compile/).
+
+A new variant is one `Variant(...)` entry in `VARIANTS`.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+from ..engine.run import RunConfig
+from ..engine.step import StepConfig
 from .flops import fast_dtype_supported, measure_peak_flops, mfu
-from .train import StepConfig
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class Variant:
         return self.bf16 and fast_dtype_supported(device, torch.bfloat16)
 
     def retains_heap(self, device: torch.device) -> bool:
-        # CPU only: there the per-step page faults of fresh activations cost about 5% (hostalloc.py).
+        # CPU only: there every step page-faults its fresh activations in (engine/hostalloc.py).
         return self.best and device.type == "cpu"
 
     def compiles_graph(self, device: torch.device, preset: str) -> bool:
@@ -64,6 +68,16 @@ class Variant:
 
     def uses_graph_step(self, device: torch.device, preset: str) -> bool:
         return self.graph_step or self.compiles_graph(device, preset)
+
+    def run_config(self, base: RunConfig, preset: str) -> RunConfig:
+        """The run this variant makes of `base` (device, epochs, workers and numerics come from it)."""
+        device = torch.device(base.device)
+        return replace(
+            base, step=self.step_config(device), compile_mode=self.resolved_compile_mode(device, preset),
+            device_loader=self.device_loader, sync_phases=self.sync_phases, flush_denormal=self.flush_denormal,
+            graph_step=self.uses_graph_step(device, preset), retain_heap=self.retains_heap(device),
+            cold_compile=True,  # the first epoch pays the whole build (engine/run.compiler_caches)
+        )
 
     def skip_reason(self, device: torch.device, preset: str) -> str | None:
         if self.compile_mode is not None and preset != "full":
@@ -81,8 +95,7 @@ class Variant:
 FAST = {"channels_last": True, "bf16": True, "device_loader": True, "sync_phases": False}
 
 # Run order: the baseline first and the combinations right after it, so a time-boxed run
-# (the GPU check) has the headline ratios before the single-change variants. A variant that
-# changes process-wide state for good (`runs_last`) is moved to the end of the session.
+# (the GPU check) has the headline ratios before the single-change variants.
 VARIANTS: dict[str, Variant] = {
     v.name: v
     for v in (
@@ -118,9 +131,8 @@ def tf32_like_convs(device: torch.device) -> Iterator[None]:
 def device_peaks(device: torch.device, seconds: float = 2.0, rounds: int = 10) -> dict[str, dict[str, object]]:
     """Measured matmul peak per dtype on `device` (bf16 only where native).
 
-    Ten short blocks over two seconds, best kept: on 2 shared CPU cores a 1-second, 5-block
-    calibration once read 135 GFLOP/s fp32 where idle runs read 170-176, which put a
-    channels_last variant's MFU above 1.
+    Ten short blocks over two seconds, best kept: a shorter calibration on shared CPU cores can
+    read well below the idle peak, which would put a variant's MFU above 1.
     """
     peaks: dict[str, dict[str, object]] = {}
     with tf32_like_convs(device):
@@ -152,11 +164,3 @@ def work_record(flops_per_step: int, step_s: float, peak: dict[str, object]) -> 
         "peak_dtype": peak["dtype"],
         "mfu": mfu(achieved, float(peak["peak_flops_per_s"])),  # type: ignore[arg-type]
     }
-
-
-def runs_last(params: dict[str, object]) -> bool:
-    """Whether a C8 benchmark with these params changes process-wide state for good (hostalloc.py),
-    so that nothing measured after it in the same process would be comparable."""
-    variant = VARIANTS.get(str(params.get("variant")))
-    return variant is not None and "device" in params and variant.retains_heap(torch.device(str(params["device"])))
-

@@ -1,6 +1,6 @@
 """The lab's short answers from one run, a line each: what the end of a benchmark session prints.
 
-The figures come from the same readers as the answer sheet (`report.py`), so the terminal and
+The figures come from the same readers as the answer sheet (`report/values.py`), so the terminal and
 `answers.md` never disagree; a question the run did not cover says so. No torch here.
 """
 
@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .benchjson import Bench, Run, as_number
-from .report import epoch_time, fmt_s, last_value, percent, phase_mean
+from ..suite import groups
+from .report.format import fmt_s, percent
+from .report.values import epoch_time, last_value, phase_mean
+from .runs import Bench, Run, as_number
 
 
 def _device(bench: Bench) -> str:
-    return str(bench.params.get("device", bench.extra("device") or "cpu"))
+    return str(bench.param("device", "cpu"))
 
 
 def _by_device(benches: Sequence[Bench]) -> dict[str, list[Bench]]:
@@ -42,7 +44,7 @@ def c32_line(run: Run) -> str:
 
 def c5_line(run: Run) -> str:
     by_type: dict[str, float] = {}
-    for bench in run.group("C5"):
+    for bench in run.group(groups.C5):
         seconds = epoch_time(bench)
         if seconds is not None:
             by_type.setdefault(_device(bench).split(":")[0], seconds)
@@ -54,26 +56,26 @@ def c5_line(run: Run) -> str:
 
 def c6_lines(run: Run) -> list[str]:
     lines = []
-    for device, benches in _by_device(run.group("C6")).items():
+    for device, benches in _by_device(run.group(groups.C6)).items():
         ranked = [b for b in benches if percent(last_value(b, "top1")) is not None]
         timed = [b for b in benches if phase_mean(b, "train_s") is not None]
         if not ranked:
             continue
         best = max(ranked, key=lambda b: (percent(last_value(b, "top1")), -(last_value(b, "loss") or 0.0)))
-        line = f"C6 ({device}): highest final training {_top1(best)}: {best.params.get('optimizer', best.extra('optimizer'))}{_served(best)}"
+        line = f"C6 ({device}): highest final training {_top1(best)}: {best.param('optimizer')}{_served(best)}"
         if timed:
             fastest = min(timed, key=lambda b: phase_mean(b, "train_s") or 0.0)
-            line += f"; fastest: {fastest.params.get('optimizer', fastest.extra('optimizer'))} ({fmt_s(phase_mean(fastest, 'train_s'))} s/epoch training)"
+            line += f"; fastest: {fastest.param('optimizer')} ({fmt_s(phase_mean(fastest, 'train_s'))} s/epoch training)"
         lines.append(line)
     return lines or ["C6: not run"]
 
 
 def c7_lines(run: Run) -> list[str]:
     lines = []
-    for device, benches in _by_device(run.group("C7")).items():
+    for device, benches in _by_device(run.group(groups.C7)).items():
         parts = []
-        for bench in sorted(benches, key=lambda b: str(b.params.get("batch_norm", b.extra("batch_norm"))) != "True"):
-            on = str(bench.params.get("batch_norm", bench.extra("batch_norm"))) == "True"
+        for bench in sorted(benches, key=lambda b: str(b.param("batch_norm")) != "True"):
+            on = str(bench.param("batch_norm")) == "True"
             parts.append(f"BN {'on' if on else 'off'}: {_top1(bench)}, loss {fmt_s(last_value(bench, 'loss'))}, "
                          f"{fmt_s(epoch_time(bench))} s/epoch{_served(bench)}")
         lines.append(f"C7 ({device}): " + "; ".join(parts))
@@ -82,8 +84,8 @@ def c7_lines(run: Run) -> list[str]:
 
 def c8_lines(run: Run) -> list[str]:
     lines = []
-    for device, benches in _by_device(run.group("C8")).items():
-        variants = {str(b.params.get("variant", b.extra("variant"))): b for b in benches}
+    for device, benches in _by_device(run.group(groups.C8)).items():
+        variants = {str(b.param("variant")): b for b in benches}
         eager, best = variants.get("eager"), variants.get("best")
         eager_s = as_number(eager.extra("train_step_s")) if eager else None
         best_s = as_number(best.extra("train_step_s")) if best else None

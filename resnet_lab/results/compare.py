@@ -1,26 +1,27 @@
 """`resnet-lab compare BASE NEW`: pair two saved runs' benchmarks, print old/new/ratio, apply thresholds.
 
 Timing figures are `epoch_s` (pytest-benchmark's own statistics over rounds,
-i.e. over epochs) and the phases `startup_s`, `load_s`, `copy_s`, `train_s`, `metrics_s`
-(statistics over the per-epoch records in extra_info, computed the same way).
+i.e. over epochs) and the phases `startup_s`, `load_s`, `copy_s`, `train_s`, `metrics_s`,
+`shutdown_s` (statistics over the per-epoch records in extra_info, computed the same way).
 Quality figures are `loss`, `top1`, `test_loss`, `test_top1` (last epoch, or
 the evaluation after it). Thresholds are `--fail METRIC[:STAT]:[+|-]AMOUNT[%]`.
 
 The timing rule is noise-aware (see `timing_violation`): a run is only called
 slower when the change is beyond the threshold *and* beyond what the two runs'
-own spread over their rounds explains *and* above an absolute floor.
+own spread over their steady rounds (the warm-up epoch left out) explains *and*
+above an absolute floor. Where neither run has two steady rounds there is no
+spread, and the threshold and the floor alone decide.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .benchjson import DEFAULT_STORAGE, Bench, Run, as_number, load_runs, summarize
-from .errors import LabError
+from ..errors import LabError
+from .runs import Bench, Run, as_number, summarize
 
 # ---------------------------------------------------------------------------
 # what can be compared
@@ -44,6 +45,7 @@ METRICS: dict[str, Metric] = {
     "copy_s": Metric("copy_s", "timing", "epochs", +1, "s", "median"),
     "train_s": Metric("train_s", "timing", "epochs", +1, "s", "median"),
     "metrics_s": Metric("metrics_s", "timing", "epochs", +1, "s", "median"),
+    "shutdown_s": Metric("shutdown_s", "timing", "epochs", +1, "s", "median"),
     "loss": Metric("loss", "quality", "epochs", +1, "", "last"),
     "top1": Metric("top1", "quality", "epochs", -1, "%", "last"),
     "test_loss": Metric("test_loss", "quality", "scalar", +1, "", "last"),
@@ -52,12 +54,9 @@ METRICS: dict[str, Metric] = {
 TABLE_METRICS = ("epoch_s", "load_s", "train_s", "loss", "top1")
 STATS = ("min", "max", "mean", "median", "last")
 
-# The thresholds CI applies to the smoke preset (and `compare`'s default when no --fail is given).
-# Measured on the 2-core CI machine (AMD EPYC, 2 CPUs, idle), 5 repeated smoke runs of C2, C7 and
-# Q1-Q4: run-to-run median epoch_s/train_s varied by at most 1.14x (cv 2-5%), the single-round
-# Q1-Q4 probe by 1.30x (0.1 s), C3-loader (3 runs) by 1.15x, load_s by 1.38x but only 0.02 s
-# (the 0.05 s floor covers it); loss and top-1 were bit-identical. Twice the batches per epoch
-# measured 1.76-1.92x in epoch_s/train_s. +40% sits between the two; see README "Comparing runs".
+# The thresholds CI applies to the smoke preset (and `compare`'s default when no --fail is given):
+# above the run-to-run variation of repeated idle smoke runs on the 2-core CI machine, below the
+# effect of twice the batches per epoch (the measurements: README, "Regression or noise?").
 CI_THRESHOLDS: tuple[str, ...] = (
     "epoch_s:median:+40%",
     "load_s:median:+40%",
@@ -65,8 +64,9 @@ CI_THRESHOLDS: tuple[str, ...] = (
     "top1:-5",
     "loss:+10%",
 )
-NOISE_K = 1.5  # a timing change must exceed NOISE_K x the larger of the two runs' IQR over rounds
+NOISE_K = 1.5  # a timing change must exceed NOISE_K x the larger of the two runs' IQR over steady rounds
 MIN_DELTA_S = 0.05  # ... and this many seconds: below it, a change is timer and scheduler noise
+MIN_SPREAD_ROUNDS = 2  # steady (non-warm-up) rounds needed for a spread; with fewer, no noise margin
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,9 @@ def parse_threshold(text: str) -> Threshold:
 @dataclass(frozen=True)
 class Value:
     value: float
-    spread: float | None  # interquartile range over rounds (timing), None where there is one figure
+    # Timing: interquartile range over the steady rounds (warm-up epochs left out), None where fewer than
+    # MIN_SPREAD_ROUNDS remain; quality: None (one figure).
+    spread: float | None
     rounds: int
 
 
@@ -135,15 +137,21 @@ def _scale(metric: Metric, value: float) -> float:
     return value
 
 
+def spread(values: Sequence[float]) -> float | None:
+    """pytest-benchmark's IQR of `values`, or None where there are too few for one."""
+    return float(summarize(values)["iqr"]) if len(values) >= MIN_SPREAD_ROUNDS else None  # type: ignore[index]
+
+
 def metric_value(bench: Bench, metric: Metric, stat: str) -> Value | None:
-    """The figure `stat` of `metric` in `bench`, or None when the run did not record it."""
+    """The figure `stat` of `metric` in `bench` (over all rounds, the lab's epoch 1 included), with the
+    spread of its steady rounds; None when the run did not record it."""
     if metric.source == "stats":
         stats = summarize(bench.round_times()) or bench.stats
         value = as_number(stats.get(stat))
         if value is None:
             return None
         rounds = as_number(stats.get("rounds"))
-        return Value(value, as_number(stats.get("iqr")) or 0.0, int(rounds or 1))
+        return Value(value, spread(bench.round_times(steady=True)), int(rounds or 1))
     per_epoch = bench.epoch_values(metric.name) if metric.source == "epochs" else []
     if stat == "last":
         value = bench.number(metric.name)
@@ -153,8 +161,9 @@ def metric_value(bench: Bench, metric: Metric, stat: str) -> Value | None:
     summary = summarize(per_epoch)
     if summary is None:
         scalar = bench.number(metric.name)  # e.g. C3-loader's single load_s, or an older run's mean
-        return None if scalar is None else Value(_scale(metric, scalar), 0.0, 1)
-    return Value(_scale(metric, summary[stat]), _scale(metric, summary["iqr"]), int(summary["rounds"]))
+        return None if scalar is None else Value(_scale(metric, scalar), None, 1)
+    steady = spread(bench.epoch_values(metric.name, steady=True))
+    return Value(_scale(metric, summary[stat]), None if steady is None else _scale(metric, steady), int(summary["rounds"]))
 
 
 # ---------------------------------------------------------------------------
@@ -201,6 +210,11 @@ class Check:
     enforced: bool
     margin: float  # the noise margin applied (0 for quality)
 
+    @property
+    def without_spread(self) -> bool:
+        """A timing check where neither run had the steady rounds for a spread: no noise margin applied."""
+        return self.threshold.metric.kind == "timing" and self.old.spread is None and self.new.spread is None
+
     def line(self) -> str:
         t, m = self.threshold, self.threshold.metric
         change = self.new.value - self.old.value
@@ -210,7 +224,9 @@ class Check:
             f"{bench_label(self.bench)}: {m.name} {t.stat} {self.old.value:.4g}{unit} -> {self.new.value:.4g}{unit} "
             f"({rel}; threshold {t.describe_limit()}"
         )
-        if m.kind == "timing":
+        if self.without_spread:
+            text += f", no noise margin: fewer than {MIN_SPREAD_ROUNDS} steady rounds"
+        elif m.kind == "timing":
             text += f", noise margin {self.margin:.3g} s"
         return text + ")"
 
@@ -220,7 +236,8 @@ def timing_violation(threshold: Threshold, old: Value, new: Value, noise_k: floa
 
     With `worse = direction x (new - old)` (positive = slower for a `+` threshold):
     violated iff  worse > threshold limit (e.g. 15% of old)
-              and worse > noise_k x max(old IQR, new IQR)  (the runs' own spread over rounds)
+              and worse > noise_k x max(old IQR, new IQR)  (the runs' own spread over steady rounds;
+                                                           a run without one contributes 0)
               and worse > min_delta_s.
     """
     worse = threshold.direction * (new.value - old.value)
@@ -327,83 +344,8 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 # ---------------------------------------------------------------------------
-# CLI
+# the comparison
 # ---------------------------------------------------------------------------
-
-HELP_EPILOG = f"""\
-thresholds:
-  --fail METRIC[:STAT]:[+|-]AMOUNT[%]   (repeatable)
-    METRIC   timing: epoch_s (pytest-benchmark's stats over rounds = epochs),
-             startup_s, load_s, copy_s, train_s, metrics_s (over the per-epoch records;
-             startup_s is absent from runs made before it was recorded);
-             quality: loss, top1, test_loss, test_top1
-    STAT     min, max, mean, median (timing default: median); quality default: last (the last epoch)
-    AMOUNT   N% relative to BASE, or N in the metric's unit: seconds, loss, or
-             percentage points for top1 (top1:-2 = fails when top-1 drops by more than 2 points)
-    sign     + (an increase is bad) or - (a decrease is bad); default: the metric's bad direction
-  With no --fail, the CI thresholds apply: {' '.join(CI_THRESHOLDS)}
-
-noise-aware timing rule:
-  a timing threshold is violated only when the change in the bad direction is
-    (1) beyond the threshold (e.g. +15% of BASE's median), and
-    (2) beyond --noise-k x the larger of the two runs' interquartile range over
-        their rounds (each run's own epoch-to-epoch spread, as pytest-benchmark
-        computes IQR; with 2 rounds it is max - min; 0 for single-round benchmarks), and
-    (3) more than --min-delta seconds.
-  Quality thresholds are plain differences (training is seeded).
-
-machines:
-  when BASE and NEW come from different machines (CPU model, CPU count or GPU
-  differ in machine_info), compare warns and does not enforce timing
-  thresholds unless --cross-machine is given; quality thresholds still apply.
-
-exit status: 0 all thresholds hold; 1 a threshold is violated;
-  2 usage error, unreadable or non-pytest-benchmark file, or no benchmark in common.
-"""
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.epilog = HELP_EPILOG
-    parser.add_argument("base", metavar="BASE", help="reference run: a pytest-benchmark JSON file or a storage id (0001)")
-    parser.add_argument("new", metavar="NEW", help="run to check: a pytest-benchmark JSON file or a storage id (0002)")
-    parser.add_argument(
-        "--fail", action="append", type=parse_threshold, default=None, metavar="EXPR",
-        help="threshold METRIC[:STAT]:[+|-]AMOUNT[%%], repeatable (see below). Default: the CI thresholds",
-    )
-    parser.add_argument(
-        "--noise-k", type=_non_negative_float, default=NOISE_K, metavar="K",
-        help=f"timing changes must exceed K x the runs' larger IQR over rounds. Default: {NOISE_K:g}",
-    )
-    parser.add_argument(
-        "--min-delta", type=_non_negative_float, default=MIN_DELTA_S, metavar="SECONDS",
-        help=f"timing changes smaller than this are never regressions. Default: {MIN_DELTA_S:g}",
-    )
-    parser.add_argument("--cross-machine", action="store_true", help="enforce timing thresholds even when the machines differ")
-    parser.add_argument(
-        "--group", action="append", default=None, metavar="NAME",
-        help="compare only these benchmark groups (repeatable or comma-separated, e.g. C2,C4). Default: all",
-    )
-    parser.add_argument(
-        "--storage", default=DEFAULT_STORAGE, metavar="DIR",
-        help=f"pytest-benchmark storage for ids like 0001 (its --benchmark-storage). Default: {DEFAULT_STORAGE}",
-    )
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
-
-
-def _groups(values: Sequence[str] | None) -> set[str] | None:
-    if not values:
-        return None
-    return {g.strip() for v in values for g in v.split(",") if g.strip()}
 
 
 @dataclass(frozen=True)
@@ -463,22 +405,8 @@ def compare_runs(
         out.append(f"  {threshold.text}: {len(mine)} checked, {len(bad)} beyond it{note}")
         for check in bad:
             out.append(f"    {'FAIL' if check.enforced else 'warn'} {check.line()}")
+    unspread = sum(c.without_spread for c in checks)
+    if unspread:
+        out.append(f"  note: {unspread} timing checks had fewer than {MIN_SPREAD_ROUNDS} steady (non-warm-up) rounds in both runs, "
+                   "so no spread to measure noise by: the threshold and --min-delta alone decide them")
     return Outcome("\n".join(out), warnings, checks)
-
-
-def main(args: argparse.Namespace) -> int:
-    thresholds = args.fail or [parse_threshold(t) for t in CI_THRESHOLDS]
-    base, new = load_runs([args.base, args.new], args.storage)
-    outcome = compare_runs(
-        base, new, thresholds, cross_machine=args.cross_machine, noise_k=args.noise_k, min_delta_s=args.min_delta, groups=_groups(args.group)
-    )
-    for warning in outcome.warnings:
-        print(f"resnet-lab compare: warning: {warning}", file=sys.stderr)
-    print(outcome.text)
-    failed = outcome.failed
-    if failed:
-        print(f"\nresult: FAIL ({len(failed)} of {len(outcome.checks)} checks violated)")
-        return 1
-    print(f"\nresult: ok ({len(outcome.checks)} checks)")
-    return 0
-

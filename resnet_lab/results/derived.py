@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..suite import groups
+
 
 def speedup_record(step_s: float, baseline: dict[str, Any] | None, peak_flops_per_s: float) -> dict[str, object]:
     """A C8 variant against the eager baseline of the same run and device.
@@ -33,7 +35,7 @@ def _params(bench: dict[str, Any]) -> dict[str, Any]:
 
 
 def add_c8_speedups(benchmarks: Iterable[dict[str, Any]]) -> None:
-    c8 = [b for b in benchmarks if b.get("group") == "C8" and b.get("extra_info", {}).get("train_step_s")]
+    c8 = [b for b in benchmarks if b.get("group") == groups.C8 and b.get("extra_info", {}).get("train_step_s")]
     eager = {str(_params(b).get("device")): b["extra_info"] for b in c8 if _params(b).get("variant") == "eager"}
     for bench in c8:
         info = bench["extra_info"]
@@ -41,7 +43,7 @@ def add_c8_speedups(benchmarks: Iterable[dict[str, Any]]) -> None:
 
 
 def add_loader_speedups(benchmarks: Iterable[dict[str, Any]]) -> None:
-    loader = [b for b in benchmarks if b.get("group") == "loader" and b.get("extra_info", {}).get("images_per_s")]
+    loader = [b for b in benchmarks if b.get("group") == groups.LOADER and b.get("extra_info", {}).get("images_per_s")]
     dataloader = {int(_params(b)["workers"]): float(b["extra_info"]["images_per_s"])
                   for b in loader if _params(b).get("pipeline") == "dataloader"}
     for bench in loader:

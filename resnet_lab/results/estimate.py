@@ -21,8 +21,9 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from .benchjson import DEFAULT_STORAGE, Bench, Run, as_number, load_runs
-from .errors import LabError
+from ..errors import LabError
+from ..suite import groups
+from .runs import Bench, Run, as_number
 
 TRAIN_IMAGES, TEST_IMAGES, TRAIN_BATCH, TEST_BATCH = 50_000, 10_000, 128, 100
 LAB_OPTIMIZERS = ("sgd", "sgd-nesterov", "adagrad", "adadelta", "adam")
@@ -63,7 +64,7 @@ class Workload:
 def workload(preset: str, devices: Sequence[str], epochs: int | None, batches: int | None, eval_batches: int | None,
              c32: int | None, c3_workers: Sequence[int] | None = None) -> Workload:
     """The suite's preset (suite.PRESETS) with the same overrides as the --lab-* options."""
-    from .suite import C3_DEFAULT_WORKERS, PRESETS  # the suite's own numbers, not a copy
+    from ..suite.presets import C3_DEFAULT_WORKERS, PRESETS  # the suite's own numbers, not a copy
 
     if preset not in PRESETS:
         raise LabError(f"--preset: unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
@@ -88,27 +89,27 @@ def workload(preset: str, devices: Sequence[str], epochs: int | None, batches: i
 def plan(work: Workload) -> list[Planned]:
     """What the suite runs for this workload, in its order, with the configurations it shares
     (the C3 point at the C3.2 count also answers C4, C5, C6 sgd and C7 BN on: not planned twice)."""
-    out: list[Planned] = [Planned("Q1-Q4", "test_q1_q4_record", "cpu", kind="probe", workers=None)]
+    out: list[Planned] = [Planned(groups.Q1_Q4, "test_q1_q4_record", "cpu", kind="probe", workers=None)]
     for device in work.devices:
         train = Planned("", "", device, epochs=work.epochs, batches=work.batches)
-        out.append(replace(train, question="Q3b", name=f"test_q3b_profile[device={device}]", kind="probe", batches=work.profile_batches, epochs=1))
-        out += [replace(train, question="C2", name=f"test_c2_phases[device={device}]")]
-        out += [replace(train, question="C3", name=f"test_c3_workers[device={device}-workers={w}]", workers=w, eval_batches=work.eval_batches)
+        out.append(replace(train, question=groups.Q3B, name=f"test_q3b_profile[device={device}]", kind="probe", batches=work.profile_batches, epochs=1))
+        out += [replace(train, question=groups.C2, name=f"test_c2_phases[device={device}]")]
+        out += [replace(train, question=groups.C3, name=f"test_c3_workers[device={device}-workers={w}]", workers=w, eval_batches=work.eval_batches)
                 for w in work.c3_workers]
     if not work.full_epochs:
-        out += [Planned("C3-loader", f"test_c3_loader_only[workers={w}]", "cpu", kind="loader", workers=w) for w in work.c3_workers]
+        out += [Planned(groups.C3_LOADER, f"test_c3_loader_only[workers={w}]", "cpu", kind="loader", workers=w) for w in work.c3_workers]
     for device in work.devices:
         train = Planned("", "", device, epochs=work.epochs, batches=work.batches, workers=work.c32)
-        out.append(replace(train, question="C4", name=f"test_c4_workers[device={device}-workers=one]", workers=1))
-        out += [replace(train, question="C6", name=f"test_c6_optimizer[device={device}-optimizer={o}]", optimizer=o, eval_batches=work.eval_batches)
+        out.append(replace(train, question=groups.C4, name=f"test_c4_workers[device={device}-workers=one]", workers=1))
+        out += [replace(train, question=groups.C6, name=f"test_c6_optimizer[device={device}-optimizer={o}]", optimizer=o, eval_batches=work.eval_batches)
                 for o in LAB_OPTIMIZERS if o != "sgd"]
-        out.append(replace(train, question="C7", name=f"test_c7_batch_norm[device={device}-batch_norm=False]", batch_norm=False,
+        out.append(replace(train, question=groups.C7, name=f"test_c7_batch_norm[device={device}-batch_norm=False]", batch_norm=False,
                            eval_batches=work.eval_batches))
     return out
 
 
 def plan_c8(work: Workload, variants: Iterable[str]) -> list[Planned]:
-    return [Planned("C8", f"test_c8_variant[device={device}-variant={v}]", device, variant=v, epochs=work.c8_epochs, batches=work.batches,
+    return [Planned(groups.C8, f"test_c8_variant[device={device}-variant={v}]", device, variant=v, epochs=work.c8_epochs, batches=work.batches,
                     workers=work.c32) for device in work.devices for v in variants]
 
 
@@ -118,11 +119,11 @@ def plan_c8(work: Workload, variants: Iterable[str]) -> list[Planned]:
 
 
 def _device(bench: Bench) -> str:
-    return str(bench.params.get("device", bench.extra("device") or "cpu"))
+    return str(bench.param("device", "cpu"))
 
 
 def _workers(bench: Bench) -> int | None:
-    value = as_number(bench.params.get("workers", bench.extra("workers")))
+    value = as_number(bench.param("workers"))
     return None if value is None else int(value)
 
 
@@ -148,9 +149,9 @@ class Rates:
 
 
 def _variant(bench: Bench) -> str | None:
-    if bench.group != "C8":
+    if bench.group != groups.C8:
         return None
-    return str(bench.params.get("variant", bench.extra("variant")))
+    return str(bench.param("variant"))
 
 
 def collect(runs: Sequence[Run]) -> Rates:
@@ -158,10 +159,10 @@ def collect(runs: Sequence[Run]) -> Rates:
     for run in runs:
         for bench in run.benchmarks:
             device, workers = _device(bench), _workers(bench)
-            if bench.group in ("Q1-Q4", "Q3b"):
+            if bench.group in (groups.Q1_Q4, groups.Q3B):
                 rates.add(rates.probes, (bench.group, device), bench.stat("mean"))
                 continue
-            if bench.group in ("C3-loader",):
+            if bench.group == groups.C3_LOADER:
                 rates.add(rates.loader, (device, workers), bench.stat("mean") or bench.number("load_s"))
                 continue
             records = bench.epochs()
@@ -254,7 +255,7 @@ def predict(item: Planned, rates: Rates) -> Prediction:
 def c32_from(runs: Sequence[Run], full_epochs: bool) -> int | None:
     """The C3.2 count the suite would pick for this kind of workload: from C3's own training sweep when
     epochs are whole, else from the loader-only sweep (as `SweepState.c32` does); recorded or recomputed."""
-    from .suite import c32_answer  # the suite's rule, not a copy
+    from ..suite.presets import c32_answer  # the suite's rule, not a copy
 
     wanted = "C3 (training" if full_epochs else "C3-loader"
     for run in runs:
@@ -263,7 +264,7 @@ def c32_from(runs: Sequence[Run], full_epochs: bool) -> int | None:
             return int(answer["workers"])
     for run in runs:
         loads: dict[int, float] = {}
-        for bench in run.group("C3" if full_epochs else "C3-loader"):
+        for bench in run.group(groups.C3 if full_epochs else groups.C3_LOADER):
             workers, values = _workers(bench), bench.epoch_values("load_s") or ([bench.number("load_s")] if bench.number("load_s") else [])
             if workers is not None and values and (not full_epochs or bench.extra("full_epoch") is True):
                 loads[workers] = statistics.fmean(values)
@@ -273,19 +274,8 @@ def c32_from(runs: Sequence[Run], full_epochs: bool) -> int | None:
 
 
 # ---------------------------------------------------------------------------
-# CLI
+# the prediction
 # ---------------------------------------------------------------------------
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="earlier runs on the target machine: JSON, run logs (.jsonl) or storage ids")
-    parser.add_argument("--preset", default="full", choices=("full", "smoke"), help="the preset to predict. Default: full")
-    parser.add_argument("--device", default=None, metavar="LIST", help="devices the run will use, comma-separated. Default: cuda if the inputs have cuda records, else cpu")
-    parser.add_argument("--epochs", type=int, default=None, metavar="N", help="as --lab-epochs. Default: the preset's")
-    parser.add_argument("--batches", type=int, default=None, metavar="N", help="as --lab-batches (0 = no cap). Default: the preset's")
-    parser.add_argument("--eval-batches", type=int, default=None, metavar="N", help="as --lab-eval-batches (0 = all). Default: the preset's")
-    parser.add_argument("--c8", default="", metavar="LIST", help="C8 variants to include, comma-separated (e.g. eager,best). Default: none")
-    parser.add_argument("--storage", default=DEFAULT_STORAGE, metavar="DIR", help=f"pytest-benchmark storage for ids. Default: {DEFAULT_STORAGE}")
 
 
 def _devices(text: str | None, runs: Sequence[Run]) -> tuple[str, ...]:
@@ -332,10 +322,3 @@ def render(predictions: Sequence[Prediction], work: Workload) -> list[str]:
         lines.append(f"not informed by the inputs ({len(uninformed)} benchmarks): " + ", ".join(uninformed))
     lines.append(f"predicted {work.preset} preset: {total:.0f} s")
     return lines
-
-
-def main(args: argparse.Namespace) -> int:
-    runs = load_runs(args.runs, args.storage)
-    predictions, work = estimate(runs, args)
-    print("\n".join(render(predictions, work)))
-    return 0

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .fileio import atomic_open
+from ..fileio import atomic_open
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -23,6 +23,7 @@ PHASE_COLORS = {
     "copy_s": "#dd8452",
     "train_s": "#55a868",
     "metrics_s": "#c44e52",
+    "shutdown_s": "#8172b3",
     "other_s": "#8c8c8c",
 }
 PHASE_NAMES = {
@@ -31,6 +32,7 @@ PHASE_NAMES = {
     "copy_s": "host→device copy",
     "train_s": "training (fwd+bwd+step)",
     "metrics_s": "metric bookkeeping",
+    "shutdown_s": "loader shutdown (workers)",
     "other_s": "other (epoch − phases)",
 }
 DPI = 110

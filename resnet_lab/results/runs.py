@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import LabError
-from .outputs import LOG_SUFFIX, read_log
+from ..errors import LabError
+from ..suite.outputs import LOG_SUFFIX, read_log
 
 # The suite's JSON layout (`schema_version` at the top level). 1: runs saved before the key existed.
 # 2: the `lab` key gains `served`, `numerics`, `eval_batches`; benchmarks gain memory, numerics and `test_call_s`.
@@ -103,6 +103,14 @@ class Bench:
     def extra(self, key: str) -> Any:
         return self.extra_info.get(key)
 
+    def param(self, key: str, default: Any = None) -> Any:
+        """A parameter of the benchmark (`device`, `workers`, ...), else the same key in extra_info
+        (served views and older runs carry some there only), else `default`."""
+        value = self.params.get(key)
+        if value is None:
+            value = self.extra_info.get(key)
+        return default if value is None else value
+
     def number(self, key: str) -> float | None:
         """A finite number from extra_info's summary keys, else None."""
         return as_number(self.extra_info.get(key))
@@ -114,16 +122,25 @@ class Bench:
             return []
         return [r for r in records if isinstance(r, dict)]
 
-    def epoch_values(self, key: str) -> list[float]:
-        """One finite value per epoch record that has `key`."""
-        return [v for v in (as_number(r.get(key)) for r in self.epochs()) if v is not None]
+    def epoch_values(self, key: str, *, steady: bool = False) -> list[float]:
+        """One finite value per epoch record that has `key`; `steady`: warm-up epochs left out."""
+        records = [r for r in self.epochs() if not (steady and r.get("warmup") is True)]
+        return [v for v in (as_number(r.get(key)) for r in records) if v is not None]
 
-    def round_times(self) -> list[float]:
-        """pytest-benchmark's per-round times (`stats.data`) when saved, else []."""
+    def round_times(self, *, steady: bool = False) -> list[float]:
+        """pytest-benchmark's per-round times (`stats.data`) when saved, else []; `steady`: without the
+        warm-up rounds (a training benchmark's rounds are its epochs, the first flagged `warmup`)."""
         data = self.stats.get("data")
         if not isinstance(data, list):
             return []
-        return [v for v in (as_number(x) for x in data) if v is not None]
+        warmup = self.warmup_flags() if steady else []
+        if len(warmup) != len(data):
+            warmup = [False] * len(data)  # no per-epoch records to say which rounds were warm-up
+        return [v for v, w in zip((as_number(x) for x in data), warmup) if v is not None and not w]
+
+    def warmup_flags(self) -> list[bool]:
+        """Per epoch record: whether it is a warm-up epoch (`warmup` True)."""
+        return [r.get("warmup") is True for r in self.epochs()]
 
     def stat(self, key: str) -> float | None:
         return as_number(self.stats.get(key))

@@ -8,7 +8,7 @@ missing and prove it can be written, raising `LabError` with one line.
 `RunLog` appends each finished benchmark to a JSON-lines file beside the JSON
 as it finishes (one `write` + fsync per line), so a run killed by SIGKILL, a
 time box, or a disk that fills at the end still keeps what it measured;
-`benchjson.load_run` reads such a file like the JSON. No torch here.
+`results.runs.load_run` reads such a file like the JSON. No torch here.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import LabError
+from ..errors import LabError
 
 LOG_SUFFIX = ".jsonl"
 

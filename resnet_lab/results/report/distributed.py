@@ -1,78 +1,20 @@
-"""The answer sheet's data-parallel sections: D1-D5 and the scaling model, read from saved runs.
+"""The answer sheet's data-parallel sections: D1-D5, read from saved runs.
 
-Called by `report.answer_sheet`; `resnet-lab scaling` reuses the scaling part. Nothing here
+The scaling model's section is `scaling.py` (`resnet-lab scaling` reuses it). Nothing here
 measures anything or imports torch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-from . import plots_distributed
-from .benchjson import Bench, Run, as_number
-from .distributed.scaling import GB, BACKWARD_FRACTION, ScalingInputs, predict, relative_error, ring_bytes_per_rank, scaling_table
-from .report import NR, fmt_int, fmt_loss, fmt_num, fmt_pct, fmt_rate, fmt_s, md_table, not_run, sources_line
-
-if TYPE_CHECKING:
-    from .report import Figures
-
-D_GROUPS = ("D1", "D2", "D3", "D4", "D5")
-MODEL_WORLD_SIZES = (1, 2, 4, 8)
-# Bus bandwidth of an allreduce over NVLink between H100s, as published nccl-tests runs report it
-# (about 370 GB/s); used for GPU predictions where no D4 of that device was measured.
-PUBLISHED_NVLINK_BUSBW = 370.0
-
-
-def found(runs: Sequence[Run], group: str) -> list[tuple[Run, Bench]]:
-    return [(run, b) for run in runs for b in run.group(group)]
-
-
-def param(bench: Bench, key: str) -> Any:
-    value = bench.params.get(key)
-    return bench.extra(key) if value is None else value
-
-
-def device_of(bench: Bench) -> str:
-    return str(bench.extra("device") or param(bench, "device") or NR)
-
-
-def ranks_of(bench: Bench) -> int:
-    return int(as_number(bench.extra("world_size")) or as_number(param(bench, "world_size")) or 1)
-
-
-def batch_of(bench: Bench) -> int | None:
-    value = as_number(bench.extra("batch_per_rank")) or as_number(param(bench, "batch_per_rank"))
-    return int(value) if value is not None else None
-
-
-def steps(bench: Bench) -> int | None:
-    value = as_number(bench.extra("batches_per_epoch"))
-    return int(value) if value else None
-
-
-def per_step(bench: Bench, key: str) -> float | None:
-    value, count = bench.number(key), steps(bench)
-    return value / count if value is not None and count else None
-
-
-def fmt_pct_signed(value: float | None) -> str:
-    return NR if value is None else f"{100 * value:+.1f} %"
-
-
-def fmt_share(value: float | None) -> str:
-    """A fraction as percent; unlike report.fmt_pct, values above 1 (efficiency, shares) stay fractions."""
-    return NR if value is None else f"{100 * value:.1f} %"
-
-
-def fmt_ms(seconds: float | None) -> str:
-    return NR if seconds is None else f"{1e3 * seconds:.2f}"
-
-
-def oom(bench: Bench) -> bool:
-    return bench.extra("out_of_memory") is True
-
+from ...distributed.scaling import GB, ring_bytes_per_rank, scaling_table
+from ...suite import groups
+from .. import plots_distributed
+from ..runs import Bench, Run, as_number
+from .dvalues import MODEL_WORLD_SIZES, batch_of, device_of, fmt_ms, fmt_share, found, oom, per_step, ranks_of, steps
+from .format import NR, Figures, fmt_int, fmt_loss, fmt_num, fmt_pct, fmt_rate, fmt_s, md_table, not_run, sources_line
+from .scaling import scaling_inputs
 
 # ----------------------------------------------------------------------------- D1
 
@@ -87,9 +29,9 @@ def d1_section(runs: Sequence[Run]) -> list[str]:
         "× the steps of one pass over the training set (the smoke preset caps epochs at a few batches).",
         "",
     ]
-    benches = found(runs, "D1")
+    benches = found(runs, groups.D1)
     if not benches:
-        return lines + not_run("D1", runs)
+        return lines + not_run(groups.D1, runs)
     lines += sources_line(run for run, _ in benches)
     for device in dict.fromkeys(device_of(b) for _, b in benches):
         rows, fits, failed = [], [], []
@@ -126,7 +68,7 @@ def d1_section(runs: Sequence[Run]) -> list[str]:
 
 
 def d1_step(runs: Sequence[Run], device: str, batch: int | None) -> float | None:
-    for _, b in found(runs, "D1"):
+    for _, b in found(runs, groups.D1):
         if device_of(b) == device and batch_of(b) == batch and not oom(b):
             return b.number("step_s")
     return None
@@ -134,9 +76,9 @@ def d1_step(runs: Sequence[Run], device: str, batch: int | None) -> float | None
 
 def d2_section(runs: Sequence[Run], figures: Figures) -> list[str]:
     lines = ["## D2: speedup with more ranks (DistributedDataParallel)", ""]
-    benches = found(runs, "D2")
+    benches = found(runs, groups.D2)
     if not benches:
-        return lines + not_run("D2", runs)
+        return lines + not_run(groups.D2, runs)
     note = next((b.extra("scaling_note") for _, b in benches if b.extra("scaling_note")), None)
     lines += [
         f"**Weak scaling.** {note[0].upper() + note[1:] if isinstance(note, str) else NR}. Speedup = images/s with N ranks ÷ images/s of D1 "
@@ -159,7 +101,7 @@ def d2_section(runs: Sequence[Run], figures: Figures) -> list[str]:
     if cpu:
         run, b = cpu[0]
         cores = run.machine().cpu_count
-        d1_threads = next((x.extra("threads_per_rank") for _, x in found(runs, "D1") if device_of(x) == "cpu"), None)
+        d1_threads = next((x.extra("threads_per_rank") for _, x in found(runs, groups.D1) if device_of(x) == "cpu"), None)
         lines += [
             f"**What a CPU \"speedup\" measures.** The ranks shared the {fmt_int(cores)} cores of one CPU "
             f"({fmt_int(b.extra('threads_per_rank'))} thread(s) per rank; D1 ran one process with {fmt_int(d1_threads)}). "
@@ -204,9 +146,9 @@ def d3_section(runs: Sequence[Run], figures: Figures) -> list[str]:
         "Where the two methods differ, D1's process was not a fair compute baseline for a rank (other threads, other contention).",
         "",
     ]
-    benches = found(runs, "D3")
+    benches = found(runs, groups.D3)
     if not benches:
-        return lines + not_run("D3", runs)
+        return lines + not_run(groups.D3, runs)
     lines += sources_line(run for run, _ in benches)
     rows, labels, compute, comm = [], [], [], []
     for _, b in sorted(benches, key=lambda rb: (device_of(rb[1]), batch_of(rb[1]) or 0, ranks_of(rb[1]))):
@@ -253,9 +195,9 @@ def d4_section(runs: Sequence[Run]) -> list[str]:
         "each rank's link. Time per allreduce: median over rounds of back-to-back operations, each round the slowest rank's.",
         "",
     ]
-    benches = found(runs, "D4")
+    benches = found(runs, groups.D4)
     if not benches:
-        return lines + not_run("D4", runs)
+        return lines + not_run(groups.D4, runs)
     lines += sources_line(run for run, _ in benches)
     rows = []
     for _, b in benches:
@@ -266,7 +208,7 @@ def d4_section(runs: Sequence[Run]) -> list[str]:
         ])
     lines += md_table(["device", "backend", "ranks", "size", "bytes", "ms per allreduce", "algbw (GB/s)", "busbw (GB/s)", "ring bytes per rank"], rows)
     util = []
-    for _, d3 in found(runs, "D3"):
+    for _, d3 in found(runs, groups.D3):
         bw = gradient_bandwidth(runs, device_of(d3), ranks_of(d3))
         gradient_bytes = as_number(d3.extra("gradient_bytes"))
         hook = per_step(d3, "allreduce_s")
@@ -293,7 +235,7 @@ def d4_section(runs: Sequence[Run]) -> list[str]:
 
 def gradient_bandwidth(runs: Sequence[Run], device: str, ranks: int) -> Bench | None:
     """D4's all-gradients benchmark for (device, ranks), the last one found."""
-    match = [b for _, b in found(runs, "D4") if device_of(b) == device and ranks_of(b) == ranks and b.extra("size") == "gradients"]
+    match = [b for _, b in found(runs, groups.D4) if device_of(b) == device and ranks_of(b) == ranks and b.extra("size") == "gradients"]
     return match[-1] if match else None
 
 
@@ -308,15 +250,15 @@ def d5_section(runs: Sequence[Run]) -> list[str]:
         "(0.1), and scaled linearly with the global batch after a linear warm-up (Goyal et al., 2017).",
         "",
     ]
-    benches = found(runs, "D5")
+    benches = found(runs, groups.D5)
     if not benches:
-        return lines + not_run("D5", runs, "D5 trains five full epochs: it runs in the full preset only.")
+        return lines + not_run(groups.D5, runs, "D5 trains five full epochs: it runs in the full preset only.")
     lines += sources_line(run for run, _ in benches)
     rows = []
     for _, b in benches:
         rows.append([
             str(b.extra("d5_run") or NR), device_of(b), str(ranks_of(b)), fmt_int(batch_of(b)), fmt_int(b.extra("global_batch")),
-            str(param(b, "lr_rule") or NR), fmt_num(b.number("lr"), 4), fmt_loss(b.number("loss")), fmt_pct(b.number("top1")),
+            str(b.param("lr_rule") or NR), fmt_num(b.number("lr"), 4), fmt_loss(b.number("loss")), fmt_pct(b.number("top1")),
             fmt_pct(b.number("test_top1")), fmt_s(b.number("epoch_s")),
         ])
     lines += md_table(["run", "device", "ranks", "batch/rank", "global batch", "lr rule", "final lr", "final loss", "train top-1",
@@ -324,139 +266,6 @@ def d5_section(runs: Sequence[Run]) -> list[str]:
     return lines
 
 
-# ----------------------------------------------------------------------------- the scaling model
-
-
-@dataclass(frozen=True)
-class Overrides:
-    """Figures given on the command line instead of read from runs (None: from the runs)."""
-
-    step_s: float | None = None
-    busbw_gb_per_s: float | None = None
-    gradient_bytes: int | None = None
-    images: int | None = None
-    backward_fraction: float = BACKWARD_FRACTION
-    ranks_share_device: bool | None = None
-    last_bucket_bytes: int | None = None
-
-
-def scaling_inputs(runs: Sequence[Run], device: str, batch: int, overrides: Overrides = Overrides()) -> tuple[ScalingInputs | None, list[str]]:
-    """The model's inputs for (device, batch) from D1 / D4 / D3 of the runs and the overrides, with where each came from."""
-    d1 = next((b for _, b in found(runs, "D1") if device_of(b) == device and batch_of(b) == batch and not oom(b)), None)
-    step = overrides.step_s if overrides.step_s is not None else (d1.number("step_s") if d1 else None)
-    gradient = overrides.gradient_bytes or (as_number(d1.extra("gradient_bytes")) if d1 else None) or next(
-        (as_number(b.extra("gradient_bytes")) for g in ("D2", "D3") for _, b in found(runs, g) if b.extra("gradient_bytes")), None)
-    bandwidths = sorted((b for _, b in found(runs, "D4") if device_of(b) == device and b.extra("size") == "gradients"), key=ranks_of)
-    busbw, source = overrides.busbw_gb_per_s, "given"
-    if busbw is None and bandwidths:
-        busbw, source = bandwidths[-1].number("busbw_gb_per_s"), f"D4, {bandwidths[-1].extra('backend')}, {ranks_of(bandwidths[-1])} ranks"
-    elif busbw is None and device.startswith("cuda"):
-        busbw, source = PUBLISHED_NVLINK_BUSBW, "published nccl-tests NVLink H100 figure, not measured here"
-    last = overrides.last_bucket_bytes or next(
-        (as_number(b.extra("last_bucket_bytes")) for _, b in found(runs, "D3") if device_of(b) == device and b.extra("last_bucket_bytes")), None)
-    images = overrides.images or (as_number(d1.extra("train_images")) if d1 else None) or 50_000
-    share = overrides.ranks_share_device if overrides.ranks_share_device is not None else device == "cpu"
-    missing = [name for name, v in (("D1 step (or --step-s)", step), ("gradient bytes", gradient), ("bus bandwidth (D4 or --busbw)", busbw)) if not v]
-    if missing:
-        return None, [f"missing: {', '.join(missing)}"]
-    inputs = ScalingInputs(
-        step_s=float(step), batch_per_rank=batch, gradient_bytes=int(gradient), busbw_gb_per_s=float(busbw), images=int(images),  # type: ignore[arg-type]
-        backward_fraction=overrides.backward_fraction, last_bucket_bytes=int(last) if last else None, ranks_share_device=share,
-    )
-    notes = [
-        f"compute: {'given' if overrides.step_s is not None else 'D1'} step {fmt_s(step)} s at batch {batch} on {device}",
-        f"gradients: {fmt_int(gradient)} bytes; last bucket {fmt_int(last) if last else 'all of them (no D3, none given)'}",
-        f"bus bandwidth: {fmt_num(busbw, 4)} GB/s ({source})",
-        f"ranks share one device: {'yes (one CPU)' if share else 'no (one device per rank)'}; backward share of a step {overrides.backward_fraction:.2f}",
-    ]
-    return inputs, notes
-
-
-def validation_rows(runs: Sequence[Run], device: str, batch: int, inputs: ScalingInputs) -> list[dict[str, Any]]:
-    """The model against each measured DDP step (D2, and D3's synced pass) at (device, batch).
-
-    `compute` says where the model's compute came from: "D1" (the prediction proper) or "D3 no_sync"
-    (the compute measured inside the ranks, so only the communication part is modelled).
-    """
-    rows = []
-    rank_compute = {
-        ranks_of(b): per_step(b, "nosync_training_s")
-        for _, b in found(runs, "D3") if device_of(b) == device and batch_of(b) == batch and per_step(b, "nosync_training_s")
-    }
-    for group, key in (("D2", "step_s"), ("D3", "ddp_training_s")):
-        for run, b in found(runs, group):
-            if device_of(b) != device or batch_of(b) != batch or ranks_of(b) < 2:
-                continue
-            measured = b.number(key) if key == "step_s" else per_step(b, key)
-            if not measured:
-                continue
-            models = [("D1", predict(inputs, ranks_of(b)))]
-            if rank_compute.get(ranks_of(b)):
-                local = ScalingInputs(**{**inputs.__dict__, "step_s": rank_compute[ranks_of(b)], "ranks_share_device": False})
-                models.append(("D3 no_sync", predict(local, ranks_of(b))))
-            for compute, model in models:
-                rows.append({
-                    "group": group, "run": run.label, "ranks": ranks_of(b), "compute": compute, "measured_step_s": measured,
-                    "no_overlap_s": model["step_no_overlap_s"], "overlap_s": model["step_overlap_s"],
-                    "error_no_overlap": relative_error(float(model["step_no_overlap_s"]), measured),
-                    "error_overlap": relative_error(float(model["step_overlap_s"]), measured),
-                })
-    return rows
-
-
-def scaling_lines(runs: Sequence[Run], device: str, batch: int, world_sizes: Sequence[int], overrides: Overrides = Overrides()) -> list[str]:
-    """The prediction table for (device, batch) and, where the runs measured it, the model's error."""
-    inputs, notes = scaling_inputs(runs, device, batch, overrides)
-    lines = [f"### {device}, batch {batch} per rank", ""]
-    if inputs is None:
-        return lines + [f"Not modelled: {notes[0]}.", ""]
-    lines += ["Inputs: " + "; ".join(notes) + ".", ""]
-    rows = []
-    for r in scaling_table(inputs, list(world_sizes)):
-        rows.append([
-            str(r["world_size"]), fmt_int(r["global_batch"]), fmt_s(r["compute_s"]), fmt_s(r["allreduce_s"]), fmt_s(r["step_no_overlap_s"]),
-            fmt_s(r["step_overlap_s"]), fmt_s(r["epoch_no_overlap_s"]), fmt_s(r["epoch_overlap_s"]),
-            f"{fmt_num(r['speedup_no_overlap'], 3)} / {fmt_num(r['speedup_overlap'], 3)}",
-            f"{fmt_share(r['efficiency_no_overlap'])} / {fmt_share(r['efficiency_overlap'])}",
-        ])
-    lines += md_table(["ranks", "global batch", "compute (s/step)", "allreduce (s/step)", "step, no overlap (s)", "step, overlap (s)",
-                       "epoch, no overlap (s)", "epoch, overlap (s)", "speedup (no overlap / overlap)", "efficiency (no overlap / overlap)"], rows)
-    checks = validation_rows(runs, device, batch, inputs)
-    if checks:
-        lines += ["Against the measurements (model compute from D1: the prediction; from D3's no_sync passes: the compute "
-                  "measured inside the ranks, so the error is the communication model's alone):", ""]
-        lines += md_table(["measured in", "ranks", "model compute from", "measured (s/step)", "model, no overlap (s/step)", "error",
-                           "model, overlap (s/step)", "error"], [
-            [f"{c['group']} (`{c['run']}`)", str(c["ranks"]), c["compute"], fmt_s(c["measured_step_s"]), fmt_s(c["no_overlap_s"]),
-             fmt_pct_signed(c["error_no_overlap"]), fmt_s(c["overlap_s"]), fmt_pct_signed(c["error_overlap"])] for c in checks
-        ])
-    else:
-        lines += ["No DDP measurement at this batch to check the model against: the figures above are predictions.", ""]
-    return lines
-
-
-def scaling_section(runs: Sequence[Run]) -> list[str]:
-    lines = [
-        "## Scaling model: epoch time and efficiency for N ranks",
-        "",
-        "Per step and rank (weak scaling): compute c = D1's step × (N if the N ranks share one device, as CPU ranks on one "
-        "host do; 1 with a device per rank); allreduce a = 2(N−1)/N × gradient bytes ÷ busbw; without overlap t = c + a; with "
-        "overlap t = c + max(a_last, a − f × c), since DDP reduces buckets while backward (a share f of the step) runs and only "
-        "the last bucket waits for backward to end. Epoch = ⌈images ÷ (N × batch)⌉ × t. Error = (model − measured) ÷ measured.",
-        "",
-    ]
-    d1 = [(run, b) for run, b in found(runs, "D1") if not oom(b)]
-    if not d1:
-        return lines + not_run("D1", runs, "The model starts from D1's measured step time (or use `resnet-lab scaling --step-s`).")
-    lines += sources_line(run for g in ("D1", "D2", "D3", "D4") for run, _ in found(runs, g))
-    pairs = dict.fromkeys((device_of(b), batch_of(b)) for _, b in d1 if batch_of(b))
-    for device, batch in pairs:
-        sizes = sorted(set(MODEL_WORLD_SIZES) | {ranks_of(b) for g in ("D2", "D3") for _, b in found(runs, g) if device_of(b) == device})
-        lines += scaling_lines(runs, device, batch, sizes)  # type: ignore[arg-type]
-    return lines
-
-
-def sections(runs: Sequence[Run], figures: Figures) -> list[str]:
-    """Every D section, in the lab's order, then the scaling model."""
-    return d1_section(runs) + d2_section(runs, figures) + d3_section(runs, figures) + d4_section(runs) + d5_section(runs) + scaling_section(runs)
-
+def section(runs: Sequence[Run], figures: Figures) -> list[str]:
+    """Every D section, in the lab's order (the scaling model follows as its own section, scaling.py)."""
+    return d1_section(runs) + d2_section(runs, figures) + d3_section(runs, figures) + d4_section(runs) + d5_section(runs)

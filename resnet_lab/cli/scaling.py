@@ -1,6 +1,6 @@
 """`resnet-lab scaling [RUN ...]`: the scaling model's epoch time and efficiency for N ranks, and its error.
 
-A thin shell over `report_distributed` (which reads runs) and `distributed.scaling` (the model):
+A thin shell over `results/report/scaling.py` (which reads runs) and `distributed/scaling.py` (the model):
 compute time from D1, bandwidth from D4, the last bucket from D3, unless given on the command
 line; with no run at all, `--step-s`, `--batch-per-rank` and `--busbw` say everything.
 """
@@ -11,9 +11,11 @@ import argparse
 from dataclasses import replace
 
 from ..argtypes import positive_int
-from ..benchjson import DEFAULT_STORAGE, load_runs
 from ..errors import LabError
-from ..report_distributed import MODEL_WORLD_SIZES, Overrides, batch_of, device_of, found, oom, scaling_lines
+from ..results.report.dvalues import MODEL_WORLD_SIZES, batch_of, device_of, found, oom
+from ..results.report.scaling import Overrides, scaling_lines
+from ..results.runs import DEFAULT_STORAGE, load_runs
+from ..suite import groups
 
 
 def _positive_float(text: str) -> float:
@@ -82,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
         pairs = [(args.device or "cuda", args.batch_per_rank)]
     else:
         pairs = list(dict.fromkeys(
-            (device_of(b), batch_of(b)) for _, b in found(runs, "D1")
+            (device_of(b), batch_of(b)) for _, b in found(runs, groups.D1)
             if not oom(b) and (args.device is None or device_of(b) == args.device) and (args.batch_per_rank in (None, batch_of(b)))
         ))
         if not pairs and args.step_s is not None and args.batch_per_rank is not None:

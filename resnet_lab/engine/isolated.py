@@ -1,0 +1,144 @@
+"""A LabRun in a spawned process of its own, for a run that changes process-wide state for good.
+
+C8 `best` on a CPU tunes malloc (hostalloc.py), which cannot be undone: run in the pytest
+process, it would change every figure measured after it. `IsolatedRun` builds the data and the
+LabRun in a fresh process from their frozen configs and trains one epoch per request; the
+parent's pytest-benchmark round sends the request and waits for the epoch's record, so rounds
+still time epochs (the pipe's round trip is milliseconds against epochs of seconds) and the
+order of benchmarks no longer matters. The child's peak memory and numerics are its own, and
+are recorded as the benchmark's.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+import torch
+
+from ..data import DataConfig, load_datasets
+from ..errors import DivergenceError, LabError
+from ..machine import numerics_state
+from ..perf.memory import peaks_record, start_peaks
+from .loop import summarize
+from .run import LabRun, RunConfig
+from .workers import LoaderWorkerError
+
+POLL_S = 0.5  # how often a waiting parent checks that the child is still alive
+CLOSE_S = 10.0  # how long a closing child may take to finish before it is terminated
+_KNOWN = (LabError, DivergenceError, LoaderWorkerError)  # errors whose message says all; re-raised as they are
+
+
+class IsolatedRun:
+    """`LabRun`'s interface (run_epoch, evaluate, summary, records), trained in a spawned process."""
+
+    def __init__(self, config: RunConfig, data: DataConfig, *, with_test: bool = False) -> None:
+        self.config = config
+        self.device = torch.device(config.device)
+        self.records: list[dict[str, object]] = []
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of this process's state
+        self._conn, child = context.Pipe()
+        # Not a daemon: the child's own DataLoader workers are its children.
+        self._process = context.Process(target=_serve, args=(child, config, data, with_test), name="resnet-lab-isolated-run")
+        self._process.start()
+        child.close()
+        ready = self._receive()
+        self.pid: int = ready["pid"]
+        self.host_alloc: dict[str, object] = ready["host_alloc"]
+
+    def run_epoch(self) -> dict[str, object]:
+        record = self._ask("epoch")
+        self.records.append(record)
+        return record
+
+    def evaluate(self) -> dict[str, object]:
+        return self._ask("evaluate")
+
+    def process_state(self) -> dict[str, object]:
+        """The child's peak memory since its run was built, and the numerics in force there."""
+        return self._ask("state")
+
+    def summary(self) -> dict[str, object]:
+        return summarize(self.records)
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            try:
+                self._conn.send("close")
+            except (BrokenPipeError, OSError):
+                pass
+            self._process.join(CLOSE_S)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join()
+        self._conn.close()
+
+    def __enter__(self) -> IsolatedRun:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _ask(self, command: str) -> Any:
+        self._conn.send(command)
+        return self._receive()
+
+    def _receive(self) -> Any:
+        while not self._conn.poll(POLL_S):
+            if not self._process.is_alive():
+                break
+        try:
+            status, payload = self._conn.recv()
+        except (EOFError, OSError):
+            self._process.join(CLOSE_S)
+            raise RuntimeError(f"the isolated run's process {self._process.pid} died (exit code {self._process.exitcode}); "
+                               "a negative code is the signal that killed it, SIGKILL (-9) often the out-of-memory killer") from None
+        if status == "error":
+            raise payload
+        return payload
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """`exc` as the parent can raise it: itself where its message says all, else with the child's traceback."""
+    if isinstance(exc, _KNOWN):
+        try:
+            pickle.loads(pickle.dumps(exc))
+            return exc
+        except Exception:  # noqa: BLE001 - any pickling failure: fall back to the text
+            pass
+    return RuntimeError("in the isolated run's process:\n" + "".join(traceback.format_exception(exc)).rstrip())
+
+
+def _serve(conn: Connection, config: RunConfig, data: DataConfig, with_test: bool) -> None:
+    """The child: build the data and the run, then answer requests until told to close or orphaned."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to act on; it closes this process
+    try:
+        train_set, test_set = load_datasets(data)
+        device = torch.device(config.device)
+        since = start_peaks(device)
+        run = LabRun(config, train_set, test_set if with_test else None)
+        conn.send(("ok", {"pid": os.getpid(), "host_alloc": run.host_alloc}))
+    except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent, which raises it
+        conn.send(("error", _portable(exc)))
+        return
+    commands = {
+        "epoch": run.run_epoch,
+        "evaluate": run.evaluate,
+        "state": lambda: {**peaks_record(device, since), **numerics_state()},
+    }
+    while True:
+        try:
+            command = conn.recv()
+        except EOFError:
+            return  # the parent is gone
+        if command == "close":
+            return
+        try:
+            conn.send(("ok", commands[command]()))
+        except BaseException as exc:  # noqa: BLE001
+            conn.send(("error", _portable(exc)))

@@ -1,0 +1,79 @@
+"""C1/C2: where an epoch goes, phase by phase, per epoch and on average."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ...suite import groups
+from .. import plots
+from ..runs import Run, as_number
+from .format import NR, Figures, fmt_int, fmt_loss, fmt_pct, fmt_rate, fmt_s, from_line, md_table, not_run
+from .values import PHASES, epoch_time, last_value, phase_mean
+
+def section(runs: Sequence[Run], figures: Figures) -> list[str]:
+    lines = [
+        "## C1/C2: where an epoch goes (data loading, training, total)",
+        "",
+        "Data loading is the time spent waiting for the next batch, excluding the host→device copy; "
+        "training is forward, loss, backward and optimizer step, device-synchronized; metric bookkeeping "
+        "(loss.item(), accuracy) is timed apart. Top-1 is the fraction of correct argmax over every "
+        "training sample seen in the epoch (C1). Times in seconds.",
+        "",
+    ]
+    benches = [(run, b) for run in runs for b in run.group(groups.C2)]
+    if not benches:
+        return lines + not_run(groups.C2, runs)
+    for index, (run, bench) in enumerate(benches, 1):
+        lines += [f"### {bench.param_text}", "", from_line(run, bench), ""]
+        records = bench.epochs()
+        rows = []
+        for r in records:
+            rows.append([
+                str(r.get("epoch", NR)), fmt_int(r.get("batches")), fmt_int(r.get("images")),
+                *(fmt_s(r.get(k)) for k in PHASES), fmt_s(r.get("epoch_s")), fmt_rate(r.get("images_per_s")),
+                fmt_loss(r.get("loss")), fmt_pct(r.get("top1")), "yes" if r.get("warmup") is True else "no",
+            ])
+        rows.append([
+            f"**mean over {len(records) or 'all'} epochs**", "", "",
+            *(fmt_s(phase_mean(bench, k)) for k in PHASES), fmt_s(epoch_time(bench)),
+            fmt_rate(phase_mean(bench, "images_per_s")), fmt_loss(last_value(bench, "loss")) + " (last)",
+            fmt_pct(last_value(bench, "top1")) + " (last)", "",
+        ])
+        if len(records) > 1 and any(r.get("warmup") is True for r in records):
+            rows.append([
+                "**mean without warm-up**", "", "",
+                *(fmt_s(phase_mean(bench, k, skip_warmup=True)) for k in PHASES),
+                fmt_s(phase_mean(bench, "epoch_s", skip_warmup=True)),
+                fmt_rate(phase_mean(bench, "images_per_s", skip_warmup=True)), "", "", "",
+            ])
+        lines += md_table(
+            ["epoch", "batches", "images", "start-up (s)", "load (s)", "copy (s)", "train (s)", "metrics (s)", "shutdown (s)", "epoch (s)", "images/s",
+             "loss", "top-1", "warm-up"],
+            rows,
+        )
+        if bench.number("test_top1") is not None:
+            lines += [f"Test set after the last epoch: loss {fmt_loss(bench.number('test_loss'))}, top-1 {fmt_pct(bench.number('test_top1'))}.", ""]
+        plotted = phase_series(records)
+        if plotted:
+            epochs, phases = plotted
+            title = f"C2 phases per epoch ({bench.param_text}, {run.label})"
+            lines += figures.add(f"c2_phases_{index}_{bench.param_text}", title, lambda p: plots.phase_breakdown(p, epochs, phases, title))
+    return lines
+
+
+def phase_series(records: Sequence[dict[str, Any]]) -> tuple[list[int], dict[str, list[float]]] | None:
+    """Per-epoch phase seconds for the stacked plot, with `other_s` = epoch - phases (>= 0)."""
+    rows = [r for r in records if as_number(r.get("epoch_s")) is not None]
+    if not rows:
+        return None
+    epochs = [int(as_number(r.get("epoch")) or i) for i, r in enumerate(rows, 1)]
+    phases: dict[str, list[float]] = {}
+    for key in PHASES:
+        values = [as_number(r.get(key)) for r in rows]
+        if all(v is not None for v in values):
+            phases[key] = [float(v) for v in values]  # type: ignore[arg-type]
+    phases["other_s"] = [
+        max(0.0, float(r["epoch_s"]) - sum(phases[k][i] for k in phases)) for i, r in enumerate(rows)
+    ]
+    return epochs, phases

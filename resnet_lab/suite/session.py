@@ -1,0 +1,256 @@
+"""The benchmark session as a pytest plugin: fixtures, parametrization and session hooks shared by
+every benchmark module (no measurement logic here).
+
+benchmarks/conftest.py imports these names, so they apply to benchmarks/ only. Through
+pytest-benchmark's public API: each benchmark's group and a device-synchronizing timer through
+its `benchmark` marker, data through `extra_info`, the figures that compare benchmarks in
+`pytest_benchmark_update_json`, unfinished benchmarks dropped in a `pytest_benchmark_generate_json`
+wrapper.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+import torch
+
+from ..data import load_datasets
+from ..distributed.bench import DState
+from ..engine.clock import synced_timer
+from ..errors import LabError
+from ..machine import environment_info
+from ..perf.variants import device_peaks
+from ..results.answers import short_answers
+from ..results.derived import add_cross_benchmark_figures
+from ..results.runs import SCHEMA_VERSION, parse_run, storage_root
+from .options import LabOptions
+from .outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for, option_path
+from .sweep import SweepState, lab_record
+
+__all__ = [  # what benchmarks/conftest.py loads
+    "pytest_generate_tests", "pytest_collection_modifyitems", "pytest_configure", "lab_options", "lab_data", "sweep", "c32",
+    "peak_flops", "d_state", "pytest_benchmark_update_machine_info", "pytest_benchmark_update_json",
+    "pytest_benchmark_generate_json", "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_terminal_summary",
+]
+
+CUDA_SKIP = "CUDA is not available here (torch.cuda.is_available() is False); run on a GPU machine or pass --lab-device cpu"
+RUN_LOG = pytest.StashKey[RunLog]()
+FINISHED = pytest.StashKey[list]()  # the finished benchmarks' JSON records, in order
+SWEEP = pytest.StashKey[SweepState]()
+PEAKS = pytest.StashKey[dict]()  # device -> measured matmul peaks (speed.device_peaks)
+
+
+def device_param(device: str):
+    marks = []
+    if device.startswith("cuda"):
+        marks = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason=CUDA_SKIP)]
+    return pytest.param(device, id=f"device={device}", marks=marks)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # tryfirst: device is parametrized before module-level marks, so ids read [device=cpu-workers=4].
+    options: LabOptions = metafunc.config.lab_options  # type: ignore[attr-defined]
+    if "device" in metafunc.fixturenames and not getattr(metafunc.module, "PARAMETRIZES_DEVICE", False):
+        metafunc.parametrize("device", [device_param(d) for d in options.devices])
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = session.config.rootpath / "benchmarks"
+    for item in items:
+        if item.path.is_relative_to(here):
+            time_with_device_clock(item)
+
+
+def time_with_device_clock(item: pytest.Item) -> None:
+    """Every round is timed by a clock that synchronizes the benchmark's device (CUDA kernels are
+    asynchronous), through pytest-benchmark's public `benchmark` marker: its group plus that timer."""
+    marker = item.get_closest_marker("benchmark")
+    if marker is None or "timer" in marker.kwargs:
+        return
+    device = str(getattr(getattr(item, "callspec", None), "params", {}).get("device", "cpu"))
+    item.add_marker(pytest.mark.benchmark(**marker.kwargs, timer=synced_timer(device)), append=False)
+
+
+def benchmark_json_path(config: pytest.Config):
+    return option_path(config.getoption("benchmark_json", None))
+
+
+def prepare_outputs(config: pytest.Config) -> None:
+    """Create every output folder and prove it writable now, not after the benchmarks have run."""
+    json_path = benchmark_json_path(config)
+    if json_path is not None:
+        ensure_writable_file(json_path, "--benchmark-json")
+        config.stash[RUN_LOG] = RunLog(ensure_writable_file(log_path_for(json_path), "--benchmark-json's run log"))
+    if config.getoption("benchmark_save", None) or config.getoption("benchmark_autosave", None):
+        ensure_writable_dir(storage_root(str(config.getoption("benchmark_storage"))), "--benchmark-storage")
+    ensure_writable_dir(config.getoption("lab_out"), "--lab-out")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-benchmark turns itself off under xdist and would record nothing; refuse instead.
+    if config.pluginmanager.hasplugin("xdist") and (config.getoption("numprocesses", None) or config.getoption("dist", "no") != "no"):
+        raise pytest.UsageError(
+            "benchmarks must not run under pytest-xdist (-n/--dist): pytest-benchmark disables itself there "
+            "and parallel runs would share the CPU cores being measured. Run `pytest benchmarks` without -n."
+        )
+    try:
+        prepare_outputs(config)
+    except LabError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[FINISHED] = []
+    config.stash[SWEEP] = SweepState()
+    config.stash[PEAKS] = {}
+
+
+@pytest.fixture(scope="session")
+def lab_options(pytestconfig: pytest.Config) -> LabOptions:
+    return pytestconfig.lab_options  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def lab_data(lab_options: LabOptions):
+    """(train, test) datasets, built once per session for every parametrization."""
+    return load_datasets(lab_options.data_config)
+
+
+@pytest.fixture(scope="session")
+def sweep(pytestconfig: pytest.Config) -> SweepState:
+    return pytestconfig.stash[SWEEP]
+
+
+@pytest.fixture(scope="session")
+def c32(sweep: SweepState, lab_data, lab_options: LabOptions) -> dict[str, object]:
+    """The C3.2 worker count of this run, the one step C4-C8 depend on: from C3 if it ran first and
+    measured whole epochs, else from a loader-only sweep run now; recorded in the JSON's `lab.c3_2`."""
+    return sweep.c32(lab_data[0], lab_options.c3_workers()[:5])
+
+
+@pytest.fixture(scope="session")
+def peak_flops(pytestconfig: pytest.Config):
+    """`peak_flops(device)`: the measured matmul peak per dtype of that device, calibrated once, on
+    first need (the MFU of C8's variants is against it), and recorded in the JSON's `lab.peaks`."""
+    peaks = pytestconfig.stash[PEAKS]
+
+    def calibrated(device: str) -> dict:
+        if device not in peaks:
+            peaks[device] = device_peaks(torch.device(device))
+        return peaks[device]
+
+    return calibrated
+
+
+def session_lab(config: pytest.Config) -> dict:
+    lab = lab_record(config.lab_options, config.stash.get(SWEEP, None))  # type: ignore[attr-defined]
+    lab["peaks"] = config.stash.get(PEAKS, {})
+    return lab
+
+
+@pytest.fixture(scope="session")
+def d_state():
+    """D1's answers and the rank groups D2-D5 share; every group is closed at the end of the session."""
+    state = DState()
+    yield state
+    state.close()
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    machine_info.update(environment_info())
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    output_json["schema_version"] = SCHEMA_VERSION
+    output_json["lab"] = session_lab(config)
+    add_cross_benchmark_figures(output_json["benchmarks"])
+    serves = config.stash[SWEEP].serves() if SWEEP in config.stash else {}
+    for bench in output_json["benchmarks"]:
+        if bench["name"] in serves:
+            bench["extra_info"]["serves"] = serves[bench["name"]]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_benchmark_generate_json(config: pytest.Config, benchmarks: list, include_data: bool, machine_info: dict, commit_info: dict):
+    # A run cut short (Ctrl-C, a time box) leaves the benchmark in flight with no rounds, and
+    # pytest-benchmark would then fail to write any JSON at all; keep every finished benchmark instead.
+    benchmarks[:] = [b for b in benchmarks if b.stats is not None and b.stats.data]
+    return (yield)
+
+
+def run_log_header(config: pytest.Config) -> dict:
+    import pytest_benchmark
+
+    machine_info = config.hook.pytest_benchmark_generate_machine_info(config=config)
+    config.hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
+    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
+    return {"machine_info": machine_info, "commit_info": commit_info, "datetime": datetime.now(timezone.utc).isoformat(),
+            "version": pytest_benchmark.__version__, "schema_version": SCHEMA_VERSION}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    if call.when != "call":
+        return report
+    fixture = getattr(item, "funcargs", {}).get("benchmark")
+    stats = getattr(fixture, "stats", None)
+    log = item.config.stash.get(RUN_LOG, None)
+    if stats is not None and stats.stats.data and not stats.has_error:
+        stats.extra_info["test_call_s"] = call.duration  # rounds + building the run + evaluation: what `estimate` needs
+        record = stats.as_dict(include_data=True)
+        item.config.stash[FINISHED].append(record)
+        if log is not None:
+            if log.lines == 0:
+                log.start(run_log_header(item.config))
+            log.benchmark(record)
+    if log is not None and log.lines:  # also after a question another run answered: lab.served grew
+        log.lab(session_lab(item.config))
+    return report
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
+    config = session.config
+    log = config.stash.get(RUN_LOG, None)
+    try:
+        result = yield  # pytest-benchmark writes the JSON in here
+    except OSError as exc:
+        # The error skipped pytest's own terminal summary (it runs inside this hook), so say it here, once.
+        kept = (f"the {len(config.stash[FINISHED])} finished benchmarks are in '{log.path}', which resnet-lab report and compare read"
+                if log and log.lines else "no benchmark had finished")
+        where = f": '{exc.filename}'" if exc.filename else ""
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            write_answers(config, reporter)
+            reporter.write_line(f"resnet-lab: error: could not write the benchmark results ({exc.strerror or exc}{where}); {kept}", red=True, bold=True)
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        return None
+    json_path = benchmark_json_path(config)
+    if log is not None and json_path is not None and json_path.exists():
+        log.discard()
+    return result
+
+
+def write_answers(config: pytest.Config, reporter) -> None:
+    finished = config.stash.get(FINISHED, [])
+    if not finished:
+        return
+    json_path = benchmark_json_path(config)
+    run = parse_run(json_path or config.rootpath, {"machine_info": {}, "benchmarks": finished, "lab": session_lab(config)},
+                    label=json_path.name if json_path else "this run")
+    reporter.section("the lab's short answers")
+    for line in short_answers(run):
+        reporter.write_line(line)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    write_answers(config, terminalreporter)
+    json_path = benchmark_json_path(config)
+    if not config.stash.get(FINISHED, []):
+        return
+    if json_path is not None:
+        terminalreporter.write_line(f"JSON: {json_path}; the answer sheet: resnet-lab report {json_path} --out {json_path.parent / 'report'}")
+    else:
+        terminalreporter.write_line("No JSON was saved: add --benchmark-json PATH to keep this run for resnet-lab report and compare")
