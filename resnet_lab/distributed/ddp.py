@@ -135,7 +135,7 @@ def combine_rank_records(records: list[dict[str, Any]]) -> dict[str, Any]:
             job[key] = sum(float(r[key]) * int(r["images"]) for r in records) / images
     job["per_class_top1"] = None  # per-class counts stay on each rank
     job["images_per_s"] = images / job["epoch_s"] if job.get("epoch_s") else float("inf")
-    job["ranks"] = [{k: r.get(k) for k in ("load_s", "copy_s", "train_s", "epoch_s", "images", "loss", "top1")} for r in records]
+    job["ranks"] = [{k: r.get(k) for k in ("startup_s", "load_s", "copy_s", "train_s", "epoch_s", "images", "loss", "top1")} for r in records]
     return job
 
 
@@ -270,7 +270,7 @@ class DataParallelRun(LabRun):
         self.step_model.train()
         batches, allreduce, buckets = 0, 0.0, []
         start = clock.now()
-        with deferred_interrupt():
+        with clock.region("startup"), deferred_interrupt():
             iterator = iter(self.train_loader)
         try:
             while self.config.max_batches is None or batches < self.config.max_batches:
@@ -312,7 +312,7 @@ class DataParallelRun(LabRun):
         if batches == 0:
             raise LabError("the training loader yielded no batches: is the dataset empty?")
         record: dict[str, Any] = {"epoch": epoch, "batches": batches, "images": metrics.images}
-        for part in ("load", "copy", "local", "synced", "update", "metrics"):
+        for part in ("startup", "load", "copy", "local", "synced", "update", "metrics"):
             record[f"{part}_s"] = clock.total(part)
         record["train_s"] = record["synced_s"] + record["update_s"]  # the DDP step, as train_s is elsewhere
         record["allreduce_s"] = allreduce
