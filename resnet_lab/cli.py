@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("resnet_lab.report", "turn benchmark JSON into the lab's answer sheet (markdown + plots)"),
     "compare": ("resnet_lab.compare", "compare two saved benchmark runs, noise-aware, with pass/fail thresholds"),
     "estimate": ("resnet_lab.estimate", "predict a preset's wall time on a machine from earlier runs there"),
+    "ab": ("resnet_lab.ab", "the regression gate: run base and working tree in alternation here, decide on paired ratios"),
 }
 
 

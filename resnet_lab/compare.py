@@ -156,6 +156,24 @@ def metric_value(bench: Bench, metric: Metric, stat: str) -> Value | None:
     return Value(_scale(metric, summary[stat]), _scale(metric, summary["iqr"]), int(summary["rounds"]))
 
 
+def unusable_figure(bench: Bench, metric: Metric, stat: str) -> str | None:
+    """Why `bench` has no usable `metric` ('not recorded', 'non-finite'), or None when it has one.
+
+    A NaN in any epoch counts: metric_value skips non-finite epochs, so a run that
+    diverged halfway would otherwise be judged on its finite epochs alone.
+    """
+    if metric.source == "stats":
+        raw = bench.stats.get("data") if isinstance(bench.stats.get("data"), list) else [bench.stats.get(stat)]
+    elif metric.source == "epochs" and any(metric.name in r for r in bench.epochs()):
+        raw = [r[metric.name] for r in bench.epochs() if metric.name in r]
+    else:
+        raw = [bench.extra_info.get(metric.name)]
+    raw = [v for v in raw if v is not None]
+    if not raw:
+        return "not recorded"
+    return None if all(as_number(v) is not None for v in raw) else "non-finite"
+
+
 # ---------------------------------------------------------------------------
 # pairing and checking
 # ---------------------------------------------------------------------------
@@ -195,13 +213,16 @@ class Check:
     threshold: Threshold
     bench: Bench
     old: Value
-    new: Value
+    new: Value | None  # None: NEW lacks the figure BASE has, or records it as NaN/inf (always a violation)
     violated: bool
     enforced: bool
     margin: float  # the noise margin applied (0 for quality)
+    problem: str = ""
 
     def line(self) -> str:
         t, m = self.threshold, self.threshold.metric
+        if self.new is None:
+            return f"{bench_label(self.bench)}: {m.name} {self.problem} in NEW (BASE {t.stat} {self.old.value:.4g})"
         change = self.new.value - self.old.value
         rel = f"{change / self.old.value:+.1%}" if self.old.value else "n/a"
         unit = {"s": " s", "%": " %", "": ""}[m.unit]
@@ -244,8 +265,12 @@ def run_checks(
     for threshold in thresholds:
         for base, new in pairs:
             old_v = metric_value(base, threshold.metric, threshold.stat)
+            if old_v is None:
+                continue
             new_v = metric_value(new, threshold.metric, threshold.stat)
-            if old_v is None or new_v is None:
+            problem = unusable_figure(new, threshold.metric, threshold.stat)
+            if new_v is None or problem:
+                checks.append(Check(threshold, new, old_v, None, True, True, 0.0, problem or "not recorded"))
                 continue
             if threshold.metric.kind == "timing":
                 violated, margin = timing_violation(threshold, old_v, new_v, noise_k, min_delta_s)
@@ -266,6 +291,16 @@ def machine_difference(base: Run, new: Run) -> str | None:
     if a.identity == b.identity:
         return None
     return f"BASE ran on {a.text}; NEW ran on {b.text}"
+
+
+VERSION_KEYS = ("torch", "cuda", "cudnn")
+
+
+def version_difference(base: Run, new: Run) -> str | None:
+    """`torch 2.14.1 vs 2.15.0` for the library versions (machine_info) that differ between the runs."""
+    diffs = [f"{k} {base.machine_info.get(k)} vs {new.machine_info.get(k)}" for k in VERSION_KEYS
+             if base.machine_info.get(k) != new.machine_info.get(k)]
+    return "; ".join(diffs) or None
 
 
 def workload_difference(base: Run, new: Run) -> str | None:
@@ -442,6 +477,9 @@ def compare_runs(
             warnings.append(f"different machines ({machines}); timing thresholds enforced anyway (--cross-machine)")
         else:
             warnings.append(f"different machines ({machines}); timing thresholds are not enforced (pass --cross-machine to enforce them), quality thresholds are")
+    versions = version_difference(base, new)
+    if versions:
+        warnings.append(f"different library versions ({versions}); the timings include that difference")
     workload = workload_difference(base, new)
     if workload:
         warnings.append(f"the runs did different work ({workload}); their timings measure different amounts of work")
@@ -456,7 +494,7 @@ def compare_runs(
     for threshold in thresholds:
         mine = [c for c in checks if c.threshold is threshold]
         bad = [c for c in mine if c.violated]
-        enforced = all(c.enforced for c in mine) if mine else True
+        enforced = all(c.enforced for c in mine if c.new is not None)
         note = "" if enforced else " (not enforced: different machines)"
         out.append(f"  {threshold.text}: {len(mine)} checked, {len(bad)} beyond it{note}")
         for check in bad:

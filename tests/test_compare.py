@@ -213,15 +213,43 @@ def test_group_filter(capsys, tmp_path, base_path):
     assert "test_c2_phases" not in out
 
 
-def test_missing_keys_are_not_recorded_not_a_crash(capsys, tmp_path, base_path):
+def bare_run(tmp_path):
     bare = make_run(seed=0)
     for b in bare["benchmarks"]:
         b["extra_info"] = {}
         b["stats"] = {"median": b["stats"]["median"]}
-    bare_path = write_run(tmp_path / "bare.json", bare)
-    rc, out, _ = run_cli(capsys, str(base_path), str(bare_path))
+    return write_run(tmp_path / "bare.json", bare)
+
+
+def test_figures_the_base_lacks_are_not_recorded_not_a_crash(capsys, tmp_path, base_path):
+    rc, out, _ = run_cli(capsys, str(bare_run(tmp_path)), str(base_path))
     assert rc == 0, out
     assert "not recorded" in out
+
+
+def test_figures_the_new_run_lacks_fail_with_their_names(capsys, tmp_path, base_path):
+    rc, out, _ = run_cli(capsys, str(base_path), str(bare_run(tmp_path)))
+    assert rc == 1, out
+    assert "FAIL C2 test_c2_phases[device=cpu]: train_s not recorded in NEW (BASE median " in out
+    assert "FAIL C6 test_c6_optimizer[device=cpu-optimizer=adam]: top1 not recorded in NEW" in out
+
+
+def test_a_non_finite_epoch_fails_with_its_name(capsys, tmp_path, base_path):
+    data = make_run(seed=0)
+    c2 = next(b for b in data["benchmarks"] if b["group"] == "C2")
+    c2["extra_info"]["epochs"][1]["train_s"] = float("nan")  # the other epoch is finite: its median alone would pass
+    rc, out, _ = run_cli(capsys, str(base_path), str(write_run(tmp_path / "nan.json", data)))
+    assert rc == 1, out
+    failing = [line.strip() for line in out.splitlines() if line.strip().startswith("FAIL")]
+    assert failing == [f"FAIL C2 test_c2_phases[device=cpu]: train_s non-finite in NEW (BASE median {metric_value(load_run(base_path).group('C2')[0], METRICS['train_s'], 'median').value:.4g})"]
+
+
+def test_different_library_versions_are_warned(capsys, tmp_path, base_path):
+    data = make_run(seed=0)
+    data["machine_info"].update(torch="2.15.0", cudnn=91100)
+    rc, _, err = run_cli(capsys, str(base_path), str(write_run(tmp_path / "newer.json", data)))
+    assert rc == 0
+    assert "warning: different library versions (torch 2.14.1 vs 2.15.0; cudnn None vs 91100)" in err
 
 
 def test_workload_difference_is_warned(capsys, tmp_path, base_path):
