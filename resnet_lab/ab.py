@@ -5,9 +5,11 @@ other side is the repository's working tree as it is. Each run is one pytest
 process in its side's checkout (its own `resnet_lab` and top-level conftest
 first on the path; nothing is installed), running only the gated benchmarks
 that both sides have, saved with `--benchmark-save` into one pytest-benchmark
-storage (so `pytest-benchmark compare` reads the runs too). Runs alternate in
-ABBA blocks, so that load which drifts linearly hits both sides alike. The
-decision per gated figure is on the pairs' ratios (resnet_lab.paired).
+storage (so `pytest-benchmark compare` reads the runs too). The two runs of a
+pair run side by side (each with half the CPUs' worth of torch threads), so
+that load from elsewhere hits both at once; which side starts first alternates
+in ABBA blocks (or, with --no-side-by-side, the runs follow one another in ABBA
+order). The decision per gated figure is on the pairs' ratios (resnet_lab.paired).
 
 No torch here: this runs the suite in child processes and reads their JSON.
 """
@@ -67,13 +69,22 @@ class AbConfig:
     """One paired comparison. Defaults are CI's (see README, "Regression gate")."""
 
     base_ref: str = "HEAD~1"
-    pairs: int = 6
-    epochs: int = 3  # C2 epochs per run; the first is warm-up and not gated
+    pairs: int = 8
+    epochs: int = 4  # C2 epochs per run; the first is warm-up and not gated
     batches: int = 1  # C2 batches per epoch
     device: str = "cpu"
     out: Path = Path("out/ab")
     rule: GateRule = GateRule()
+    # The two runs of a pair at the same time, each on its own share of the cores, rather than one after the other:
+    # load that comes and goes then hits both runs of a pair at once (results/ab-gate/ has both measured).
+    side_by_side: bool = True
+    threads: int | None = None  # torch threads per run (OMP_NUM_THREADS); None: half the CPUs side by side, else torch's default
     python: str = sys.executable
+
+    def run_threads(self) -> int | None:
+        if self.threads is not None or not self.side_by_side:
+            return self.threads
+        return max(1, (os.cpu_count() or 2) // 2)
 
     def suite_options(self, side_out: Path) -> list[str]:
         return ["--lab-device", self.device, "--lab-epochs", str(self.epochs), "--lab-batches", str(self.batches), "--lab-out", str(side_out)]
@@ -128,10 +139,13 @@ def last_line(text: str) -> str:
 # ---------------------------------------------------------------------------
 
 
-def side_env(root: Path) -> dict[str, str]:
-    """The child's environment: the checkout first on the import path, ahead of any installed resnet_lab."""
+def side_env(root: Path, threads: int | None = None) -> dict[str, str]:
+    """The child's environment: the checkout first on the import path, ahead of any installed resnet_lab;
+    `threads` caps torch's intra-op threads (OpenMP), so that two side-by-side runs do not share a core."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(root), *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)])
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     return env
 
 
@@ -190,21 +204,34 @@ def run_name(side: str, pair: int) -> str:
     return f"ab-{side}-{pair:02d}"
 
 
-def run_side(config: AbConfig, side: str, root: Path, pair: int, order: int, ids: Sequence[str]) -> RunRecord:
+def start_side(config: AbConfig, side: str, root: Path, pair: int, order: int, ids: Sequence[str]) -> tuple[subprocess.Popen, Path]:
     out = config.out.resolve()
     log = out / "logs" / f"{order:02d}-{run_name(side, pair)}.log"
     argv = pytest_argv(
         config, "-q", *ids, *config.suite_options(out / "lab-output" / side),
-        "--benchmark-save", run_name(side, pair), "--benchmark-storage", f"file://{out / 'storage'}",
+        "--benchmark-save", run_name(side, pair), "--benchmark-save-data", "--benchmark-storage", f"file://{out / 'storage'}",
     )
+    with open(log, "w", encoding="utf-8") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(argv, cwd=root, env=side_env(root, config.run_threads()), stdout=handle, stderr=subprocess.STDOUT), log
+
+
+def run_together(config: AbConfig, sides: Sequence[tuple[str, Path, int, int]], ids: Sequence[str]) -> list[RunRecord]:
+    """Start the runs `sides` = (side, root, pair, order) at once and wait for all; each run's wall time ends at its own exit."""
     before, start = loadavg(), time.perf_counter()
-    with open(log, "w", encoding="utf-8") as handle:
-        returncode = subprocess.run(argv, cwd=root, env=side_env(root), stdout=handle, stderr=subprocess.STDOUT).returncode
-    return RunRecord(order, side, pair, returncode, time.perf_counter() - start, before, loadavg(), str(log.relative_to(out)))
+    started = [(side, pair, order, *start_side(config, side, root, pair, order, ids)) for side, root, pair, order in sides]
+    ended: dict[int, float] = {}
+    while len(ended) < len(started):
+        for i, (_, _, _, proc, _) in enumerate(started):
+            if i not in ended and proc.poll() is not None:
+                ended[i] = time.perf_counter() - start
+        time.sleep(0.05)
+    after, out = loadavg(), config.out.resolve()
+    return [RunRecord(order, side, pair, proc.returncode, ended[i], before, after, str(log.relative_to(out)))
+            for i, (side, pair, order, proc, log) in enumerate(started)]
 
 
 def run_order(pairs: int) -> list[tuple[int, str]]:
-    """ABBA blocks: (0, base), (0, new), (1, new), (1, base), (2, base), ..."""
+    """ABBA blocks: (0, base), (0, new), (1, new), (1, base), (2, base), ...; side by side, the first one starts first."""
     order = []
     for pair in range(pairs):
         sides = (BASE, NEW) if pair % 2 == 0 else (NEW, BASE)
@@ -242,7 +269,7 @@ def paired_runs(out: Path) -> list[tuple[Run, Run]]:
 def figure(bench: Bench, name: str) -> float | str:
     """The gated figure of one run's benchmark, or why there is none ('not recorded', 'non-finite (nan)')."""
     if name == "round_s":
-        raw = bench.stats.get("data") or []
+        raw = bench.stats.get("data") or [bench.stats[key] for key in ("median",) if key in bench.stats]
     else:
         records = bench.epochs()
         steady = [r for r in records if r.get("warmup") is False] or records[1:] or records
@@ -312,6 +339,8 @@ def verdict_text(row: Row, rule: GateRule) -> str:
         return f"FAIL: slower by more than {rule.tolerance:.0%}"
     if row.estimate.verdict == FASTER:
         return "faster (passes)"
+    if row.estimate.high > 1 + 2 * rule.tolerance:
+        return f"same, but noisy: a {2 * rule.tolerance:.0%} slowdown could have passed unseen"
     return "same (within noise or tolerance)"
 
 
@@ -363,7 +392,7 @@ def decide_runs(runs: Sequence[tuple[Run, Run]], gated: Sequence[Gated], rule: G
     listed += [f"only in the new runs ({len(only_new)}): {', '.join(only_new)}"] * bool(only_new)
     out += listed
     out.append(f"rule: fails when the {rule.confidence:.0%} interval of new/base lies above 1 and the ratio (Hodges-Lehmann "
-               f"over {len(runs)} ABBA pairs) exceeds 1 + {rule.tolerance:g}")
+               f"over {len(runs)} pairs) exceeds 1 + {rule.tolerance:g}")
     return Outcome("\n".join(out), warnings, rows, listed)
 
 
@@ -395,14 +424,15 @@ def sides_ids(config: AbConfig, base_root: Path, new_root: Path, base_label: str
 
 
 def run_pairs(config: AbConfig, roots: dict[str, Path], ids: Sequence[str]) -> list[RunRecord]:
-    records = []
-    order = run_order(config.pairs)
-    for number, (pair, side) in enumerate(order):
-        record = run_side(config, side, roots[side], pair, number, ids)
-        records.append(record)
-        load = f"load {record.load_before[0]:.2f} -> {record.load_after[0]:.2f}" if record.load_before and record.load_after else "load n/a"
-        print(f"[{number + 1:2d}/{len(order)}] pair {pair} {side:4s} {record.wall_s:6.1f} s  ({load})", flush=True)
-        if record.returncode != 0:
+    records: list[RunRecord] = []
+    order = [(side, roots[side], pair, number) for number, (pair, side) in enumerate(run_order(config.pairs))]
+    batches = [order[i:i + 2] for i in range(0, len(order), 2)] if config.side_by_side else [[run] for run in order]
+    for batch in batches:
+        for record in run_together(config, batch, ids):
+            records.append(record)
+            load = f"load {record.load_before[0]:.2f} -> {record.load_after[0]:.2f}" if record.load_before and record.load_after else "load n/a"
+            print(f"[{record.order + 1:2d}/{len(order)}] pair {record.pair} {record.side:4s} {record.wall_s:6.1f} s  ({load})", flush=True)
+        if any(r.returncode != 0 for r in records):
             break
     return records
 
@@ -418,7 +448,8 @@ def run_ab(config: AbConfig) -> tuple[Outcome, list[RunRecord], dict[str, str]]:
         ids = sides_ids(config, roots[BASE], roots[NEW], labels[BASE])
         for side in (BASE, NEW):
             check_imports_own_code(config, side, roots[side])
-        print(f"paired runs: base {labels[BASE]} vs new {labels[NEW]}; {config.pairs} pairs (ABBA), "
+        mode = f"side by side, {config.run_threads()} torch threads each" if config.side_by_side else "one after the other"
+        print(f"paired runs: base {labels[BASE]} vs new {labels[NEW]}; {config.pairs} pairs (ABBA, {mode}), "
               f"C2 {config.epochs} epochs x {config.batches} batches; {len(ids)} benchmarks: {', '.join(i.rpartition('::')[2] for i in ids)}", flush=True)
         records = run_pairs(config, roots, ids)
     finally:
@@ -439,7 +470,8 @@ def summary_record(config: AbConfig, outcome: Outcome, records: Sequence[RunReco
     return {
         "base": labels[BASE], "new": labels[NEW],
         "config": {"pairs": config.pairs, "epochs": config.epochs, "batches": config.batches, "device": config.device,
-                   "tolerance": config.rule.tolerance, "confidence": config.rule.confidence, "order": "ABBA"},
+                   "tolerance": config.rule.tolerance, "confidence": config.rule.confidence, "order": "ABBA",
+                   "side_by_side": config.side_by_side, "threads": config.run_threads()},
         "runs": [asdict(r) for r in records],
         "rows": [r.as_record() for r in outcome.rows],
         "listed": outcome.listed, "warnings": outcome.warnings,
@@ -471,6 +503,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"C2 epochs per run; the first is warm-up, not gated. Default: {defaults.epochs}")
     parser.add_argument("--batches", type=positive_int, default=defaults.batches, metavar="N", help=f"C2 batches per epoch. Default: {defaults.batches}")
     parser.add_argument("--device", default=defaults.device, metavar="DEV", help=f"the training device of the gated C2 run. Default: {defaults.device}")
+    parser.add_argument("--side-by-side", action=argparse.BooleanOptionalAction, default=defaults.side_by_side,
+                        help=f"run the two runs of a pair at the same time (one per core) instead of one after the other. Default: {defaults.side_by_side}")
+    parser.add_argument("--threads", type=positive_int, default=defaults.threads, metavar="N",
+                        help=f"torch threads per run (OMP_NUM_THREADS). Default: {defaults.threads or 'torch default'}")
     parser.add_argument("--tolerance", type=_fraction, default=defaults.rule.tolerance, metavar="F",
                         help=f"a slowdown must exceed this fraction (and the interval must exclude 1) to fail. Default: {defaults.rule.tolerance:g}")
     parser.add_argument("--confidence", type=_fraction, default=defaults.rule.confidence, metavar="F",
@@ -486,7 +522,7 @@ def main(args: argparse.Namespace) -> int:
     if args.pairs < min_pairs(rule.confidence):
         raise LabError(f"--pairs {args.pairs} cannot give a {rule.confidence:.0%} interval; pass at least {min_pairs(rule.confidence)}")
     config = AbConfig(base_ref=args.base, pairs=args.pairs, epochs=args.epochs, batches=args.batches, device=args.device,
-                      out=args.out, rule=rule)
+                      out=args.out, rule=rule, side_by_side=args.side_by_side, threads=args.threads)
     if args.from_dir is not None:
         outcome = decide_runs(paired_runs(args.from_dir), gated_benchmarks(config.device), rule, f"paired A/B from the runs in {args.from_dir}")
     else:
@@ -498,5 +534,5 @@ def main(args: argparse.Namespace) -> int:
     if outcome.failed:
         print(f"\nresult: FAIL ({'; '.join(outcome.failed)})")
         return 1
-    print(f"\nresult: ok ({len(outcome.rows)} figures gated)")
+    print(f"\nresult: ok ({sum(r.estimate is not None for r in outcome.rows)} figures gated)")
     return 0

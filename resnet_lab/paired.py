@@ -121,3 +121,37 @@ def paired_estimate(base: Sequence[float], new: Sequence[float], rule: GateRule 
     ratio = math.exp(statistics.median(walsh))
     low, high = math.exp(walsh[depth - 1]), math.exp(walsh[len(walsh) - depth])
     return PairedEstimate(len(logs), ratio, low, high, coverage, verdict(ratio, low, high, rule))
+
+
+def resampled_flag_rate(
+    pair_logs: Sequence[Sequence[float]],
+    pairs: int,
+    rule: GateRule,
+    shift: Sequence[float] | None = None,
+    draws: int = 20_000,
+    seed: int = 0,
+) -> float:
+    """The fraction of simulated gate runs that flag at least one figure as slower.
+
+    `pair_logs[i]` holds one recorded pair's log ratios, one per gated figure. Each
+    simulated run draws `pairs` distinct recorded pairs (without replacement, so no
+    pair is counted twice in one interval), adds `shift[k]` to figure k's log ratios
+    (an injected effect: log(1.10) is a 10% slowdown) and applies the rule per figure.
+    """
+    import random  # local: only the trial analysis resamples
+
+    if pairs > len(pair_logs):
+        raise ValueError(f"cannot draw {pairs} distinct pairs from {len(pair_logs)} recorded ones")
+    figures = len(pair_logs[0])
+    shift = list(shift) if shift is not None else [0.0] * figures
+    rng = random.Random(seed)
+    ones = [1.0] * pairs
+    flagged = 0
+    for _ in range(draws):
+        sample = rng.sample(list(pair_logs), pairs)
+        for k in range(figures):
+            new = [math.exp(p[k] + shift[k]) for p in sample]
+            if paired_estimate(ones, new, rule).verdict == SLOWER:
+                flagged += 1
+                break
+    return flagged / draws

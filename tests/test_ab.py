@@ -125,6 +125,16 @@ def test_a_slower_training_step_fails_and_names_the_figure(capsys, tmp_path):
     assert "result: FAIL (C2 test_c2_phases[device=cpu] train_s)" in out
 
 
+def test_an_interval_too_wide_to_see_twice_the_tolerance_says_so(capsys, tmp_path):
+    rng = random.Random(3)
+    base = [suite_run(4.0, 9.0) for _ in range(6)]
+    new = [suite_run(4.0 * rng.choice((0.8, 1.25)), 9.0) for _ in range(6)]  # +-25% per pair: no direction
+    rc, out, _ = run_cli(capsys, "--from", str(write_pairs(tmp_path / "ab", base, new)))
+    assert rc == 0
+    row = next(line for line in out.splitlines() if line.startswith("C2 "))
+    assert "same, but noisy: a 10% slowdown could have passed unseen" in row
+
+
 def test_a_speed_up_is_reported_and_passes(capsys, tmp_path):
     rc, out, _ = run_cli(capsys, "--from", str(scenario(tmp_path, loader_effect=1 / 1.10)))
     assert rc == 0

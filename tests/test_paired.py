@@ -16,6 +16,7 @@ from resnet_lab.paired import (
     log_ratios,
     min_pairs,
     paired_estimate,
+    resampled_flag_rate,
     signed_rank_counts,
     walsh_averages,
 )
@@ -127,3 +128,15 @@ def test_one_spiked_pair_does_not_flag_an_a_a_run():
     e = paired_estimate(base, new)
     assert e.verdict == SAME
     assert e.ratio < 1.05
+
+
+def test_resampled_flag_rate_counts_runs_with_any_figure_flagged():
+    rng = random.Random(5)
+    quiet = [(rng.gauss(0, 0.01), rng.gauss(0, 0.01)) for _ in range(20)]  # two figures, 1% noise, no effect
+    rule = GateRule()
+    assert resampled_flag_rate(quiet, 6, rule, draws=500) < 0.05
+    assert resampled_flag_rate(quiet, 6, rule, shift=[math.log(1.10), 0.0], draws=500) == 1.0
+    assert resampled_flag_rate(quiet, 6, rule, shift=[0.0, math.log(1.10)], draws=500) == 1.0
+    assert resampled_flag_rate(quiet, 6, rule, shift=[math.log(1 / 1.10), 0.0], draws=500) < 0.05  # faster never flags
+    with pytest.raises(ValueError, match="cannot draw 21 distinct pairs"):
+        resampled_flag_rate(quiet, 21, rule)
