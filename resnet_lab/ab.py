@@ -9,7 +9,9 @@ storage (so `pytest-benchmark compare` reads the runs too). The two runs of a
 pair run side by side (each with half the CPUs' worth of torch threads), so
 that load from elsewhere hits both at once; which side starts first alternates
 in ABBA blocks (or, with --no-side-by-side, the runs follow one another in ABBA
-order). The decision per gated figure is on the pairs' ratios (resnet_lab.paired).
+order). A time box keeps the job inside CI's budget on a loaded machine: once the
+interval has its minimum of pairs, no pair starts that would end past it. The
+decision per gated figure is on the pairs' ratios (resnet_lab.paired).
 
 No torch here: this runs the suite in child processes and reads their JSON.
 """
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -70,7 +73,7 @@ class AbConfig:
 
     base_ref: str = "HEAD~1"
     pairs: int = 8
-    epochs: int = 4  # C2 epochs per run; the first is warm-up and not gated
+    epochs: int = 3  # C2 epochs per run; the first is warm-up and not gated
     batches: int = 1  # C2 batches per epoch
     device: str = "cpu"
     out: Path = Path("out/ab")
@@ -79,6 +82,9 @@ class AbConfig:
     # load that comes and goes then hits both runs of a pair at once (results/ab-gate/ has both measured).
     side_by_side: bool = True
     threads: int | None = None  # torch threads per run (OMP_NUM_THREADS); None: half the CPUs side by side, else torch's default
+    # No pair starts that would end past this (judged by the longest pair so far), once the interval has its minimum
+    # of pairs: on a loaded machine the gate then decides on fewer pairs instead of overrunning CI. None: no box.
+    time_box_s: float | None = 9 * 60
     python: str = sys.executable
 
     def run_threads(self) -> int | None:
@@ -276,9 +282,11 @@ def figure(bench: Bench, name: str) -> float | str:
         raw = [r[name] for r in steady if name in r]
     if not raw:
         return "not recorded"
-    bad = [v for v in raw if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0]
-    if bad:
-        return f"non-finite ({bad[0]})" if isinstance(bad[0], float) else f"not a positive number ({bad[0]!r})"
+    for v in raw:
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"non-finite ({v})"
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0:
+            return f"not a positive number ({v!r})"
     return float(statistics.median(raw))
 
 
@@ -411,33 +419,60 @@ def prepare_out(out: Path) -> None:
 def sides_ids(config: AbConfig, base_root: Path, new_root: Path, base_label: str) -> list[str]:
     """The gated node ids both sides collect; the base lacking all of them is a usage error that CI can recognize."""
     wanted = [g.test_id for g in gated_benchmarks(config.device)]
-    base_ids, base_problem = collected_ids(config, base_root, config.out.resolve() / "lab-output" / BASE)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two pytest processes at once: each spends seconds importing torch
+        base_job = pool.submit(collected_ids, config, base_root, config.out.resolve() / "lab-output" / BASE)
+        new_job = pool.submit(collected_ids, config, new_root, config.out.resolve() / "lab-output" / NEW)
+        (base_ids, base_problem), (new_ids, new_problem) = base_job.result(), new_job.result()
     common = [i for i in wanted if i in base_ids]
     if not common:
         why = f": {base_problem}" if base_problem else ""
         raise LabError(f"the base {base_label} {NO_GATED} ({', '.join(wanted)}){why}")
-    new_ids, new_problem = collected_ids(config, new_root, config.out.resolve() / "lab-output" / NEW)
     both = [i for i in common if i in new_ids]
     if not both:
         raise LabError(f"the working tree has none of the gated benchmarks the base has ({', '.join(common)}): {new_problem or 'not collected'}")
     return both
 
 
+def next_pair_fits(config: AbConfig, done: int, elapsed_s: float, longest_pair_s: float) -> bool:
+    """Whether another pair may start: always until the interval has its minimum of pairs, then only while
+    the longest pair so far would still end inside the time box."""
+    if config.time_box_s is None or done < min_pairs(config.rule.confidence):
+        return True
+    return elapsed_s + longest_pair_s <= config.time_box_s
+
+
 def run_pairs(config: AbConfig, roots: dict[str, Path], ids: Sequence[str]) -> list[RunRecord]:
     records: list[RunRecord] = []
     order = [(side, roots[side], pair, number) for number, (pair, side) in enumerate(run_order(config.pairs))]
-    batches = [order[i:i + 2] for i in range(0, len(order), 2)] if config.side_by_side else [[run] for run in order]
-    for batch in batches:
-        for record in run_together(config, batch, ids):
-            records.append(record)
-            load = f"load {record.load_before[0]:.2f} -> {record.load_after[0]:.2f}" if record.load_before and record.load_after else "load n/a"
-            print(f"[{record.order + 1:2d}/{len(order)}] pair {record.pair} {record.side:4s} {record.wall_s:6.1f} s  ({load})", flush=True)
+    start, longest = time.perf_counter(), 0.0
+    for pair in range(config.pairs):
+        if not next_pair_fits(config, pair, time.perf_counter() - start, longest):
+            print(f"time box: {pair} pairs done in {(time.perf_counter() - start) / 60:.1f} min; another would end past "
+                  f"{config.time_box_s / 60:g} min, so the gate decides on {pair}", flush=True)
+            break
+        began = time.perf_counter()
+        runs = order[2 * pair:2 * pair + 2]
+        for batch in ([runs] if config.side_by_side else [[run] for run in runs]):
+            for record in run_together(config, batch, ids):
+                records.append(record)
+                load = f"load {record.load_before[0]:.2f} -> {record.load_after[0]:.2f}" if record.load_before and record.load_after else "load n/a"
+                print(f"[{record.order + 1:2d}/{len(order)}] pair {record.pair} {record.side:4s} {record.wall_s:6.1f} s  ({load})", flush=True)
+        longest = max(longest, time.perf_counter() - began)
         if any(r.returncode != 0 for r in records):
             break
     return records
 
 
-def run_ab(config: AbConfig) -> tuple[Outcome, list[RunRecord], dict[str, str]]:
+@dataclass(frozen=True)
+class Session:
+    """What one `ab` job ran: the sides' labels, every run, and the wall time of all runs together."""
+
+    labels: dict[str, str]
+    records: list[RunRecord]
+    elapsed_s: float
+
+
+def run_ab(config: AbConfig) -> tuple[Outcome, Session]:
     repo = repository(Path.cwd())
     commit = resolve_commit(repo, config.base_ref)
     labels = {BASE: f"{commit[:12]} ({config.base_ref})", NEW: working_tree_label(repo)}
@@ -451,28 +486,32 @@ def run_ab(config: AbConfig) -> tuple[Outcome, list[RunRecord], dict[str, str]]:
         mode = f"side by side, {config.run_threads()} torch threads each" if config.side_by_side else "one after the other"
         print(f"paired runs: base {labels[BASE]} vs new {labels[NEW]}; {config.pairs} pairs (ABBA, {mode}), "
               f"C2 {config.epochs} epochs x {config.batches} batches; {len(ids)} benchmarks: {', '.join(i.rpartition('::')[2] for i in ids)}", flush=True)
+        start = time.perf_counter()
         records = run_pairs(config, roots, ids)
+        elapsed = time.perf_counter() - start
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+    session = Session(labels, records, elapsed)
     failed = [r for r in records if r.returncode != 0]
     if failed and failed[0].side == BASE:
         raise LabError(f"the base's run {run_name(BASE, failed[0].pair)} failed (pytest exit {failed[0].returncode}); see {config.out / failed[0].log}")
     if failed:
         why = f"the new side's run {run_name(NEW, failed[0].pair)} failed (pytest exit {failed[0].returncode}); see {config.out / failed[0].log}"
-        return Outcome(why, [], [], run_failure=why), records, labels
-    wall = sum(r.wall_s for r in records)
-    heading = f"paired A/B: base {labels[BASE]} vs new {labels[NEW]}, {config.pairs} pairs, {len(records)} runs, {wall / 60:.1f} min of runs"
+        return Outcome(why, [], [], run_failure=why), session
+    pairs = len({r.pair for r in records})
+    heading = (f"paired A/B: base {labels[BASE]} vs new {labels[NEW]}, {pairs} of {config.pairs} pairs "
+               f"({len(records)} runs) in {elapsed / 60:.1f} min")
     outcome = decide_runs(paired_runs(config.out), gated_benchmarks(config.device), config.rule, heading)
-    return outcome, records, labels
+    return outcome, session
 
 
-def summary_record(config: AbConfig, outcome: Outcome, records: Sequence[RunRecord], labels: dict[str, str]) -> dict[str, object]:
+def summary_record(config: AbConfig, outcome: Outcome, session: Session) -> dict[str, object]:
     return {
-        "base": labels[BASE], "new": labels[NEW],
+        "base": session.labels[BASE], "new": session.labels[NEW], "elapsed_s": session.elapsed_s,
         "config": {"pairs": config.pairs, "epochs": config.epochs, "batches": config.batches, "device": config.device,
                    "tolerance": config.rule.tolerance, "confidence": config.rule.confidence, "order": "ABBA",
-                   "side_by_side": config.side_by_side, "threads": config.run_threads()},
-        "runs": [asdict(r) for r in records],
+                   "side_by_side": config.side_by_side, "threads": config.run_threads(), "time_box_s": config.time_box_s},
+        "runs": [asdict(r) for r in session.records],
         "rows": [r.as_record() for r in outcome.rows],
         "listed": outcome.listed, "warnings": outcome.warnings,
         "failed": outcome.failed,
@@ -494,6 +533,17 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _non_negative_minutes(text: str) -> float | None:
+    """--time-box MINUTES -> seconds, None for 0 (no box)."""
+    try:
+        minutes = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of minutes") from None
+    if not minutes >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of minutes >= 0, got {text}")
+    return minutes * 60 or None
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     defaults = AbConfig()
     parser.add_argument("--base", default=defaults.base_ref, metavar="REF", help=f"the commit to compare against. Default: {defaults.base_ref}")
@@ -506,7 +556,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--side-by-side", action=argparse.BooleanOptionalAction, default=defaults.side_by_side,
                         help=f"run the two runs of a pair at the same time (one per core) instead of one after the other. Default: {defaults.side_by_side}")
     parser.add_argument("--threads", type=positive_int, default=defaults.threads, metavar="N",
-                        help=f"torch threads per run (OMP_NUM_THREADS). Default: {defaults.threads or 'torch default'}")
+                        help="torch threads per run (OMP_NUM_THREADS). Default: half the CPUs side by side, else torch's default")
+    parser.add_argument("--time-box", type=_non_negative_minutes, default=defaults.time_box_s, metavar="MINUTES",
+                        help=f"start no pair that would end past this many minutes once {min_pairs(defaults.rule.confidence)} pairs are done; "
+                        f"0 = no box. Default: {(defaults.time_box_s or 0) / 60:g}")
     parser.add_argument("--tolerance", type=_fraction, default=defaults.rule.tolerance, metavar="F",
                         help=f"a slowdown must exceed this fraction (and the interval must exclude 1) to fail. Default: {defaults.rule.tolerance:g}")
     parser.add_argument("--confidence", type=_fraction, default=defaults.rule.confidence, metavar="F",
@@ -522,12 +575,12 @@ def main(args: argparse.Namespace) -> int:
     if args.pairs < min_pairs(rule.confidence):
         raise LabError(f"--pairs {args.pairs} cannot give a {rule.confidence:.0%} interval; pass at least {min_pairs(rule.confidence)}")
     config = AbConfig(base_ref=args.base, pairs=args.pairs, epochs=args.epochs, batches=args.batches, device=args.device,
-                      out=args.out, rule=rule, side_by_side=args.side_by_side, threads=args.threads)
+                      out=args.out, rule=rule, side_by_side=args.side_by_side, threads=args.threads, time_box_s=args.time_box)
     if args.from_dir is not None:
         outcome = decide_runs(paired_runs(args.from_dir), gated_benchmarks(config.device), rule, f"paired A/B from the runs in {args.from_dir}")
     else:
-        outcome, records, labels = run_ab(config)
-        write_json(config.out / "ab.json", summary_record(config, outcome, records, labels))
+        outcome, session = run_ab(config)
+        write_json(config.out / "ab.json", summary_record(config, outcome, session))
     for warning in outcome.warnings:
         print(f"resnet-lab ab: warning: {warning}", file=sys.stderr)
     print(outcome.text)

@@ -41,7 +41,7 @@ def trial_rows(name: str, out: Path) -> list[str]:
     rule = GateRule(tolerance=config["tolerance"], confidence=config["confidence"])
     runs = summary["runs"]
     load = f"{runs[0]['load_before'][0]:.2f} -> {runs[-1]['load_after'][0]:.2f}" if runs[0]["load_before"] else "n/a"
-    minutes = sum(r["wall_s"] for r in runs) / 60
+    minutes = summary.get("elapsed_s", sum(r["wall_s"] for r in runs)) / 60  # older summaries: runs one after the other
     outcome = decide_runs(paired_runs(out), gated_benchmarks(config["device"]), rule)
     rows = []
     for row in outcome.rows:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     rule = GateRule(tolerance=args.tolerance, confidence=args.confidence)
 
     print("## Trials\n")
-    print("| trial | pairs x C2 epochs | load avg (1 min) first -> last run | minutes of runs | figure | ratio | interval | verdict |")
+    print("| trial | pairs x C2 epochs | load avg (1 min) first -> last run | minutes of runs (wall) | figure | ratio | interval | verdict |")
     print("|---|---|---|---|---|---|---|---|")
     for out in [*args.aa, *args.planted]:
         for row in trial_rows(out.name, out):

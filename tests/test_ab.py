@@ -14,7 +14,7 @@ import pytest
 
 from fixtures.labruns import bench, machine_info, training_bench
 from resnet_lab import cli
-from resnet_lab.ab import BASE, NEW, NO_GATED, figure, gated_benchmarks, run_order
+from resnet_lab.ab import BASE, NEW, NO_GATED, AbConfig, figure, gated_benchmarks, next_pair_fits, run_order
 from resnet_lab.benchjson import Bench, machine_id
 
 C2_NAME = "test_c2_phases[device=cpu]"
@@ -87,6 +87,14 @@ def test_order_is_abba():
     assert run_order(3) == [(0, BASE), (0, NEW), (1, NEW), (1, BASE), (2, BASE), (2, NEW)]
 
 
+def test_time_box_lets_a_pair_start_only_if_the_longest_pair_so_far_would_end_inside_it():
+    config = AbConfig(time_box_s=600.0)
+    assert next_pair_fits(config, done=4, elapsed_s=590.0, longest_pair_s=100.0)  # the interval needs 5 pairs first
+    assert next_pair_fits(config, done=5, elapsed_s=500.0, longest_pair_s=100.0)
+    assert not next_pair_fits(config, done=5, elapsed_s=500.5, longest_pair_s=100.0)
+    assert next_pair_fits(AbConfig(time_box_s=None), done=50, elapsed_s=1e6, longest_pair_s=1e3)
+
+
 def as_bench(record: dict) -> Bench:
     return Bench(record["group"], record["name"], record["fullname"], record["params"] or {}, record["stats"], record["extra_info"])
 
@@ -108,6 +116,8 @@ def test_figure_problems_are_named():
     c2 = as_bench(suite_run(4.0, 9.0, nan_epoch=2)["benchmarks"][0])
     assert figure(c2, "train_s") == "non-finite (nan)"
     assert figure(c2, "not_a_figure") == "not recorded"
+    c2.extra_info["epochs"][2]["train_s"] = 0.0
+    assert figure(c2, "train_s") == "not a positive number (0.0)"
 
 
 def test_a_a_passes(capsys, tmp_path):
@@ -279,9 +289,11 @@ def test_end_to_end_each_side_runs_its_own_code(capsys, tmp_path, monkeypatch):
     (repo / "resnet_lab" / "__init__.py").write_text("FACTOR = 1.25\n")  # the working tree, uncommitted
     monkeypatch.chdir(repo)
     out_dir = tmp_path / "ab"
-    rc, out, err = run_cli(capsys, "--base", "HEAD", "--pairs", "5", "--epochs", "2", "--out", str(out_dir))
+    # --pairs 7 under a time box that every pair overruns: the gate stops at the 5 pairs the interval needs
+    rc, out, err = run_cli(capsys, "--base", "HEAD", "--pairs", "7", "--epochs", "2", "--time-box", "0.001", "--out", str(out_dir))
     assert rc == 1, out + err
-    assert f"base {base[:12]} (HEAD) vs new working tree of {base[:7]} + uncommitted changes" in out
+    assert f"base {base[:12]} (HEAD) vs new working tree of {base[:7]} + uncommitted changes, 5 of 7 pairs (10 runs)" in out
+    assert "time box: 5 pairs done in" in out
     row = next(line for line in out.splitlines() if line.startswith("C2 "))
     assert "1.250x" in row and "[1.250, 1.250]" in row and "FAIL" in row
     progress = [line.split("pair ", 1)[1].split()[1] for line in out.splitlines() if line.startswith("[")]
@@ -290,7 +302,7 @@ def test_end_to_end_each_side_runs_its_own_code(capsys, tmp_path, monkeypatch):
     assert saved == sorted(f"ab-{side}-{pair:02d}.json" for pair in range(5) for side in (BASE, NEW))
     summary = json.loads((out_dir / "ab.json").read_text())
     assert summary["rows"][0]["base"] == [1.0] * 5 and summary["rows"][0]["new"] == [1.25] * 5
-    assert all(r["returncode"] == 0 and r["wall_s"] > 0 for r in summary["runs"])
+    assert all(r["returncode"] == 0 and 0 < r["wall_s"] <= summary["elapsed_s"] for r in summary["runs"])
     base_run = json.loads(next(out_dir.glob("storage/*/*_ab-base-00.json")).read_text())
     assert base_run["commit_info"]["id"] == base  # the base ran in a checkout of its commit
     assert git(repo, "status", "--porcelain") == "M resnet_lab/__init__.py"  # nothing else written into the repository
