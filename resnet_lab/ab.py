@@ -82,9 +82,12 @@ class AbConfig:
     # load that comes and goes then hits both runs of a pair at once (results/ab-gate/ has both measured).
     side_by_side: bool = True
     threads: int | None = None  # torch threads per run (OMP_NUM_THREADS); None: half the CPUs side by side, else torch's default
-    # No pair starts that would end past this (judged by the longest pair so far), once the interval has its minimum
-    # of pairs: on a loaded machine the gate then decides on fewer pairs instead of overrunning CI. None: no box.
+    # No pair starts that would end past this (judged by the longest pair so far) once `boxed_pairs` are done:
+    # on a loaded machine the gate then decides on fewer pairs instead of overrunning CI. None: no box.
     time_box_s: float | None = 9 * 60
+    # The fewest pairs the box leaves: with 5, the 90% interval is the range of the ratios, and one A/A
+    # run in five flagged a figure (results/ab-gate/).
+    boxed_pairs: int = 6
     python: str = sys.executable
 
     def run_threads(self) -> int | None:
@@ -434,9 +437,9 @@ def sides_ids(config: AbConfig, base_root: Path, new_root: Path, base_label: str
 
 
 def next_pair_fits(config: AbConfig, done: int, elapsed_s: float, longest_pair_s: float) -> bool:
-    """Whether another pair may start: always until the interval has its minimum of pairs, then only while
-    the longest pair so far would still end inside the time box."""
-    if config.time_box_s is None or done < min_pairs(config.rule.confidence):
+    """Whether another pair may start: always until `boxed_pairs` are done, then only while the longest
+    pair so far would still end inside the time box."""
+    if config.time_box_s is None or done < max(config.boxed_pairs, min_pairs(config.rule.confidence)):
         return True
     return elapsed_s + longest_pair_s <= config.time_box_s
 
@@ -558,7 +561,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, default=defaults.threads, metavar="N",
                         help="torch threads per run (OMP_NUM_THREADS). Default: half the CPUs side by side, else torch's default")
     parser.add_argument("--time-box", type=_non_negative_minutes, default=defaults.time_box_s, metavar="MINUTES",
-                        help=f"start no pair that would end past this many minutes once {min_pairs(defaults.rule.confidence)} pairs are done; "
+                        help=f"start no pair that would end past this many minutes once {defaults.boxed_pairs} pairs are done; "
                         f"0 = no box. Default: {(defaults.time_box_s or 0) / 60:g}")
     parser.add_argument("--tolerance", type=_fraction, default=defaults.rule.tolerance, metavar="F",
                         help=f"a slowdown must exceed this fraction (and the interval must exclude 1) to fail. Default: {defaults.rule.tolerance:g}")

@@ -88,10 +88,11 @@ def test_order_is_abba():
 
 
 def test_time_box_lets_a_pair_start_only_if_the_longest_pair_so_far_would_end_inside_it():
-    config = AbConfig(time_box_s=600.0)
-    assert next_pair_fits(config, done=4, elapsed_s=590.0, longest_pair_s=100.0)  # the interval needs 5 pairs first
-    assert next_pair_fits(config, done=5, elapsed_s=500.0, longest_pair_s=100.0)
-    assert not next_pair_fits(config, done=5, elapsed_s=500.5, longest_pair_s=100.0)
+    config = AbConfig(time_box_s=600.0, boxed_pairs=6)
+    assert next_pair_fits(config, done=5, elapsed_s=590.0, longest_pair_s=100.0)  # the box leaves at least 6 pairs
+    assert next_pair_fits(config, done=6, elapsed_s=500.0, longest_pair_s=100.0)
+    assert not next_pair_fits(config, done=6, elapsed_s=500.5, longest_pair_s=100.0)
+    assert next_pair_fits(AbConfig(time_box_s=600.0, boxed_pairs=2), done=4, elapsed_s=590.0, longest_pair_s=100.0)  # the interval's 5
     assert next_pair_fits(AbConfig(time_box_s=None), done=50, elapsed_s=1e6, longest_pair_s=1e3)
 
 
@@ -289,19 +290,19 @@ def test_end_to_end_each_side_runs_its_own_code(capsys, tmp_path, monkeypatch):
     (repo / "resnet_lab" / "__init__.py").write_text("FACTOR = 1.25\n")  # the working tree, uncommitted
     monkeypatch.chdir(repo)
     out_dir = tmp_path / "ab"
-    # --pairs 7 under a time box that every pair overruns: the gate stops at the 5 pairs the interval needs
+    # --pairs 7 under a time box that every pair overruns: the gate stops at the 6 pairs the box leaves
     rc, out, err = run_cli(capsys, "--base", "HEAD", "--pairs", "7", "--epochs", "2", "--time-box", "0.001", "--out", str(out_dir))
     assert rc == 1, out + err
-    assert f"base {base[:12]} (HEAD) vs new working tree of {base[:7]} + uncommitted changes, 5 of 7 pairs (10 runs)" in out
-    assert "time box: 5 pairs done in" in out
+    assert f"base {base[:12]} (HEAD) vs new working tree of {base[:7]} + uncommitted changes, 6 of 7 pairs (12 runs)" in out
+    assert "time box: 6 pairs done in" in out
     row = next(line for line in out.splitlines() if line.startswith("C2 "))
     assert "1.250x" in row and "[1.250, 1.250]" in row and "FAIL" in row
     progress = [line.split("pair ", 1)[1].split()[1] for line in out.splitlines() if line.startswith("[")]
-    assert progress == ["base", "new", "new", "base", "base", "new", "new", "base", "base", "new"]
+    assert progress == ["base", "new", "new", "base"] * 3
     saved = sorted(p.name.split("_", 1)[1] for p in out_dir.glob("storage/*/*.json"))
-    assert saved == sorted(f"ab-{side}-{pair:02d}.json" for pair in range(5) for side in (BASE, NEW))
+    assert saved == sorted(f"ab-{side}-{pair:02d}.json" for pair in range(6) for side in (BASE, NEW))
     summary = json.loads((out_dir / "ab.json").read_text())
-    assert summary["rows"][0]["base"] == [1.0] * 5 and summary["rows"][0]["new"] == [1.25] * 5
+    assert summary["rows"][0]["base"] == [1.0] * 6 and summary["rows"][0]["new"] == [1.25] * 6
     assert all(r["returncode"] == 0 and 0 < r["wall_s"] <= summary["elapsed_s"] for r in summary["runs"])
     base_run = json.loads(next(out_dir.glob("storage/*/*_ab-base-00.json")).read_text())
     assert base_run["commit_info"]["id"] == base  # the base ran in a checkout of its commit
