@@ -187,6 +187,30 @@ def test_quality_thresholds_hold_across_machines(capsys, tmp_path, base_path):
     assert "different machines" in err
 
 
+def _bf16_c8_drop(run: dict, top1_shift: float) -> dict:
+    """Mark the C8 variants as bf16-trained and move their last-epoch top-1."""
+    for bench in run["benchmarks"]:
+        if bench["group"] == "C8":
+            bench["extra_info"]["amp_dtype"] = "bfloat16"
+            bench["extra_info"]["epochs"][-1]["top1"] += top1_shift
+            bench["extra_info"]["top1"] += top1_shift
+    return run
+
+
+def test_reduced_precision_quality_is_enforced_on_one_machine_only(capsys, tmp_path):
+    base = write_run(tmp_path / "base.json", _bf16_c8_drop(make_run(seed=0), 0.0))
+    same = write_run(tmp_path / "same.json", _bf16_c8_drop(make_run(seed=0), -0.10))
+    rc, out, _ = run_cli(capsys, str(base), str(same), "--fail", "top1:-5")
+    assert rc == 1 and "FAIL C8" in out
+    other = write_run(tmp_path / "other.json", _bf16_c8_drop(make_run(seed=0, cpu="Intel Xeon"), -0.10))
+    rc, out, _ = run_cli(capsys, str(base), str(other), "--fail", "top1:-5")
+    assert rc == 0, out
+    assert "warn C8" in out and "bfloat16 numerics differ between machines" in out
+    fp32_drop = make_run(seed=0, cpu="Intel Xeon", top1_shift=-0.10)
+    rc, _, _ = run_cli(capsys, str(base), str(write_run(tmp_path / "fp32.json", fp32_drop)), "--fail", "top1:-5")
+    assert rc == 1  # the fp32 groups are still gated across machines
+
+
 def test_benchmarks_in_one_file_only_are_listed(capsys, tmp_path, base_path):
     fewer = write_run(tmp_path / "fewer.json", make_run(seed=0, groups=("C2", "C6", "C8", "Q1-Q4")))
     rc, out, _ = run_cli(capsys, str(base_path), str(fewer))
