@@ -224,6 +224,30 @@ def test_quality_thresholds_hold_across_machines(capsys, tmp_path, base_path):
     assert "different machines" in err
 
 
+def _bf16_c8_drop(run: dict, top1_shift: float) -> dict:
+    """Mark the C8 variants as bf16-trained and move their last-epoch top-1."""
+    for bench in run["benchmarks"]:
+        if bench["group"] == "C8":
+            bench["extra_info"]["amp_dtype"] = "bfloat16"
+            bench["extra_info"]["epochs"][-1]["top1"] += top1_shift
+            bench["extra_info"]["top1"] += top1_shift
+    return run
+
+
+def test_reduced_precision_quality_is_enforced_on_one_machine_only(capsys, tmp_path):
+    base = write_run(tmp_path / "base.json", _bf16_c8_drop(make_run(seed=0), 0.0))
+    same = write_run(tmp_path / "same.json", _bf16_c8_drop(make_run(seed=0), -0.10))
+    rc, out, _ = run_cli(capsys, str(base), str(same), "--fail", "top1:-5")
+    assert rc == 1 and "FAIL C8" in out
+    other = write_run(tmp_path / "other.json", _bf16_c8_drop(make_run(seed=0, cpu="Intel Xeon"), -0.10))
+    rc, out, _ = run_cli(capsys, str(base), str(other), "--fail", "top1:-5")
+    assert rc == 0, out
+    assert "warn C8" in out and "bfloat16 numerics differ between machines" in out
+    fp32_drop = make_run(seed=0, cpu="Intel Xeon", top1_shift=-0.10)
+    rc, _, _ = run_cli(capsys, str(base), str(write_run(tmp_path / "fp32.json", fp32_drop)), "--fail", "top1:-5")
+    assert rc == 1  # the fp32 groups are still gated across machines
+
+
 def test_benchmarks_in_one_file_only_are_listed(capsys, tmp_path, base_path):
     fewer = write_run(tmp_path / "fewer.json", make_run(seed=0, groups=("C2", "C6", "C8", "Q1-Q4")))
     rc, out, _ = run_cli(capsys, str(base_path), str(fewer))
@@ -250,15 +274,43 @@ def test_group_filter(capsys, tmp_path, base_path):
     assert "test_c2_phases" not in out
 
 
-def test_missing_keys_are_not_recorded_not_a_crash(capsys, tmp_path, base_path):
+def bare_run(tmp_path):
     bare = make_run(seed=0)
     for b in bare["benchmarks"]:
         b["extra_info"] = {}
         b["stats"] = {"median": b["stats"]["median"]}
-    bare_path = write_run(tmp_path / "bare.json", bare)
-    rc, out, _ = run_cli(capsys, str(base_path), str(bare_path))
+    return write_run(tmp_path / "bare.json", bare)
+
+
+def test_figures_the_base_lacks_are_not_recorded_not_a_crash(capsys, tmp_path, base_path):
+    rc, out, _ = run_cli(capsys, str(bare_run(tmp_path)), str(base_path))
     assert rc == 0, out
     assert "not recorded" in out
+
+
+def test_figures_the_new_run_lacks_fail_with_their_names(capsys, tmp_path, base_path):
+    rc, out, _ = run_cli(capsys, str(base_path), str(bare_run(tmp_path)))
+    assert rc == 1, out
+    assert "FAIL C2 test_c2_phases[device=cpu]: train_s not recorded in NEW (BASE median " in out
+    assert "FAIL C6 test_c6_optimizer[device=cpu-optimizer=adam]: top1 not recorded in NEW" in out
+
+
+def test_a_non_finite_epoch_fails_with_its_name(capsys, tmp_path, base_path):
+    data = make_run(seed=0)
+    c2 = next(b for b in data["benchmarks"] if b["group"] == "C2")
+    c2["extra_info"]["epochs"][1]["train_s"] = float("nan")  # the other epoch is finite: its median alone would pass
+    rc, out, _ = run_cli(capsys, str(base_path), str(write_run(tmp_path / "nan.json", data)))
+    assert rc == 1, out
+    failing = [line.strip() for line in out.splitlines() if line.strip().startswith("FAIL")]
+    assert failing == [f"FAIL C2 test_c2_phases[device=cpu]: train_s non-finite in NEW (BASE median {metric_value(load_run(base_path).group('C2')[0], METRICS['train_s'], 'median').value:.4g})"]
+
+
+def test_different_library_versions_are_warned(capsys, tmp_path, base_path):
+    data = make_run(seed=0)
+    data["machine_info"].update(torch="2.15.0", cudnn=91100)
+    rc, _, err = run_cli(capsys, str(base_path), str(write_run(tmp_path / "newer.json", data)))
+    assert rc == 0
+    assert "warning: different library versions (torch 2.14.1 vs 2.15.0; cudnn None vs 91100)" in err
 
 
 def test_workload_difference_is_warned(capsys, tmp_path, base_path):

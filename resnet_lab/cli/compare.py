@@ -40,7 +40,12 @@ noise-aware timing rule:
 machines:
   when BASE and NEW come from different machines (CPU model, CPU count or GPU
   differ in machine_info), compare warns and does not enforce timing
-  thresholds unless --cross-machine is given; quality thresholds still apply.
+  thresholds unless --cross-machine is given; quality thresholds still apply,
+  except to reduced-precision (bf16/fp16) training, whose rounding differs by machine.
+
+missing figures:
+  a figure BASE has that NEW lacks, or records as NaN/inf in any epoch, violates
+  its threshold (on any machine); runs with different torch/CUDA/cuDNN versions are warned.
 
 exit status: 0 all thresholds hold; 1 a threshold is violated;
   2 usage error, unreadable or non-pytest-benchmark file, or no benchmark in common.

@@ -138,7 +138,7 @@ def combine_rank_records(records: list[dict[str, Any]]) -> dict[str, Any]:
             job[key] = sum(float(r[key]) * int(r["images"]) for r in records) / images
     job["per_class_top1"] = None  # per-class counts stay on each rank
     job["images_per_s"] = images / job["epoch_s"] if job.get("epoch_s") else float("inf")
-    job["ranks"] = [{k: r.get(k) for k in ("load_s", "copy_s", "train_s", "epoch_s", "images", "loss", "top1")} for r in records]
+    job["ranks"] = [{k: r.get(k) for k in ("startup_s", "load_s", "copy_s", "train_s", "epoch_s", "images", "loss", "top1")} for r in records]
     return job
 
 

@@ -1,0 +1,87 @@
+"""`resnet-lab ab [--base REF]`: the regression gate (runs: suite/ab_runs.py; decision: results/ab.py)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..argtypes import positive_int
+from ..errors import LabError
+from ..fileio import write_json
+from ..results.ab import decide_runs, gated_benchmarks, paired_runs
+from ..results.paired import GateRule, min_pairs
+from ..suite.ab_runs import AbConfig, run_ab, summary_record
+
+# ---------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text}")
+    return value
+
+
+def _non_negative_minutes(text: str) -> float | None:
+    """--time-box MINUTES -> seconds, None for 0 (no box)."""
+    try:
+        minutes = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of minutes") from None
+    if not minutes >= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of minutes >= 0, got {text}")
+    return minutes * 60 or None
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    defaults = AbConfig()
+    parser.add_argument("--base", default=defaults.base_ref, metavar="REF", help=f"the commit to compare against. Default: {defaults.base_ref}")
+    parser.add_argument("--pairs", type=positive_int, default=defaults.pairs, metavar="N",
+                        help=f"base/new run pairs, in ABBA order (at least {min_pairs(defaults.rule.confidence)}). Default: {defaults.pairs}")
+    parser.add_argument("--epochs", type=positive_int, default=defaults.epochs, metavar="N",
+                        help=f"C2 epochs per run; the first is warm-up, not gated. Default: {defaults.epochs}")
+    parser.add_argument("--batches", type=positive_int, default=defaults.batches, metavar="N", help=f"C2 batches per epoch. Default: {defaults.batches}")
+    parser.add_argument("--device", default=defaults.device, metavar="DEV", help=f"the training device of the gated C2 run. Default: {defaults.device}")
+    parser.add_argument("--side-by-side", action=argparse.BooleanOptionalAction, default=defaults.side_by_side,
+                        help=f"run the two runs of a pair at the same time (one per core) instead of one after the other. Default: {defaults.side_by_side}")
+    parser.add_argument("--threads", type=positive_int, default=defaults.threads, metavar="N",
+                        help="torch threads per run (OMP_NUM_THREADS). Default: half the CPUs side by side, else torch's default")
+    parser.add_argument("--time-box", type=_non_negative_minutes, default=defaults.time_box_s, metavar="MINUTES",
+                        help=f"start no pair that would end past this many minutes once {defaults.boxed_pairs} pairs are done; "
+                        f"0 = no box. Default: {(defaults.time_box_s or 0) / 60:g}")
+    parser.add_argument("--tolerance", type=_fraction, default=defaults.rule.tolerance, metavar="F",
+                        help=f"a slowdown must exceed this fraction (and the interval must exclude 1) to fail. Default: {defaults.rule.tolerance:g}")
+    parser.add_argument("--confidence", type=_fraction, default=defaults.rule.confidence, metavar="F",
+                        help=f"two-sided confidence of the paired interval. Default: {defaults.rule.confidence:g}")
+    parser.add_argument("--out", type=Path, default=defaults.out, metavar="DIR",
+                        help=f"where the runs (pytest-benchmark storage), logs and ab.json go; must not hold earlier runs. Default: {defaults.out}")
+    parser.add_argument("--from", dest="from_dir", type=Path, default=None, metavar="DIR",
+                        help="decide again on the runs an earlier `resnet-lab ab --out DIR` saved, without running anything")
+
+
+def main(args: argparse.Namespace) -> int:
+    rule = GateRule(tolerance=args.tolerance, confidence=args.confidence)
+    if args.pairs < min_pairs(rule.confidence):
+        raise LabError(f"--pairs {args.pairs} cannot give a {rule.confidence:.0%} interval; pass at least {min_pairs(rule.confidence)}")
+    config = AbConfig(base_ref=args.base, pairs=args.pairs, epochs=args.epochs, batches=args.batches, device=args.device,
+                      out=args.out, rule=rule, side_by_side=args.side_by_side, threads=args.threads, time_box_s=args.time_box)
+    if args.from_dir is not None:
+        outcome = decide_runs(paired_runs(args.from_dir), gated_benchmarks(config.device), rule, f"paired A/B from the runs in {args.from_dir}")
+    else:
+        outcome, session = run_ab(config)
+        write_json(config.out / "ab.json", summary_record(config, outcome, session))
+    for warning in outcome.warnings:
+        print(f"resnet-lab ab: warning: {warning}", file=sys.stderr)
+    print(outcome.text)
+    if outcome.failed:
+        print(f"\nresult: FAIL ({'; '.join(outcome.failed)})")
+        return 1
+    print(f"\nresult: ok ({sum(r.estimate is not None for r in outcome.rows)} figures gated)")
+    return 0
+
