@@ -92,7 +92,7 @@ class CommTimer:
         self._origin: Any = None
 
     def _mark(self) -> Any:
-        if self.cuda:
+        if self.cuda:  # cuda-only
             event = torch.cuda.Event(enable_timing=True)
             event.record()
             return event
@@ -116,7 +116,7 @@ class CommTimer:
 
     def end_step(self) -> float:
         """Seconds during which at least one bucket was being reduced in this step (after its backward)."""
-        if self.cuda:
+        if self.cuda:  # cuda-only
             torch.cuda.synchronize()
             spans = [(self._origin.elapsed_time(s) / 1e3, self._origin.elapsed_time(e) / 1e3) for s, e in self._spans]
         else:

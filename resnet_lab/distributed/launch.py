@@ -137,7 +137,7 @@ def rank_device(device: str, local_rank: int) -> str:
 
 def _init_group(world: World, store: dist.Store | None = None, timeout_s: float = PG_TIMEOUT_S) -> None:
     device = torch.device(world.device)
-    if device.type == "cuda":
+    if device.type == "cuda":  # cuda-only
         torch.cuda.set_device(device)
     dist.init_process_group(
         world.backend,

@@ -24,7 +24,7 @@ Timer = Callable[[], float]
 def device_sync_fn(device: torch.device | str) -> SyncFn | None:
     """The function that waits for `device`'s queued work, or None where there is none to wait for."""
     device = torch.device(device)
-    if device.type == "cuda":
+    if device.type == "cuda":  # cuda-only
         return lambda: torch.cuda.synchronize(device)
     return None
 

@@ -102,7 +102,7 @@ def fast_dtype_supported(device: torch.device | str, dtype: torch.dtype) -> bool
     device = torch.device(device)
     if dtype == torch.float32:
         return True
-    if device.type == "cuda":
+    if device.type == "cuda":  # cuda-only
         if dtype == torch.bfloat16:
             return torch.cuda.is_bf16_supported(including_emulation=False)
         return dtype == torch.float16

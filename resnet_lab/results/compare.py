@@ -233,7 +233,7 @@ class Check:
     @property
     def without_spread(self) -> bool:
         """A timing check where neither run had the steady rounds for a spread: no noise margin applied."""
-        return self.threshold.metric.kind == "timing" and self.old.spread is None and self.new.spread is None
+        return self.threshold.metric.kind == "timing" and self.new is not None and self.old.spread is None and self.new.spread is None
 
     def line(self) -> str:
         t, m = self.threshold, self.threshold.metric
