@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from types import SimpleNamespace
 
@@ -64,7 +65,8 @@ def tiny_run() -> SimpleNamespace:
     batches = [(torch.randn(2, 3, 4, 4), torch.randint(0, 10, (2,))) for _ in range(6)]
     return SimpleNamespace(
         step_model=model, train_loader=batches, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        device=torch.device("cpu"), config=SimpleNamespace(step=StepConfig()),
+        device=torch.device("cpu"), config=SimpleNamespace(step=StepConfig(), sync_phases=True),
+        epoch_context=contextlib.nullcontext, graphed=None,
     )
 
 
