@@ -8,7 +8,7 @@ Two parts:
 1. mutmut (configured in pyproject.toml's [tool.mutmut]) mutates the clock
    (engine/clock.py), the loop's phase accounting (engine/loop.py: train_one_epoch,
    evaluate, summarize; engine/metrics.py: EpochMetrics), the compare rule
-   (results/compare.py: Threshold.limit, timing_violation, quality_violation,
+   (results/metrics.py: Threshold.limit; results/compare.py: timing_violation, quality_violation,
    run_checks), the FLOP/peak accounting (perf/flops.py: train_step_flops,
    measure_peak_flops, achieved_flops, mfu) and the C3 rule (suite/presets.py:
    c32_answer, still_improving, extension_counts; suite/options.py: LabOptions),
@@ -50,7 +50,7 @@ MUTMUT_TARGETS = (
     "resnet_lab.engine.metrics.xǁEpochMetricsǁ*",
     "resnet_lab.engine.loop.x_evaluate__mutmut_*",
     "resnet_lab.engine.loop.x_summarize__mutmut_*",
-    "resnet_lab.results.compare.xǁThresholdǁlimit__mutmut_*",
+    "resnet_lab.results.metrics.xǁThresholdǁlimit__mutmut_*",
     "resnet_lab.results.compare.x_timing_violation__mutmut_*",
     "resnet_lab.results.compare.x_quality_violation__mutmut_*",
     "resnet_lab.results.compare.x_run_checks__mutmut_*",
@@ -146,10 +146,10 @@ SCRIPTED = (
              "max_batches=None, eval_batches=100,", (SUITE,)),
     Scripted("suite.PRESETS full profile_steps 5 -> 4", "resnet_lab/suite/presets.py", "profile_steps=5, c8_epochs=10", "profile_steps=4, c8_epochs=10", (SUITE,)),
     Scripted("suite.PRESETS full c8_epochs 10 -> 9", "resnet_lab/suite/presets.py", "profile_steps=5, c8_epochs=10", "profile_steps=5, c8_epochs=9", (SUITE,)),
-    Scripted("compare.NOISE_K 1.5 -> 1.0", "resnet_lab/results/compare.py", "NOISE_K = 1.5", "NOISE_K = 1.0", (COMPARE,)),
-    Scripted("compare.NOISE_K 1.5 -> 2.0", "resnet_lab/results/compare.py", "NOISE_K = 1.5", "NOISE_K = 2.0", (COMPARE,)),
-    Scripted("compare.MIN_DELTA_S 0.05 -> 0.03", "resnet_lab/results/compare.py", "MIN_DELTA_S = 0.05", "MIN_DELTA_S = 0.03", (COMPARE,)),
-    Scripted("compare.MIN_DELTA_S 0.05 -> 0.07", "resnet_lab/results/compare.py", "MIN_DELTA_S = 0.05", "MIN_DELTA_S = 0.07", (COMPARE,)),
+    Scripted("compare.NOISE_K 1.5 -> 1.0", "resnet_lab/results/metrics.py", "NOISE_K = 1.5", "NOISE_K = 1.0", (COMPARE,)),
+    Scripted("compare.NOISE_K 1.5 -> 2.0", "resnet_lab/results/metrics.py", "NOISE_K = 1.5", "NOISE_K = 2.0", (COMPARE,)),
+    Scripted("compare.MIN_DELTA_S 0.05 -> 0.03", "resnet_lab/results/metrics.py", "MIN_DELTA_S = 0.05", "MIN_DELTA_S = 0.03", (COMPARE,)),
+    Scripted("compare.MIN_DELTA_S 0.05 -> 0.07", "resnet_lab/results/metrics.py", "MIN_DELTA_S = 0.05", "MIN_DELTA_S = 0.07", (COMPARE,)),
     Scripted("flops.DEFAULT_MATMUL_N cpu 2048 -> 1024", "resnet_lab/perf/flops.py", '{"cpu": 2048,', '{"cpu": 1024,', (FLOPS,)),
     Scripted("benchmarking.UNTIMED_SHARE 0.05 -> 0.04", "resnet_lab/suite/benchmarking.py", "UNTIMED_SHARE = 0.05", "UNTIMED_SHARE = 0.04", (BENCH,)),
     Scripted("benchmarking.UNTIMED_SHARE 0.05 -> 0.06", "resnet_lab/suite/benchmarking.py", "UNTIMED_SHARE = 0.05", "UNTIMED_SHARE = 0.06", (BENCH,)),
