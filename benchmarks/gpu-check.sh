@@ -30,7 +30,7 @@ cd "$(dirname "$0")/.."
 mkdir -p "$OUT" || exit 1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export RESNET_LAB_CACHE=${RESNET_LAB_CACHE:-/tmp/resnet_lab_cache}
-{ date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1;
+{ date -u; if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1; else echo "no nvidia-smi (no NVIDIA driver here)"; fi;
   $PY -c "import torch, torchvision, pytest, pytest_benchmark; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'pytest', pytest.__version__, 'pytest-benchmark', pytest_benchmark.__version__, 'cpus', __import__('os').cpu_count())"; } > "$OUT/machine.txt" 2>&1
 cat "$OUT/machine.txt"
 
