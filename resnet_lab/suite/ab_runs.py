@@ -119,7 +119,8 @@ def last_line(text: str) -> str:
 def side_env(root: Path, threads: int | None = None) -> dict[str, str]:
     """The child's environment: the checkout first on the import path, ahead of any installed resnet_lab;
     `threads` caps torch's intra-op threads (OpenMP), so that two side-by-side runs do not share a core."""
-    env = dict(os.environ)
+    # An xdist worker's variables would make pytest-benchmark in the child disable every benchmark.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
     env["PYTHONPATH"] = os.pathsep.join([str(root), *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)])
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
