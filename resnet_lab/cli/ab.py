@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..argtypes import positive_int
+from ..argtypes import fraction, non_negative_float, positive_int
 from ..errors import LabError
 from ..fileio import write_json
 from ..results.ab import decide_runs, gated_benchmarks, paired_runs
@@ -18,25 +18,9 @@ from ..suite.ab_runs import AbConfig, run_ab, summary_record
 # ---------------------------------------------------------------------------
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text}")
-    return value
-
-
 def _non_negative_minutes(text: str) -> float | None:
     """--time-box MINUTES -> seconds, None for 0 (no box)."""
-    try:
-        minutes = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number of minutes") from None
-    if not minutes >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number of minutes >= 0, got {text}")
-    return minutes * 60 or None
+    return non_negative_float(text) * 60 or None
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -55,9 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--time-box", type=_non_negative_minutes, default=defaults.time_box_s, metavar="MINUTES",
                         help=f"start no pair that would end past this many minutes once {defaults.boxed_pairs} pairs are done; "
                         f"0 = no box. Default: {(defaults.time_box_s or 0) / 60:g}")
-    parser.add_argument("--tolerance", type=_fraction, default=defaults.rule.tolerance, metavar="F",
+    parser.add_argument("--tolerance", type=fraction, default=defaults.rule.tolerance, metavar="F",
                         help=f"a slowdown must exceed this fraction (and the interval must exclude 1) to fail. Default: {defaults.rule.tolerance:g}")
-    parser.add_argument("--confidence", type=_fraction, default=defaults.rule.confidence, metavar="F",
+    parser.add_argument("--confidence", type=fraction, default=defaults.rule.confidence, metavar="F",
                         help=f"two-sided confidence of the paired interval. Default: {defaults.rule.confidence:g}")
     parser.add_argument("--out", type=Path, default=defaults.out, metavar="DIR",
                         help=f"where the runs (pytest-benchmark storage), logs and ab.json go; must not hold earlier runs. Default: {defaults.out}")

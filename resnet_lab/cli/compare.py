@@ -9,6 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from ..argtypes import non_negative_float
 from ..results.compare import CI_THRESHOLDS, MIN_DELTA_S, NOISE_K, compare_runs, parse_threshold
 from ..results.runs import DEFAULT_STORAGE, load_runs
 
@@ -62,11 +63,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="threshold METRIC[:STAT]:[+|-]AMOUNT[%%], repeatable (see below). Default: the CI thresholds",
     )
     parser.add_argument(
-        "--noise-k", type=_non_negative_float, default=NOISE_K, metavar="K",
+        "--noise-k", type=non_negative_float, default=NOISE_K, metavar="K",
         help=f"timing changes must exceed K x the runs' larger IQR over steady rounds. Default: {NOISE_K:g}",
     )
     parser.add_argument(
-        "--min-delta", type=_non_negative_float, default=MIN_DELTA_S, metavar="SECONDS",
+        "--min-delta", type=non_negative_float, default=MIN_DELTA_S, metavar="SECONDS",
         help=f"timing changes smaller than this are never regressions. Default: {MIN_DELTA_S:g}",
     )
     parser.add_argument("--cross-machine", action="store_true", help="enforce timing thresholds even when the machines differ")
@@ -78,16 +79,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--storage", default=DEFAULT_STORAGE, metavar="DIR",
         help=f"pytest-benchmark storage for ids like 0001 (its --benchmark-storage). Default: {DEFAULT_STORAGE}",
     )
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
-    return value
 
 
 def _groups(values: Sequence[str] | None) -> set[str] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from ..argtypes import positive_int
+from ..argtypes import positive_float, positive_int
 from ..errors import LabError
 from ..results.report.dvalues import MODEL_WORLD_SIZES, batch_of, device_of, found, oom
 from ..results.report.scaling import Overrides, scaling_lines
@@ -18,18 +18,8 @@ from ..results.runs import DEFAULT_STORAGE, load_runs
 from ..suite import groups
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
 def _fraction(text: str) -> float:
-    value = _positive_float(text)
+    value = positive_float(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"must be within (0, 1], got {text}")
     return value
@@ -48,8 +38,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-per-rank", type=positive_int, default=None, metavar="N", help="per-rank batch. Default: every D1 batch that fitted")
     parser.add_argument("--world-sizes", type=_world_sizes, default=MODEL_WORLD_SIZES, metavar="LIST",
                         help=f"rank counts to predict. Default: {','.join(map(str, MODEL_WORLD_SIZES))}")
-    parser.add_argument("--step-s", type=_positive_float, default=None, metavar="S", help="one device's training step at that batch (D1). Default: from the runs")
-    parser.add_argument("--busbw", type=_positive_float, default=None, metavar="GB/s",
+    parser.add_argument("--step-s", type=positive_float, default=None, metavar="S", help="one device's training step at that batch (D1). Default: from the runs")
+    parser.add_argument("--busbw", type=positive_float, default=None, metavar="GB/s",
                         help="link bus bandwidth as nccl-tests reports it. Default: D4's, or 370 (published NVLink H100) for CUDA")
     parser.add_argument("--gradient-bytes", type=positive_int, default=None, metavar="N", help="bytes allreduced per step. Default: from the runs, else the lab's model")
     parser.add_argument("--last-bucket-bytes", type=positive_int, default=None, metavar="N",
