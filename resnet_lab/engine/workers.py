@@ -33,6 +33,10 @@ def _exited_workers(iterator: object) -> list[str]:
 def loader_failure(exc: BaseException, iterator: object, epoch: int | None, batch: int) -> LoaderWorkerError | None:
     """A clear error for a worker that died or hung, or None when `exc` is something else.
 
+    Callers raise the result themselves, in their own `except`: a helper that raised it would keep the
+    iterator alive in its frame on the traceback, and the loop's `finally` could no longer shut the
+    workers down (tests/test_distributed_faults.py sees a worker outlive the job).
+
     torch reports a killed worker in three ways depending on timing: RuntimeError 'DataLoader worker
     (pid X) is killed by signal', RuntimeError '... exited unexpectedly', or a bare
     ConnectionResetError/EOFError while receiving a batch the dead worker had queued. Its SIGCHLD
