@@ -57,7 +57,9 @@ def test_retained_heap_stops_refaulting_activations_and_stays_in_its_own_process
     # reached this process, its steps would stop faulting too.
     plain, applied_in_child = faults_per_step("isolated")
     assert applied_in_child == "True"
-    assert plain > 10_000  # tens of thousands of faults per step without the setting, a few thousand at most with it
+    # Without the setting the count varies several-fold from run to run (glibc adapts its mmap threshold
+    # as blocks are freed), so the check is a ratio; the floor only proves real refaulting was measured.
+    assert plain > 1_000
     assert retained * 5 < plain
 
 

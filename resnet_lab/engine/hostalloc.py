@@ -2,7 +2,7 @@
 
 PyTorch's CPU tensors come straight from malloc. glibc serves large blocks
 with mmap and trims the heap top back to the OS when they are freed, so every
-training step maps, zero-fills and unmaps its activations afresh: tens of
+training step maps, zero-fills and unmaps its activations afresh: thousands to tens of
 thousands of page faults per step (tests/test_hostalloc.py counts them). With
 the settings below freed memory is kept and reused, and the faults stop after
 the first epoch.
