@@ -11,19 +11,18 @@ import sys
 import pytest
 
 FAULTS = """
-import resource, sys, torch, torch.nn.functional as F
+import resource, torch, torch.nn.functional as F
 from resnet_lab import resnet18
+from resnet_lab.data import DataConfig, LoaderConfig
 from resnet_lab.engine.hostalloc import retain_freed_memory
-if sys.argv[1] == "isolated":  # a run that tunes malloc, trained in a process of its own first (engine/isolated.py)
-    from resnet_lab.data import DataConfig, LoaderConfig
-    from resnet_lab.engine.isolated import IsolatedRun
-    from resnet_lab.engine.run import RunConfig
-    config = RunConfig(epochs=1, max_batches=1, eval_batches=0, retain_heap=True, loader=LoaderConfig(batch_size=8, num_workers=0))
-    with IsolatedRun(config, DataConfig(train_size=64, test_size=16)) as run:
-        run.run_epoch()
-        record = run.host_alloc
-else:
-    record = retain_freed_memory() if sys.argv[1] == "retain" else {}
+from resnet_lab.engine.isolated import IsolatedRun
+from resnet_lab.engine.run import RunConfig
+
+# A run that tunes malloc, trained in a process of its own first (engine/isolated.py).
+config = RunConfig(epochs=1, max_batches=1, eval_batches=0, retain_heap=True, loader=LoaderConfig(batch_size=8, num_workers=0))
+with IsolatedRun(config, DataConfig(train_size=64, test_size=16)) as run:
+    run.run_epoch()
+    applied_in_child = run.host_alloc["retain_heap"]
 torch.manual_seed(0)
 model = resnet18()
 optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -32,31 +31,34 @@ def step():
     optimizer.zero_grad()
     F.cross_entropy(model(x), y).backward()
     optimizer.step()
-for _ in range(3):  # first touches fault either way
-    step()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(3):
-    step()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 3, record.get("retain_heap"))
+def faults_per_step():
+    for _ in range(3):  # first touches fault either way
+        step()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        step()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 3
+plain = faults_per_step()
+applied = retain_freed_memory()["retain_heap"]  # irreversible: measured second
+print(plain, faults_per_step(), applied_in_child, applied)
 """
 
 
-def faults_per_step(mode: str) -> tuple[int, str]:
-    """Page faults per ResNet-18 training step (batch 32) after warm-up, in a fresh interpreter."""
-    out = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, timeout=300, check=True)
-    count, applied = out.stdout.split()
-    return int(count), applied
+def fault_counts() -> tuple[int, int, str, str]:
+    """Page faults per ResNet-18 training step (batch 32) after warm-up, in a fresh interpreter: after an
+    isolated run applied the setting in its child, then with the setting applied here."""
+    out = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True, timeout=300, check=True)
+    plain, retained, applied_in_child, applied = out.stdout.split()
+    return int(plain), int(retained), applied_in_child, applied
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's; this checks Linux page faults")
 def test_retained_heap_stops_refaulting_activations_and_stays_in_its_own_process() -> None:
-    retained, applied = faults_per_step("retain")
+    plain, retained, applied_in_child, applied = fault_counts()
     if applied != "True":
         pytest.skip("this C library refused mallopt (not glibc)")
-    # The plain figure is taken after an isolated run applied the setting in its child: had it
-    # reached this process, its steps would stop faulting too.
-    plain, applied_in_child = faults_per_step("isolated")
     assert applied_in_child == "True"
+    # Had the isolated run's setting reached this process, its plain steps would not fault either.
     # Without the setting the count varies several-fold from run to run (glibc adapts its mmap threshold
     # as blocks are freed), so the check is a ratio; the floor only proves real refaulting was measured.
     assert plain > 1_000
