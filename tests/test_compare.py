@@ -212,7 +212,7 @@ def test_different_machines_warn_and_skip_timing(capsys, tmp_path, base_path):
     rc, out, err = run_cli(capsys, str(base_path), str(other))
     assert rc == 0, out
     assert "warning: different machines" in err and "--cross-machine" in err
-    assert "not enforced" in out
+    assert "train_s median" in out and "[not enforced: different machines]" in out
     rc, _, _ = run_cli(capsys, str(base_path), str(other), "--cross-machine")
     assert rc == 1
 
@@ -246,6 +246,31 @@ def test_reduced_precision_quality_is_enforced_on_one_machine_only(capsys, tmp_p
     fp32_drop = make_run(seed=0, cpu="Intel Xeon", top1_shift=-0.10)
     rc, _, _ = run_cli(capsys, str(base), str(write_run(tmp_path / "fp32.json", fp32_drop)), "--fail", "top1:-5")
     assert rc == 1  # the fp32 groups are still gated across machines
+
+
+@pytest.mark.parametrize("bf16_side", ["base", "new"])
+def test_reduced_precision_on_either_side_is_not_gated_across_machines(capsys, tmp_path, bf16_side):
+    """BASE trained in bf16 and NEW in fp32 (or the other way round) on another machine: not the same numerics either."""
+    base = make_run(seed=0)
+    new = make_run(seed=0, cpu="Intel Xeon")
+    _bf16_c8_drop(base if bf16_side == "base" else new, 0.0)
+    c8_drop = _bf16_c8_drop(new, -0.10) if bf16_side == "new" else _bf16_c8_drop(make_run(seed=0, cpu="Intel Xeon"), -0.10)
+    for bench in c8_drop["benchmarks"]:
+        if bf16_side == "base" and bench["group"] == "C8":
+            del bench["extra_info"]["amp_dtype"]  # the drop without the bf16 mark: NEW is fp32
+    paths = write_run(tmp_path / "base.json", base), write_run(tmp_path / "new.json", c8_drop)
+    rc, out, _ = run_cli(capsys, *map(str, paths), "--fail", "top1:-5")
+    assert rc == 0, out
+    assert "bfloat16 numerics differ between machines" in out
+
+
+def test_runs_saved_without_round_data_compare_on_their_statistics(capsys, tmp_path):
+    """A JSON with pytest-benchmark's statistics but no per-round `data` (saved without --benchmark-save-data)."""
+    bare = bare_run(tmp_path)
+    benchmarks = len(json.loads(bare.read_text())["benchmarks"])
+    rc, out, _ = run_cli(capsys, str(bare), str(bare), "--fail", "epoch_s:median:+15%")
+    assert rc == 0, out
+    assert f"result: ok ({benchmarks} checks)" in out and "not recorded" not in out
 
 
 def test_benchmarks_in_one_file_only_are_listed(capsys, tmp_path, base_path):

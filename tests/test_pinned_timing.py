@@ -415,11 +415,14 @@ class FailingLoader:
 
 
 class DeadWorkerIterator:
-    """A multi-process DataLoader iterator, as far as the loop looks at one, whose worker was killed after one batch."""
+    """A multi-process DataLoader iterator, as far as the loop looks at one, whose worker was killed after `delivered` batches."""
 
-    def __init__(self) -> None:
+    def __init__(self, delivered: int) -> None:
         self._workers = [SimpleNamespace(exitcode=-9, pid=4321)]
-        self.batches = tiny_batches(1)
+        self.batches = tiny_batches(delivered)
+
+    def __iter__(self) -> DeadWorkerIterator:
+        return self
 
     def __next__(self):
         if self.batches:
@@ -428,14 +431,29 @@ class DeadWorkerIterator:
 
 
 class DeadWorkerLoader:
+    def __init__(self, delivered: int = 1) -> None:
+        self.delivered = delivered
+
     def __iter__(self) -> DeadWorkerIterator:
-        return DeadWorkerIterator()
+        return DeadWorkerIterator(self.delivered)
 
 
 def test_a_dead_worker_becomes_a_loader_worker_error_naming_it():
     model = tiny_model()
     with pytest.raises(LoaderWorkerError, match=r"\(epoch 3, batch 1\): pid 4321 killed by SIGKILL;"):
         train_one_epoch(model, DeadWorkerLoader(), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", epoch=3)
+
+
+@pytest.mark.parametrize("delivered", [0, 2])
+def test_a_worker_dead_during_evaluation_is_named_with_the_batch_it_was_fetching(delivered):
+    with pytest.raises(LoaderWorkerError, match=rf"died during evaluation \(batch {delivered}\): pid 4321 killed by SIGKILL;") as caught:
+        evaluate(tiny_model(), DeadWorkerLoader(delivered), "cpu")
+    assert isinstance(caught.value.__cause__, RuntimeError)
+
+
+def test_other_errors_during_evaluation_pass_through_unchanged():
+    with pytest.raises(RuntimeError, match="^unrelated$"):
+        evaluate(tiny_model(), FailingLoader(RuntimeError("unrelated")), "cpu")
 
 
 def test_other_errors_pass_through_unchanged():
@@ -597,6 +615,24 @@ def test_evaluate_stops_at_max_batches():
     assert result["test_images"] == 6
     assert result["test_top1"] == pytest.approx(3 / 6)
     assert result["test_loss"] == pytest.approx((3 * HIT_LOSS + 3 * MISS_LOSS) / 6)
+
+
+class CountingLoader:
+    """UNEVEN's batches, noting the index of each one fetched (with workers, each fetch is real loading work)."""
+
+    def __init__(self) -> None:
+        self.fetched: list[int] = []
+
+    def __iter__(self) -> Iterator:
+        for i, batch in enumerate(UNEVEN):
+            self.fetched.append(i)
+            yield batch
+
+
+def test_evaluate_fetches_no_batch_past_max_batches():
+    loader = CountingLoader()
+    assert evaluate(ConstantPredictor(0), loader, "cpu", max_batches=2)["test_images"] == 6
+    assert loader.fetched == [0, 1]
 
 
 def test_evaluate_computes_no_gradients():

@@ -174,17 +174,19 @@ def evaluate(
     start = clock.now()
     with deferred_interrupt():
         iterator: Iterator | None = iter(loader)
-    batches = 0
+    batches = 0  # counted as in training: the index of the batch being fetched, for a failure's message
     try:
-        for batches, (x, y) in enumerate(iterator):
-            if max_batches is not None and batches >= max_batches:
+        while max_batches is None or batches < max_batches:
+            batch = next(iterator, None)  # not a for loop: no batch is fetched past max_batches
+            if batch is None:
                 break
-            x, y = to_device(x, y, device, step)
+            x, y = to_device(batch[0], batch[1], device, step)
             # no_grad as a block, not a decorator, so that mutation testing (which skips decorated functions) reaches it.
             with torch.no_grad(), torch.autocast(device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
             metrics.update(loss, logits, y)
+            batches += 1
     except (ConnectionError, EOFError, RuntimeError) as exc:
         failure = loader_failure(exc, iterator, None, batches)
         if failure is None:

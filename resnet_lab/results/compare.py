@@ -38,7 +38,6 @@ from .metrics import (  # noqa: F401  (re-exported: compare's figures and thresh
 from .runs import Bench, Run
 
 
-
 # ---------------------------------------------------------------------------
 # pairing and checking
 # ---------------------------------------------------------------------------
@@ -81,7 +80,7 @@ class Check:
     new: Value | None  # None: NEW lacks the figure BASE has, or records it as NaN/inf (always a violation)
     violated: bool
     enforced: bool
-    margin: float  # the noise margin applied (0 for quality)
+    margin: float = 0.0  # the noise margin applied (timing only)
     problem: str = ""
     why_not_enforced: str = ""
 
@@ -137,7 +136,7 @@ def run_checks(
     thresholds: Sequence[Threshold],
     *,
     enforce_timing: bool,
-    same_machine: bool = True,
+    same_machine: bool,
     noise_k: float = NOISE_K,
     min_delta_s: float = MIN_DELTA_S,
 ) -> list[Check]:
@@ -150,20 +149,26 @@ def run_checks(
             old_v = metric_value(base, threshold.metric, threshold.stat)
             if old_v is None:
                 continue
-            new_v = metric_value(new, threshold.metric, threshold.stat)
             problem = unusable_figure(new, threshold.metric, threshold.stat)
-            if new_v is None or problem:
-                checks.append(Check(threshold, new, old_v, None, True, True, 0.0, problem or "not recorded"))
+            if problem:
+                checks.append(Check(threshold, new, old_v, None, violated=True, enforced=True, problem=problem))
                 continue
+            new_v = metric_value(new, threshold.metric, threshold.stat)
+            assert new_v is not None, "unusable_figure found the figure metric_value reads"
             if threshold.metric.kind == "timing":
                 violated, margin = timing_violation(threshold, old_v, new_v, noise_k, min_delta_s)
                 why = "" if enforce_timing else "different machines"
+                checks.append(Check(threshold, new, old_v, new_v, violated, not why, margin, why_not_enforced=why))
             else:
-                violated, margin = quality_violation(threshold, old_v, new_v), 0.0
-                dtype = reduced_precision(base) or reduced_precision(new)
-                why = f"{dtype} numerics differ between machines" if dtype and not same_machine else ""
-            checks.append(Check(threshold, new, old_v, new_v, violated, not why, margin, why_not_enforced=why))
+                why = quality_not_enforced(base, new, same_machine)
+                checks.append(Check(threshold, new, old_v, new_v, quality_violation(threshold, old_v, new_v), not why, why_not_enforced=why))
     return checks
+
+
+def quality_not_enforced(base: Bench, new: Bench, same_machine: bool) -> str:
+    """Why a quality figure is not gated ('' when it is): reduced precision on either side, across machines."""
+    dtype = reduced_precision(base) or reduced_precision(new)
+    return f"{dtype} numerics differ between machines" if dtype and not same_machine else ""
 
 
 # ---------------------------------------------------------------------------
