@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import textwrap
@@ -15,11 +16,13 @@ from resnet_lab import cli
 from resnet_lab.results.compare import (
     CI_THRESHOLDS,
     METRICS,
+    NOISE_K,
     Value,
     metric_value,
     pair_benchmarks,
     parse_threshold,
     quality_violation,
+    spread,
     timing_violation,
 )
 from resnet_lab.results.runs import load_run, machine_id, summarize
@@ -182,6 +185,10 @@ def test_a_steady_spread_is_the_margin(capsys, tmp_path):
     _, out, _ = run_cli(capsys, str(base), str(slow))
     failing = [line for line in out.splitlines() if line.strip().startswith("FAIL") and " train_s " in line]
     assert failing and all("noise margin" in line and "no noise margin" not in line for line in failing), out
+    c2 = {path: next(b for b in load_run(path).benchmarks if b.group == "C2") for path in (base, slow)}
+    margin = NOISE_K * max(spread(bench.epoch_values("train_s", steady=True)) for bench in c2.values())
+    assert margin > 0
+    assert any(line.strip().startswith("FAIL C2 ") and f"noise margin {margin:.3g} s)" in line for line in failing), out
 
 
 def test_ordinary_noise_passes(capsys, tmp_path, base_path):
@@ -196,6 +203,8 @@ def test_quality_drop_fails_in_points(capsys, tmp_path, base_path):
     rc, out, _ = run_cli(capsys, str(base_path), str(worse), "--fail", "top1:-2")
     assert rc == 1
     assert "pt" in out
+    failing = [line for line in out.splitlines() if line.strip().startswith("FAIL")]
+    assert failing and all(re.search(r": top1 last [\d.]+ % -> [\d.]+ % \(", line) for line in failing), out
     rc, _, _ = run_cli(capsys, str(base_path), str(worse), "--fail", "top1:-5")
     assert rc == 0
 

@@ -154,7 +154,7 @@ def run_checks(
                 checks.append(Check(threshold, new, old_v, None, violated=True, enforced=True, problem=problem))
                 continue
             new_v = metric_value(new, threshold.metric, threshold.stat)
-            assert new_v is not None, "unusable_figure found the figure metric_value reads"
+            assert new_v is not None  # unusable_figure found the figure metric_value reads
             if threshold.metric.kind == "timing":
                 violated, margin = timing_violation(threshold, old_v, new_v, noise_k, min_delta_s)
                 why = "" if enforce_timing else "different machines"
