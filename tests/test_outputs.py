@@ -45,6 +45,21 @@ ENOSPC = textwrap.dedent(
     '''
 )
 
+STORAGE_ENOSPC = textwrap.dedent(
+    '''
+    import errno
+
+    from pytest_benchmark.storage.file import FileStorage
+
+
+    def save(self, output_json, save):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+    FileStorage.save = save
+    '''
+)
+
 
 @pytest.fixture()
 def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
@@ -112,6 +127,35 @@ def test_a_failed_save_keeps_the_finished_benchmarks_in_the_run_log(suite):
     run_log = load_run(suite.path / "out" / "smoke.jsonl")  # report and compare read it like the JSON
     assert [b.name for b in run_log.benchmarks] == ["test_tiny"]
     assert run_log.benchmarks[0].round_times() and run_log.lab["preset"] == "smoke"
+
+
+def test_a_run_saved_only_to_storage_names_its_file_and_keeps_no_log(suite):
+    result = run(suite, "--benchmark-autosave", "--benchmark-storage", "file://./store", "--lab-out", "lab")
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    [saved] = (suite.path / "store").glob("*/0001_*.json")
+    saved = saved.relative_to(suite.path)
+    assert f"JSON: {saved}; the answer sheet: resnet-lab report {saved} --out {saved.parent / 'report'}" in out
+    assert "No JSON was saved" not in out
+    assert not (suite.path / "lab" / "run.jsonl").exists()  # the saved file holds everything
+
+
+def test_a_failed_storage_save_keeps_the_finished_benchmarks_in_the_run_log(suite):
+    suite.makepyfile(enospc_plugin=STORAGE_ENOSPC)
+    result = run(suite, "-p", "enospc_plugin", "--benchmark-autosave", "--benchmark-storage", "file://./store", "--lab-out", "lab")
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    line = [text for text in out.splitlines() if text.startswith("resnet-lab: error:")]
+    assert len(line) == 1 and "No space left on device" in line[0] and "lab/run.jsonl" in line[0], out
+    assert [b.name for b in load_run(suite.path / "lab" / "run.jsonl").benchmarks] == ["test_tiny"]
+
+
+def test_without_json_or_storage_the_summary_says_how_to_keep_the_run(suite):
+    result = run(suite)
+    out = result.stdout.str()
+    assert result.ret == 0, out
+    assert "No JSON was saved: add --benchmark-json PATH" in out
+    assert not (suite.path / "lab-output" / "run.jsonl").exists()
 
 
 def test_run_log_round_trip_and_a_torn_last_line(tmp_path):

@@ -6,8 +6,9 @@ the whole run. `ensure_writable_file`/`ensure_writable_dir` create what is
 missing and prove it can be written, raising `LabError` with one line.
 
 `RunLog` appends each finished benchmark to a JSON-lines file beside the JSON
-as it finishes (one `write` + fsync per line), so a run killed by SIGKILL, a
-time box, or a disk that fills at the end still keeps what it measured;
+(in --lab-out when the run is saved only to pytest-benchmark's storage) as it
+finishes (one `write` + fsync per line), so a run killed by SIGKILL, a time
+box, or a disk that fills at the end still keeps what it measured;
 `results.runs.load_run` reads such a file like the JSON. No torch here.
 """
 

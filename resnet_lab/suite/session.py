@@ -10,7 +10,9 @@ wrapper.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,7 +25,7 @@ from ..machine import environment_info
 from ..perf.variants import device_peaks
 from ..results.answers import short_answers
 from ..results.derived import add_cross_benchmark_figures
-from ..results.runs import SCHEMA_VERSION, parse_run, storage_root
+from ..results.runs import SCHEMA_VERSION, machine_id, parse_run, storage_root
 from .options import LabOptions
 from .outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for, option_path
 from .sweep import SweepState, lab_record
@@ -36,6 +38,8 @@ __all__ = [  # what benchmarks/conftest.py loads
 
 CUDA_SKIP = "CUDA is not available here (torch.cuda.is_available() is False); run on a GPU machine or pass --lab-device cpu"
 RUN_LOG = pytest.StashKey[RunLog]()
+STORAGE_RUN_LOG = "run.jsonl"  # in --lab-out: the run log of a session saved only to pytest-benchmark's storage
+STARTED = pytest.StashKey[float]()  # the session's start (time.time()): a storage file older than it is not this run's
 FINISHED = pytest.StashKey[list]()  # the finished benchmarks' JSON records, in order
 SWEEP = pytest.StashKey[SweepState]()
 PEAKS = pytest.StashKey[dict]()  # device -> measured matmul peaks (speed.device_peaks)
@@ -77,15 +81,22 @@ def benchmark_json_path(config: pytest.Config):
     return option_path(config.getoption("benchmark_json", None))
 
 
+def saves_to_storage(config: pytest.Config) -> bool:
+    return bool(config.getoption("benchmark_save", None) or config.getoption("benchmark_autosave", None))
+
+
 def prepare_outputs(config: pytest.Config) -> None:
     """Create every output folder and prove it writable now, not after the benchmarks have run."""
     json_path = benchmark_json_path(config)
+    lab_out = ensure_writable_dir(config.getoption("lab_out"), "--lab-out")
     if json_path is not None:
         ensure_writable_file(json_path, "--benchmark-json")
         config.stash[RUN_LOG] = RunLog(ensure_writable_file(log_path_for(json_path), "--benchmark-json's run log"))
-    if config.getoption("benchmark_save", None) or config.getoption("benchmark_autosave", None):
+    if saves_to_storage(config):
         ensure_writable_dir(storage_root(str(config.getoption("benchmark_storage"))), "--benchmark-storage")
-    ensure_writable_dir(config.getoption("lab_out"), "--lab-out")
+        if json_path is None:  # pytest-benchmark's storage file is written at the end too: keep a log meanwhile
+            config.stash[RUN_LOG] = RunLog(ensure_writable_file(lab_out / STORAGE_RUN_LOG, "--lab-out's run log"))
+    config.stash[STARTED] = time.time()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -227,9 +238,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
         return None
     json_path = benchmark_json_path(config)
-    if log is not None and json_path is not None and json_path.exists():
+    if log is not None and (json_path.exists() if json_path is not None else saved_to_storage(config) is not None):
         log.discard()
     return result
+
+
+def saved_to_storage(config: pytest.Config) -> Path | None:
+    """The file pytest-benchmark's --benchmark-save/--benchmark-autosave wrote in this session, if any.
+
+    pytest-benchmark does not expose it (it only logs it), so: the newest file in this machine's storage
+    folder, written since the session started.
+    """
+    if not saves_to_storage(config):
+        return None
+    folder = storage_root(str(config.getoption("benchmark_storage"))) / machine_id()
+    saved = [(p.stat().st_mtime, p) for p in folder.glob("*.json")] if folder.is_dir() else []
+    newest = max(saved, default=None)
+    return newest[1] if newest and newest[0] >= config.stash.get(STARTED, float("inf")) else None
 
 
 def write_answers(config: pytest.Config, reporter) -> None:
@@ -250,7 +275,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     json_path = benchmark_json_path(config)
     if not config.stash.get(FINISHED, []):
         return
-    if json_path is not None:
-        terminalreporter.write_line(f"JSON: {json_path}; the answer sheet: resnet-lab report {json_path} --out {json_path.parent / 'report'}")
+    saved = json_path or saved_to_storage(config)
+    if saved is not None:
+        terminalreporter.write_line(f"JSON: {saved}; the answer sheet: resnet-lab report {saved} --out {saved.parent / 'report'}")
     else:
         terminalreporter.write_line("No JSON was saved: add --benchmark-json PATH to keep this run for resnet-lab report and compare")
