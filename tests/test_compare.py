@@ -233,11 +233,12 @@ def test_quality_thresholds_hold_across_machines(capsys, tmp_path, base_path):
     assert "different machines" in err
 
 
-def _bf16_c8_drop(run: dict, top1_shift: float) -> dict:
-    """Mark the C8 variants as bf16-trained and move their last-epoch top-1."""
+def _bf16_c8_drop(run: dict, top1_shift: float, bf16: bool = True) -> dict:
+    """Mark the C8 variants as bf16-trained (unless not `bf16`) and move their last-epoch top-1."""
     for bench in run["benchmarks"]:
         if bench["group"] == "C8":
-            bench["extra_info"]["amp_dtype"] = "bfloat16"
+            if bf16:
+                bench["extra_info"]["amp_dtype"] = "bfloat16"
             bench["extra_info"]["epochs"][-1]["top1"] += top1_shift
             bench["extra_info"]["top1"] += top1_shift
     return run
@@ -260,14 +261,9 @@ def test_reduced_precision_quality_is_enforced_on_one_machine_only(capsys, tmp_p
 @pytest.mark.parametrize("bf16_side", ["base", "new"])
 def test_reduced_precision_on_either_side_is_not_gated_across_machines(capsys, tmp_path, bf16_side):
     """BASE trained in bf16 and NEW in fp32 (or the other way round) on another machine: not the same numerics either."""
-    base = make_run(seed=0)
-    new = make_run(seed=0, cpu="Intel Xeon")
-    _bf16_c8_drop(base if bf16_side == "base" else new, 0.0)
-    c8_drop = _bf16_c8_drop(new, -0.10) if bf16_side == "new" else _bf16_c8_drop(make_run(seed=0, cpu="Intel Xeon"), -0.10)
-    for bench in c8_drop["benchmarks"]:
-        if bf16_side == "base" and bench["group"] == "C8":
-            del bench["extra_info"]["amp_dtype"]  # the drop without the bf16 mark: NEW is fp32
-    paths = write_run(tmp_path / "base.json", base), write_run(tmp_path / "new.json", c8_drop)
+    base = _bf16_c8_drop(make_run(seed=0), 0.0, bf16=bf16_side == "base")
+    new = _bf16_c8_drop(make_run(seed=0, cpu="Intel Xeon"), -0.10, bf16=bf16_side == "new")
+    paths = write_run(tmp_path / "base.json", base), write_run(tmp_path / "new.json", new)
     rc, out, _ = run_cli(capsys, *map(str, paths), "--fail", "top1:-5")
     assert rc == 0, out
     assert "bfloat16 numerics differ between machines" in out

@@ -18,7 +18,7 @@ from ..results.runs import DEFAULT_STORAGE, load_runs
 from ..suite import groups
 
 
-def _fraction(text: str) -> float:
+def _fraction_up_to_one(text: str) -> float:
     value = positive_float(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"must be within (0, 1], got {text}")
@@ -45,7 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--last-bucket-bytes", type=positive_int, default=None, metavar="N",
                         help="bytes of DDP's last bucket, which cannot overlap backward. Default: D3's, else all the gradients")
     parser.add_argument("--images", type=positive_int, default=None, metavar="N", help="images per epoch. Default: the run's training set, else 50000")
-    parser.add_argument("--backward-fraction", type=_fraction, default=None, metavar="F", help="share of a step spent in backward. Default: 2/3")
+    parser.add_argument("--backward-fraction", type=_fraction_up_to_one, default=None, metavar="F", help="share of a step spent in backward. Default: 2/3")
     share = parser.add_mutually_exclusive_group()
     share.add_argument("--shared-device", dest="shared", action="store_const", const=True, default=None,
                        help="the ranks split one device's compute (CPU ranks on one host). Default: yes for cpu")
