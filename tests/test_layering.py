@@ -16,6 +16,7 @@ TORCH_FREE = (
     *sorted("resnet_lab." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
             for p in (PACKAGE / "results").rglob("*.py")),
     "resnet_lab.cli", "resnet_lab.cli.main", "resnet_lab.cli.report", "resnet_lab.cli.compare", "resnet_lab.cli.estimate", "resnet_lab.cli.scaling", "resnet_lab.cli.ab",
+    "resnet_lab.cli.history",
     "resnet_lab.suite", "resnet_lab.suite.groups", "resnet_lab.suite.presets", "resnet_lab.suite.outputs", "resnet_lab.suite.ab_runs",
     "resnet_lab.engine", "resnet_lab.engine.interrupts", "resnet_lab.distributed", "resnet_lab.distributed.scaling",
 )
@@ -45,7 +46,7 @@ def test_no_module_of_the_results_layer_imports_torch():
     assert first_torch_import(TORCH_FREE) is None
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["report", "--help"], ["compare", "--help"], ["estimate", "--help"], ["scaling", "--help"], ["ab", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["report", "--help"], ["compare", "--help"], ["estimate", "--help"], ["scaling", "--help"], ["ab", "--help"], ["history", "--help"]])
 def test_cli_help_does_not_import_torch(argv):
     code = f"from resnet_lab.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass"
     assert not imports_torch(code)

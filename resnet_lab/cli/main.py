@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("resnet_lab.cli.compare", "compare two saved benchmark runs, noise-aware, with pass/fail thresholds"),
     "estimate": ("resnet_lab.cli.estimate", "predict a preset's wall time on a machine from earlier runs there"),
     "scaling": ("resnet_lab.cli.scaling", "predict data-parallel epoch time and efficiency for N ranks (D1 + D4, or given figures)"),
+    "history": ("resnet_lab.cli.history", "saved runs over many commits: change points, labels, an HTML page, and a gate"),
     "ab": ("resnet_lab.cli.ab", "the regression gate: run base and working tree in alternation here, decide on paired ratios"),
 }
 
