@@ -32,6 +32,8 @@ def scaled_run(scale: float, commit: int, run: int, *, dirty: bool = False, cpu:
                     record[key] *= scale
             if loss is not None and "loss" in record:
                 record["loss"] = loss
+        if loss is not None and "loss" in bench["extra_info"]:
+            bench["extra_info"]["loss"] = loss
         for key in ("epoch_s", "load_s", "copy_s", "train_s", "metrics_s"):
             if isinstance(bench["extra_info"].get(key), (int, float)):
                 bench["extra_info"][key] *= scale
@@ -44,14 +46,15 @@ def scaled_run(scale: float, commit: int, run: int, *, dirty: bool = False, cpu:
 
 
 def write_history(storage: Path, scales: Sequence[float], runs_per_commit: int = 1, **kwargs) -> list[Path]:
-    """One saved run per scale, `runs_per_commit` runs per commit, numbered as pytest-benchmark's storage does."""
+    """One saved run per scale, `runs_per_commit` runs per commit, numbered as pytest-benchmark's storage does;
+    a second call on the same storage continues the numbering and the commits (later commits)."""
     folder = storage / MACHINE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     start = len(list(folder.glob("*.json")))
     paths = []
     for i, scale in enumerate(scales):
-        commit = i // runs_per_commit
-        path = folder / f"{start + i + 1:04d}_{commit_sha(commit)}_run{i}.json"
+        commit = (start + i) // runs_per_commit
+        path = folder / f"{start + i + 1:04d}_{commit_sha(commit)}_run{start + i}.json"
         path.write_text(json.dumps(scaled_run(scale, commit, i % runs_per_commit, **kwargs)))
         paths.append(path)
     return paths
