@@ -44,7 +44,7 @@ class Rule:
     tolerance: float  # a change must exceed this: a fraction when log_scale, else units (points)
     min_delta: float = 0.0  # ... and this absolute amount (seconds for timings: below it, timer noise)
 
-    def transform(self, values: Sequence[float]) -> np.ndarray:
+    def transform(self, values: Sequence[float] | np.ndarray) -> np.ndarray:
         data = np.asarray(values, dtype=float)
         return np.log(data) if self.log_scale else data
 
@@ -116,7 +116,7 @@ def split_p_value(segment: np.ndarray, gain: float, rng: np.random.Generator, pe
 
 def locate(z: np.ndarray, alpha: float, *, permutations: int = PERMUTATIONS) -> list[tuple[int, float]]:
     """(index, p-value) of the significant change points of `z`, in time order."""
-    import ruptures  # local: only `history` needs it
+    import ruptures  # type: ignore[import-untyped]  # local: only `history` needs it
 
     n = z.size
     if n < 2 * MIN_RUNS:
@@ -163,7 +163,7 @@ def is_drift(z: np.ndarray, cuts: Sequence[int], alpha: float) -> bool:
     line through the whole series and a step at each cut: a drift when the line leaves the steps insignificant
     (F test, at `alpha`), or when the line is needed on top of the steps (its slope's t test, at DRIFT_ALPHA):
     a step leaves each segment flat, a drift found as a staircase leaves each step sloped."""
-    from scipy import stats  # local: only `history` needs it
+    from scipy import stats  # type: ignore[import-untyped]  # local: only `history` needs it
 
     n, k = z.size, len(cuts)
     x = np.arange(n, dtype=float)
@@ -196,7 +196,7 @@ def newest_is_outlier(values: np.ndarray, start: int, rule: Rule) -> bool:
     return gap > OUTLIER_Z * sigma
 
 
-def judge(values: Sequence[float], rule: Rule, alpha: float, *, permutations: int = PERMUTATIONS) -> Verdict:
+def judge(values: Sequence[float] | np.ndarray, rule: Rule, alpha: float, *, permutations: int = PERMUTATIONS) -> Verdict:
     """The series' change points and label. `alpha`: the false-alarm rate allowed to this one series
     (the caller divides the run's rate among its series)."""
     data = np.asarray(values, dtype=float)

@@ -134,7 +134,7 @@ def _draw(j: Judged, number: int) -> str:
     for k, (a, b) in enumerate(v.segments):
         if b > a:
             ax.hlines(statistics.median(ys[a:b]), a + 0.6, b + 0.4, color=color if k == len(v.segments) - 1 else "#7f8c8d", linewidth=2.2, zorder=4,
-                      label="segment median" if k == 0 else None)
+                      label="segment median" if k == 0 else "_nolegend_")
     for k, change in enumerate(v.changes):
         x = change.index + 0.5
         ax.axvline(x, color=LABEL_COLORS[REGRESSION if change.direction == 1 else IMPROVEMENT if change.direction == -1 else NO_CHANGE],
