@@ -170,8 +170,8 @@ def cuda_absent() -> bool:
     [
         (["--optimizer", "adadelat"], "unknown optimizer 'adadelat': choose one of sgd, sgd-nesterov, adagrad, adadelta, adam; did you mean 'adadelta'?"),
         (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
-        (["--device", "tpu"], "unknown device 'tpu': use 'cpu' or 'cuda'"),
-        (["--device", "meta"], "unsupported device 'meta'"),
+        (["--device", "tpu"], "argument --device: unknown device 'tpu': use 'cpu' or 'cuda'"),
+        (["--device", "meta"], "argument --device: unknown device 'meta'"),
         pytest.param(["--device", "cuda"], "device 'cuda' requested but CUDA is not available on this machine; use --device cpu",
                      marks=pytest.mark.skipif(not cuda_absent(), reason="this machine has CUDA")),
         (["--num-workers", "-1"], "argument --num-workers: must be an integer >= 0, got -1"),
