@@ -1,0 +1,122 @@
+"""Child processes die with their parent (resnet_lab/procs.py): `ab`'s pytest runs and the DataLoader workers of
+`train`, after SIGTERM, Ctrl-C and SIGKILL of the parent, within 3 s; temporaries removed, or by the next run.
+
+Slow (process start-ups, a real DataLoader): `.ci/run` runs them in a step of their own (`-m slow`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from test_ab import FAKE_CONFTEST, commit, make_repo
+
+from resnet_lab import procs
+from resnet_lab.suite.ab_runs import TEMP_PREFIX
+
+pytestmark = pytest.mark.slow
+
+GONE_S = 3.0
+# A gated benchmark that records its pid and then runs for minutes: what `ab` is in the middle of when cancelled.
+SLOW_C2 = """
+    import os, time
+    import pytest
+
+    @pytest.mark.parametrize("device", ["cpu"], ids=lambda d: f"device={d}")
+    def test_c2_phases(benchmark, device):
+        with open(os.path.join(os.environ["AB_PIDS"], str(os.getpid())), "w"):
+            pass
+        time.sleep(300)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
+    except OSError:
+        return False
+
+
+def wait_until(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def clones_of(pid: int) -> list[Path]:
+    """The base's clone(s) that `ab` process `pid` made."""
+    return list(Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}{pid}.*"))
+
+
+def start_ab(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    repo = make_repo(tmp_path / "repo")
+    commit(repo, {"resnet_lab/__init__.py": "", "conftest.py": FAKE_CONFTEST, "benchmarks/test_c2_phases.py": SLOW_C2,
+                  ".gitignore": "__pycache__/\n"}, "base")
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    # -P: the parent imports the real resnet_lab, not the fake repo's (its runs get the repo's through PYTHONPATH).
+    parent = subprocess.Popen([sys.executable, "-P", "-m", "resnet_lab", "ab", "--base", "HEAD", "--out", str(tmp_path / "ab")],
+                              cwd=repo, env={**os.environ, "AB_PIDS": str(pids)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_until(lambda: len(list(pids.iterdir())) >= 1 or parent.poll() is not None, 120), "no run started"
+    assert parent.poll() is None, parent.communicate()
+    assert clones_of(parent.pid), "the base's clone should exist while the runs do"
+    return parent, pids
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_ab_stopped_by_a_signal_stops_its_runs_and_removes_the_clone(tmp_path, sig):
+    parent, pids = start_ab(tmp_path)
+    parent.send_signal(sig)
+    _, err = parent.communicate(timeout=30)
+    assert parent.returncode == (143 if sig == signal.SIGTERM else 130), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    runs = [int(p.name) for p in pids.iterdir()]
+    assert wait_until(lambda: not any(alive(pid) for pid in runs), GONE_S), "a run outlived resnet-lab ab"
+    assert not clones_of(parent.pid)
+
+
+def test_ab_killed_by_sigkill_takes_its_runs_along_and_the_next_run_removes_the_clone(tmp_path):
+    parent, pids = start_ab(tmp_path)
+    parent.kill()
+    parent.communicate(timeout=30)
+    runs = [int(p.name) for p in pids.iterdir()]
+    assert wait_until(lambda: not any(alive(pid) for pid in runs), GONE_S), "a run outlived a SIGKILLed resnet-lab ab"
+    assert clones_of(parent.pid)  # nothing could remove it then; the next run does
+    procs.remove_stale(tempfile.gettempdir(), TEMP_PREFIX)
+    assert not clones_of(parent.pid)
+
+
+def worker_pids(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().split(")")[-1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_dataloader_workers_end_with_train(tmp_path, sig, private_cache):
+    parent = subprocess.Popen([sys.executable, "-m", "resnet_lab", "train", "--num-workers", "2", "--epochs", "100", "--batch-size", "8"],
+                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert wait_until(lambda: len(worker_pids(parent.pid)) >= 2 or parent.poll() is not None, 240), "no DataLoader worker started"
+    workers = worker_pids(parent.pid)
+    parent.send_signal(sig)
+    _, err = parent.communicate(timeout=30)
+    if sig == signal.SIGTERM:
+        assert parent.returncode == 143 and "Traceback" not in err, err
+    assert wait_until(lambda: not any(alive(pid) for pid in workers), GONE_S), "a DataLoader worker outlived train"
