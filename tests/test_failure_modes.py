@@ -22,6 +22,10 @@ from resnet_lab.distributed.launch import launcher_ranks
 from resnet_lab.errors import LabError
 from resnet_lab.fileio import atomic_open, staged_folder, write_json
 from resnet_lab.suite import ab_runs
+from test_outputs import run as run_suite
+from test_outputs import suite  # noqa: F401 - the fixture: a copy of the suite's conftest files
+
+pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -310,3 +314,38 @@ def test_the_same_run_twice_compares_clean(capsys, tmp_path):
     path = write_run(tmp_path / "run.json", make_run())
     rc, out, _ = run(capsys, "compare", str(path), str(copy.copy(path)))
     assert rc == 0 and "result: ok" in out
+
+
+# ----------------------------------------------------------------------------- a run cut short
+
+CUT_SHORT = '''
+import os
+import signal
+import time
+
+
+def test_tiny(benchmark):
+    benchmark.group = "C2"
+    records = []
+    benchmark.extra_info["epochs"] = records  # as suite/benchmarking.py does: filled epoch by epoch
+
+    def epoch():
+        if len(records) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # a time box's `timeout`, a CI cancel, during the third epoch
+            time.sleep(30)
+        records.append({"epoch": len(records) + 1, "epoch_s": 0.01, "loss": 2.0, "top1": 0.1})
+
+    benchmark.pedantic(epoch, rounds=5, iterations=1)
+'''
+
+
+def test_a_benchmark_cut_short_by_sigterm_keeps_its_finished_epochs(suite, tmp_path, capsys):
+    (suite.path / "benchmarks" / "test_tiny.py").write_text(CUT_SHORT)
+    result = run_suite(suite, "--benchmark-json", "out.json")
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str() + result.stderr.str()
+    saved = json.loads((suite.path / "out.json").read_text())
+    (bench,) = saved["benchmarks"]
+    assert bench["stats"]["rounds"] == 2 and [e["epoch"] for e in bench["extra_info"]["epochs"]] == [1, 2]
+    assert bench["extra_info"]["cut_short"] is True
+    rc, _, err = run(capsys, "report", str(suite.path / "out.json"), "--out", str(tmp_path / "sheet"))
+    assert rc == 0, err
