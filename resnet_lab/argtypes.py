@@ -135,7 +135,10 @@ def number(low: float | None, high: float = MAX_FLOAT, *, low_open: bool = False
     return _declared(Spec("float", low, high, low_open, high_open), convert, "number")
 
 
+# DataLoader worker processes: past this a typo forks thousands of processes (4 per CPU is the suite's own limit).
+MAX_WORKERS = 1024
 positive_int = integer(1, what="a positive integer")
+workers = integer(0, MAX_WORKERS, what="a worker count")
 non_negative_int = integer(0, what="an integer")
 seed = integer(0, MAX_SEED, what="a seed")
 non_negative_float = number(0.0, rule=f"a number >= 0 (and <= {MAX_FLOAT:g})")
@@ -158,6 +161,7 @@ def int_list(low: int, high: int = MAX_COUNT, example: str = "0,4,8") -> Convert
 
 
 non_negative_int_list = int_list(0)
+worker_list = int_list(0, MAX_WORKERS)
 positive_int_list = int_list(1, example="1,2,4,8")
 
 

@@ -174,7 +174,7 @@ def cuda_absent() -> bool:
         (["--device", "meta"], "argument --device: unknown device 'meta'"),
         pytest.param(["--device", "cuda"], "device 'cuda' requested but CUDA is not available on this machine; use --device cpu",
                      marks=pytest.mark.skipif(not cuda_absent(), reason="this machine has CUDA")),
-        (["--num-workers", "-1"], "argument --num-workers: must be an integer >= 0, got -1"),
+        (["--num-workers", "-1"], "argument --num-workers: must be a worker count from 0 to 1024, got -1"),
         (["--batch-size", "0"], "argument --batch-size: must be a positive integer (>= 1), got 0"),
         (["--batch-size", "-8"], "argument --batch-size: must be a positive integer (>= 1), got -8"),
         (["--batch-size", "lots"], "argument --batch-size: 'lots' is not an integer"),

@@ -349,3 +349,14 @@ def test_a_benchmark_cut_short_by_sigterm_keeps_its_finished_epochs(suite, tmp_p
     assert bench["extra_info"]["cut_short"] is True
     rc, _, err = run(capsys, "report", str(suite.path / "out.json"), "--out", str(tmp_path / "sheet"))
     assert rc == 0, err
+
+
+def test_ab_from_the_default_out_folder_is_still_legal(capsys, tmp_path, monkeypatch):
+    from test_ab import scenario
+
+    scenario(tmp_path / "out")  # out/ab: where `ab` saves by default, and what --from then reads
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run(capsys, "ab", "--from", "out/ab")
+    assert rc == 0 and "result: ok" in out, out + err
+    rc, _, err = run(capsys, "ab", "--from", "out/ab", "--out", "out/ab/again")
+    one_error_line(rc, err, "lies inside --from out/ab")

@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help=f"a slowdown must exceed this fraction (and the interval must exclude 1) to fail. Default: {defaults.rule.tolerance:g}")
     parser.add_argument("--confidence", type=fraction, default=defaults.rule.confidence, metavar="F",
                         help=f"two-sided confidence of the paired interval. Default: {defaults.rule.confidence:g}")
-    parser.add_argument("--out", type=output_dir, default=str(defaults.out), metavar="DIR",
+    parser.add_argument("--out", type=output_dir, default=None, metavar="DIR",  # None: out/ab, unless --from (which writes nothing)
                         help=f"where the runs (pytest-benchmark storage), logs and ab.json go; must not hold earlier runs. Default: {defaults.out}")
     parser.add_argument("--from", dest="from_dir", type=input_path, default=None, metavar="DIR",
                         help="decide again on the runs an earlier `resnet-lab ab --out DIR` saved, without running anything")
@@ -53,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
     if args.pairs < min_pairs(rule.confidence):
         raise LabError(f"--pairs {args.pairs} cannot give a {rule.confidence:.0%} interval; pass at least {min_pairs(rule.confidence)}")
     config = AbConfig(base_ref=args.base, pairs=args.pairs, epochs=args.epochs, batches=args.batches, device=args.device,
-                      out=Path(args.out), rule=rule, side_by_side=args.side_by_side, threads=args.threads, time_box_s=args.time_box * 60 or None)
+                      out=Path(args.out) if args.out is not None else AbConfig().out, rule=rule, side_by_side=args.side_by_side, threads=args.threads, time_box_s=args.time_box * 60 or None)
     if args.from_dir is not None:
         outcome = decide_runs(paired_runs(Path(args.from_dir)), gated_benchmarks(config.device), rule, f"paired A/B from the runs in {args.from_dir}")
     else:

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..argtypes import choice, data_source, device, non_negative_int, output_file, positive_int, seed, text
+from ..argtypes import choice, data_source, device, non_negative_int, output_file, positive_int, seed, text, workers
 from ..data import SOURCES_HELP, SYNTHETIC, DataConfig, LoaderConfig, load_datasets
 from ..distributed.ddp import DataParallelRun
 from ..distributed.launch import World, torchrun_world
@@ -22,7 +22,7 @@ from ..optim import OPTIMIZERS
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=device, default="cpu", metavar="DEV", help="cpu or cuda (cuda:N). Default: cpu")
-    parser.add_argument("--num-workers", type=non_negative_int, default=2, metavar="N", help="DataLoader workers. Default: 2")
+    parser.add_argument("--num-workers", type=workers, default=2, metavar="N", help="DataLoader workers. Default: 2")
     parser.add_argument("--epochs", type=positive_int, default=5, metavar="N", help="epochs to train. Default: 5")
     parser.add_argument(
         "--optimizer", type=text("--optimizer"), default="sgd", metavar="NAME", help=f"one of {', '.join(OPTIMIZERS)} (lr 0.1, wd 5e-4). Default: sgd"

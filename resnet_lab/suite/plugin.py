@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ..argtypes import choice, data_source, device_list, non_negative_int, non_negative_int_list, on_off, output_dir, positive_int
+from ..argtypes import choice, data_source, device_list, non_negative_int, on_off, output_dir, positive_int, worker_list
 from ..data import SOURCES_HELP, SYNTHETIC, check_source
 from ..errors import LabError
 from ..fileio import check_outputs
@@ -57,7 +57,7 @@ LAB_OPTIONS: tuple[Option, ...] = (
         help="test batches evaluated after training where a question reads test accuracy (C6, C7 and the runs serving them), "
         "0 = the whole test set. Default: from the preset (smoke 2, full all)")),
     Option("--lab-workers", dict(
-        type=non_negative_int_list, default=None, metavar="LIST",
+        type=worker_list, default=None, metavar="LIST",
         help=f"C3 worker counts, e.g. 0,2,4. Default: {','.join(map(str, C3_DEFAULT_WORKERS))} and on by 4 while loading time improves")),
     Option("--lab-out", dict(type=output_dir, default="lab-output", metavar="DIR", help="folder for profiler traces and tables. Default: lab-output")),
     Option("--lab-tf32", dict(
