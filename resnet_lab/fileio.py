@@ -23,8 +23,9 @@ from typing import IO, Any
 
 from .engine.interrupts import deferred_interrupt
 from .errors import LabError
+from .procs import TEMP_SUFFIX, remove_stale, temporary_name
 
-STAGING_SUFFIX = ".tmp"
+STAGING_SUFFIX = TEMP_SUFFIX
 
 
 def current_umask() -> int:
@@ -73,8 +74,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) ->
         kept_mode: int | None = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
         kept_mode = None
+    remove_stale(target.parent, f".{target.name}.")  # what a SIGKILLed writer of this file left
     with deferred_interrupt():
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=STAGING_SUFFIX, dir=target.parent)
+        fd, tmp = tempfile.mkstemp(prefix=temporary_name(f".{target.name}."), suffix=STAGING_SUFFIX, dir=target.parent)
         try:
             # mkstemp creates 0600; the file should have what open() would have given it.
             os.fchmod(fd, kept_mode if kept_mode is not None else 0o666 & ~current_umask())
@@ -124,25 +126,6 @@ def check_outputs(outputs: Iterable[tuple[str, str]], inputs: Iterable[tuple[str
 # ----------------------------------------------------------------------------- folders of outputs
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_staging(folder: Path, name: str) -> None:
-    """Remove `.<name>.<pid>.*.tmp` staging folders beside `folder/name` whose process is gone (a SIGKILLed run's)."""
-    with contextlib.suppress(OSError):
-        for entry in folder.glob(f".{name}.*{STAGING_SUFFIX}"):
-            pid = entry.name[len(name) + 2:].split(".", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)) and entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-
-
 @contextlib.contextmanager
 def staged_folder(out: str | os.PathLike[str]) -> Iterator[Path]:
     """A sibling staging folder to fill; on success its files move into `out`, on failure it is removed.
@@ -153,8 +136,8 @@ def staged_folder(out: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = write_target(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_staging(target.parent, target.name)
-    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=STAGING_SUFFIX, dir=target.parent))
+    remove_stale(target.parent, f".{target.name}.")  # a SIGKILLed run's staging folder
+    stage = Path(tempfile.mkdtemp(prefix=temporary_name(f".{target.name}."), suffix=STAGING_SUFFIX, dir=target.parent))
     try:
         os.chmod(stage, 0o777 & ~current_umask())
         yield stage

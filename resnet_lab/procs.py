@@ -8,7 +8,7 @@
   dies, even by SIGKILL (prctl PR_SET_PDEATHSIG), so no child outlives a killed parent.
 * `sigterm_raises`: SIGTERM (what a CI cancel and `timeout` send) becomes the exception `Terminated`,
   so `finally` blocks run, temporaries are removed and children stopped, as for Ctrl-C.
-* `temporary_folder`/`remove_stale`: temporaries carry the creating process's id in their name; one
+* `temporary_name`/`remove_stale`: temporaries carry the creating process's id in their name; one
   whose process is gone (a SIGKILLed run's) is removed by the next run.
 """
 
@@ -21,7 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -153,10 +152,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+TEMP_SUFFIX = ".tmp"  # every temporary's name ends so: nothing else is ever removed as stale
+
+
 def remove_stale(folder: str | os.PathLike[str], prefix: str) -> None:
-    """Remove `<prefix><pid>.*` entries in `folder` whose process is gone: what a SIGKILLed run left."""
+    """Remove `<prefix><pid>.*.tmp` entries in `folder` whose process is gone: what a SIGKILLed run left."""
     with contextlib.suppress(OSError):
-        for entry in Path(folder).glob(f"{prefix}*"):
+        for entry in Path(folder).glob(f"{prefix}*{TEMP_SUFFIX}"):
             pid = entry.name[len(prefix):].split(".", 1)[0]
             if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
                 if entry.is_dir() and not entry.is_symlink():
@@ -166,17 +168,5 @@ def remove_stale(folder: str | os.PathLike[str], prefix: str) -> None:
 
 
 def temporary_name(prefix: str) -> str:
-    """`<prefix><pid>.`: the start of a temporary's name, for mkdtemp/mkstemp and `remove_stale`."""
+    """`<prefix><pid>.`: the start of a temporary's name (end it with TEMP_SUFFIX), for mkdtemp/mkstemp and `remove_stale`."""
     return f"{prefix}{os.getpid()}."
-
-
-@contextlib.contextmanager
-def temporary_folder(prefix: str, folder: str | os.PathLike[str] | None = None) -> Iterator[Path]:
-    """A temporary folder named for this process, removed on exit; stale ones of dead processes removed first."""
-    where = Path(folder) if folder is not None else Path(tempfile.gettempdir())
-    remove_stale(where, prefix)
-    path = Path(tempfile.mkdtemp(prefix=temporary_name(prefix), dir=where))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)

@@ -123,6 +123,12 @@ def test_a_stale_staging_folder_of_a_killed_run_is_removed_by_the_next(tmp_path)
     with staged_folder(tmp_path / "sheet") as stage:
         (stage / "answers.md").write_text("x")
     assert not stale.exists() and (tmp_path / "sheet" / "answers.md").exists()
+    stale_write = tmp_path / f".run.json.{dead}.xyz.tmp"  # atomic_open's temporary, SIGKILLed mid-write
+    stale_write.write_text("half")
+    mine = tmp_path / f".run.json.{dead}.bak"  # the user's: not a temporary's name, never removed
+    mine.write_text("keep")
+    write_json(tmp_path / "run.json", {})
+    assert not stale_write.exists() and mine.read_text() == "keep"
 
 
 # ----------------------------------------------------------------------------- loops in the file system

@@ -327,7 +327,7 @@ def run_ab(config: AbConfig) -> tuple[Outcome, Session]:
     labels = {BASE: f"{commit[:12]} ({config.base_ref})", NEW: working_tree_label(repo)}
     created = prepare_out(config.out)
     procs.remove_stale(tempfile.gettempdir(), TEMP_PREFIX)  # clones of runs that were SIGKILLed
-    temp = Path(tempfile.mkdtemp(prefix=procs.temporary_name(TEMP_PREFIX)))
+    temp = Path(tempfile.mkdtemp(prefix=procs.temporary_name(TEMP_PREFIX), suffix=procs.TEMP_SUFFIX))
     try:
         try:
             roots = {BASE: checkout_base(repo, commit, temp), NEW: repo}

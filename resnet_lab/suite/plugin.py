@@ -79,6 +79,9 @@ def _outputs(config: pytest.Config) -> list[tuple[str, str]]:
     json_out = config.getoption("benchmark_json", None)
     if json_out is not None:
         outputs.append(("--benchmark-json", str(getattr(json_out, "name", json_out))))
+    storage = str(config.getoption("benchmark_storage", "") or "")
+    if (config.getoption("benchmark_save", None) or config.getoption("benchmark_autosave", None)) and storage.startswith("file://"):
+        outputs.append(("--benchmark-storage", storage.removeprefix("file://")))
     return outputs
 
 
