@@ -120,3 +120,29 @@ def test_dataloader_workers_end_with_train(tmp_path, sig, private_cache):
     if sig == signal.SIGTERM:
         assert parent.returncode == 143 and "Traceback" not in err, err
     assert wait_until(lambda: not any(alive(pid) for pid in workers), GONE_S), "a DataLoader worker outlived train"
+
+
+ISOLATED_PARENT = '''
+from resnet_lab.data import DataConfig, LoaderConfig
+from resnet_lab.engine.isolated import IsolatedRun
+from resnet_lab.engine.run import RunConfig
+
+if __name__ == "__main__":
+    # An epoch of minutes in the isolated process (the C8 run's home), with this parent waiting on it.
+    config = RunConfig(epochs=1, eval_batches=0, retain_heap=True, loader=LoaderConfig(batch_size=8, num_workers=0))
+    run = IsolatedRun(config, DataConfig(train_size=20000, test_size=16))
+    print(run.pid, flush=True)
+    run.run_epoch()
+'''
+
+
+def test_the_isolated_run_ends_when_its_parent_is_sigkilled_mid_epoch(tmp_path, private_cache):
+    script = tmp_path / "parent.py"
+    script.write_text(ISOLATED_PARENT)
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    time.sleep(1.0)  # into the epoch
+    assert alive(child)
+    parent.kill()
+    parent.communicate(timeout=30)
+    assert wait_until(lambda: not alive(child), GONE_S), "the isolated run outlived its SIGKILLed parent"
