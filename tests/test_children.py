@@ -146,3 +146,29 @@ def test_the_isolated_run_ends_when_its_parent_is_sigkilled_mid_epoch(tmp_path, 
     parent.kill()
     parent.communicate(timeout=30)
     assert wait_until(lambda: not alive(child), GONE_S), "the isolated run outlived its SIGKILLed parent"
+
+
+RANKS_PARENT = '''
+import sys
+
+sys.path.insert(0, {tests!r})
+import ddphelpers
+from resnet_lab.distributed.ranks import RankGroup
+
+if __name__ == "__main__":
+    ranks = RankGroup(2, "cpu").start()
+    print(" ".join(map(str, ranks.pids)), flush=True)
+    ranks.run(ddphelpers.busy_for, 300)  # rank 1 busy in a command: it does not poll for its parent then
+'''
+
+
+def test_the_d_ranks_end_when_rank_0_is_sigkilled_mid_command(tmp_path):
+    script = tmp_path / "parent.py"
+    script.write_text(RANKS_PARENT.format(tests=str(Path(__file__).parent)))
+    parent = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ranks = [int(pid) for pid in parent.stdout.readline().split()]
+    assert ranks, parent.communicate()
+    time.sleep(1.0)  # into the command
+    parent.kill()
+    parent.communicate(timeout=30)
+    assert wait_until(lambda: not any(alive(pid) for pid in ranks), GONE_S), "a rank outlived its SIGKILLed rank 0"

@@ -75,7 +75,9 @@ def _wait_for(store: dist.Store, key: str, alive: Callable[[], bool]) -> bool:
 
 def _child(index: int, host: str, port: int, template: World, parent_pid: int, timeout_s: float) -> None:
     """Rank index+1: join the group, then run rank 0's commands until told to stop or rank 0 is gone."""
-    die_with_parent(parent_pid)  # rank 0 killed (even by SIGKILL) mid-command: this rank ends too
+    # torch.multiprocessing already asks for SIGINT on parent death, which a rank's command could catch as
+    # KeyboardInterrupt; SIGTERM cannot be, so rank 0 killed (even by SIGKILL) mid-command ends this rank too.
+    die_with_parent(parent_pid)
     rank = index + 1
     world = replace(template, rank=rank, local_rank=rank, device=rank_device(template.device, rank))
     torch.set_num_threads(world.threads_per_rank)
