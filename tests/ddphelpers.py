@@ -133,3 +133,10 @@ def torchrun(*args: str, cwd: Path) -> subprocess.Popen:
         [str(TORCHRUN), "--standalone", "--nproc-per-node", "2", "-m", "resnet_lab", "train", *args],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+
+
+def busy_for(context: RankContext, seconds: float) -> None:
+    """A command that keeps every rank busy (outside any collective) for `seconds`."""
+    import time
+
+    time.sleep(seconds)

@@ -7,6 +7,7 @@ import argparse
 import copy
 import json
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -182,7 +183,7 @@ def one_config_run(batches: int, load: float, train: float, other: float, rounds
 def test_estimate_composes_the_recorded_rates(tmp_path):
     path = tmp_path / "run.json"
     path.write_text(json.dumps(one_config_run(batches=2, load=0.5, train=2.0, other=0.25, rounds_extra=0.125, first_extra=1.0)))
-    args = argparse.Namespace(runs=[str(path)], preset="smoke", device="cpu", epochs=3, batches=4, eval_batches=None, c8="", storage=".benchmarks")
+    args = argparse.Namespace(runs=[str(path)], preset="smoke", device=("cpu",), epochs=3, batches=4, eval_batches=None, c8=(), storage=".benchmarks")
     predictions, work = est.estimate([load_run(path)], args)
     c2 = next(p for p in predictions if p.planned.question == "C2")
     # 3 epochs x (0.25 other + 4 batches x 2.5 s + 0.125 round overhead) + 1.0 first-epoch extra
@@ -204,7 +205,7 @@ def test_estimate_plan_follows_the_suite():
 
 def test_estimate_plan_names_are_the_suites_test_ids():
     collected = subprocess.run(
-        ["python", "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider", "--lab-device", "cpu"],
+        [sys.executable, "-m", "pytest", "benchmarks", "--collect-only", "-q", "-p", "no:cacheprovider", "--lab-device", "cpu"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     ).stdout
     ids = {line.split("::", 1)[1] for line in collected.splitlines() if "::" in line}
@@ -223,7 +224,7 @@ def test_estimate_cli_last_line_and_uninformed(tmp_path, capsys):
 
 def test_estimate_reads_the_committed_gpu_runs():
     runs = [load_run(p) for p in sorted((ROOT / "results").glob("*h200*/*.json"))]
-    args = argparse.Namespace(runs=[], preset="full", device=None, epochs=None, batches=None, eval_batches=None, c8="", storage=".benchmarks")
+    args = argparse.Namespace(runs=[], preset="full", device=None, epochs=None, batches=None, eval_batches=None, c8=(), storage=".benchmarks")
     predictions, work = est.estimate(runs, args)
     assert work.devices == ("cuda",) and work.c32 is not None
     assert any(p.seconds for p in predictions if p.planned.question == "C3")

@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "resnet_lab"
 # Every module of the results layer, and what the command line and the report import of the rest.
 TORCH_FREE = (
-    "resnet_lab", "resnet_lab.errors", "resnet_lab.fileio", "resnet_lab.argtypes", "resnet_lab.machine",
+    "resnet_lab", "resnet_lab.errors", "resnet_lab.fileio", "resnet_lab.argtypes", "resnet_lab.machine", "resnet_lab.procs",
     *sorted("resnet_lab." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
             for p in (PACKAGE / "results").rglob("*.py")),
     "resnet_lab.cli", "resnet_lab.cli.main", "resnet_lab.cli.report", "resnet_lab.cli.compare", "resnet_lab.cli.estimate", "resnet_lab.cli.scaling", "resnet_lab.cli.ab",

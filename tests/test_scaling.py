@@ -106,7 +106,7 @@ def test_scaling_command_counts_the_lab_gradients_itself(capsys: pytest.CaptureF
     ("argv", "message"),
     [
         ((), "without a run, give --step-s, --batch-per-rank and --busbw"),
-        (("--step-s", "0"), "argument --step-s: must be > 0, got 0"),
+        (("--step-s", "0"), "argument --step-s: must be > 0 (from 1e-09 to 1e+12), got 0"),
         (("--world-sizes", "2,x"), "argument --world-sizes: 'x' is not an integer"),
         (("--backward-fraction", "1.5"), "argument --backward-fraction: must be within (0, 1], got 1.5"),
     ],

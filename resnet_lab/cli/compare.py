@@ -9,7 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..argtypes import non_negative_float
+from ..argtypes import Spec, declares, input_path, non_negative_float, text
 from ..results.compare import CI_THRESHOLDS, MIN_DELTA_S, NOISE_K, compare_runs, parse_threshold
 from ..results.runs import DEFAULT_STORAGE, load_runs
 
@@ -53,13 +53,16 @@ exit status: 0 all thresholds hold; 1 a threshold is violated;
 """
 
 
+threshold = declares(Spec("parsed"))(parse_threshold)  # its grammar is results/metrics.py's
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = HELP_EPILOG
-    parser.add_argument("base", metavar="BASE", help="reference run: a pytest-benchmark JSON file or a storage id (0001)")
-    parser.add_argument("new", metavar="NEW", help="run to check: a pytest-benchmark JSON file or a storage id (0002)")
+    parser.add_argument("base", type=input_path, metavar="BASE", help="reference run: a pytest-benchmark JSON file or a storage id (0001)")
+    parser.add_argument("new", type=input_path, metavar="NEW", help="run to check: a pytest-benchmark JSON file or a storage id (0002)")
     parser.add_argument(
-        "--fail", action="append", type=parse_threshold, default=None, metavar="EXPR",
+        "--fail", action="append", type=threshold, default=None, metavar="EXPR",
         help="threshold METRIC[:STAT]:[+|-]AMOUNT[%%], repeatable (see below). Default: the CI thresholds",
     )
     parser.add_argument(
@@ -72,11 +75,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--cross-machine", action="store_true", help="enforce timing thresholds even when the machines differ")
     parser.add_argument(
-        "--group", action="append", default=None, metavar="NAME",
+        "--group", action="append", type=text("--group"), default=None, metavar="NAME",
         help="compare only these benchmark groups (repeatable or comma-separated, e.g. C2,C4). Default: all",
     )
     parser.add_argument(
-        "--storage", default=DEFAULT_STORAGE, metavar="DIR",
+        "--storage", type=input_path, default=DEFAULT_STORAGE, metavar="DIR",
         help=f"pytest-benchmark storage for ids like 0001 (its --benchmark-storage). Default: {DEFAULT_STORAGE}",
     )
 

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from ..argtypes import choice, device_list, input_path, name_list, non_negative_int, positive_int
 from ..results.estimate import estimate, render
 from ..results.runs import DEFAULT_STORAGE, load_runs
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="earlier runs on the target machine: JSON, run logs (.jsonl) or storage ids")
-    parser.add_argument("--preset", default="full", choices=("full", "smoke"), help="the preset to predict. Default: full")
-    parser.add_argument("--device", default=None, metavar="LIST", help="devices the run will use, comma-separated. Default: cuda if the inputs have cuda records, else cpu")
-    parser.add_argument("--epochs", type=int, default=None, metavar="N", help="as --lab-epochs. Default: the preset's")
-    parser.add_argument("--batches", type=int, default=None, metavar="N", help="as --lab-batches (0 = no cap). Default: the preset's")
-    parser.add_argument("--eval-batches", type=int, default=None, metavar="N", help="as --lab-eval-batches (0 = all). Default: the preset's")
-    parser.add_argument("--c8", default="", metavar="LIST", help="C8 variants to include, comma-separated (e.g. eager,best). Default: none")
-    parser.add_argument("--storage", default=DEFAULT_STORAGE, metavar="DIR", help=f"pytest-benchmark storage for ids. Default: {DEFAULT_STORAGE}")
+    parser.add_argument("runs", type=input_path, nargs="+", metavar="RUN", help="earlier runs on the target machine: JSON, run logs (.jsonl) or storage ids")
+    parser.add_argument("--preset", type=choice("full", "smoke", what="preset"), default="full", help="the preset to predict. Default: full")
+    parser.add_argument("--device", type=device_list, default=None, metavar="LIST", help="devices the run will use, comma-separated. Default: cuda if the inputs have cuda records, else cpu")
+    parser.add_argument("--epochs", type=positive_int, default=None, metavar="N", help="as --lab-epochs. Default: the preset's")
+    parser.add_argument("--batches", type=non_negative_int, default=None, metavar="N", help="as --lab-batches (0 = no cap). Default: the preset's")
+    parser.add_argument("--eval-batches", type=non_negative_int, default=None, metavar="N", help="as --lab-eval-batches (0 = all). Default: the preset's")
+    parser.add_argument("--c8", type=name_list("C8 variants"), default=(), metavar="LIST", help="C8 variants to include, comma-separated (e.g. eager,best). Default: none")
+    parser.add_argument("--storage", type=input_path, default=DEFAULT_STORAGE, metavar="DIR", help=f"pytest-benchmark storage for ids. Default: {DEFAULT_STORAGE}")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -14,7 +14,10 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 
+from ..argtypes import role_values
 from ..errors import DivergenceError, LabError, RankFailure
+from ..fileio import check_outputs
+from ..procs import Terminated, sigterm_raises, stop_children
 
 # Subcommands live in their own modules, each exposing `configure(parser)`
 # and `main(args) -> int`; imported lazily so `--help` stays fast.
@@ -34,14 +37,24 @@ def chosen_command(argv: Sequence[str]) -> str | None:
     return next((arg for arg in argv if arg in SUBCOMMANDS), None)
 
 
-def get_parser(argv: Sequence[str] = ()) -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
+Handler = Callable[[argparse.Namespace], int]
+
+
+def get_parser(argv: Sequence[str] = ()) -> tuple[argparse.ArgumentParser, dict[str, Handler]]:
     """The parser; only the chosen subcommand's module is imported (`--help` and `report` never load torch)."""
+    parser, handlers, _ = get_parsers(argv)
+    return parser, handlers
+
+
+def get_parsers(argv: Sequence[str] = ()) -> tuple[argparse.ArgumentParser, dict[str, Handler], dict[str, argparse.ArgumentParser]]:
+    """The parser, the chosen subcommand's handler and its own parser (whose actions declare its options)."""
     parser = argparse.ArgumentParser(
         prog="resnet-lab",
         description="ResNet-18 on CIFAR-10: where does training time go? Measure it, save it, compare it.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    handlers: dict[str, Callable[[argparse.Namespace], int]] = {}
+    handlers: dict[str, Handler] = {}
+    configured: dict[str, argparse.ArgumentParser] = {}
     chosen = chosen_command(argv)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
@@ -49,7 +62,14 @@ def get_parser(argv: Sequence[str] = ()) -> tuple[argparse.ArgumentParser, dict[
             module = importlib.import_module(module_name)
             module.configure(sub)
             handlers[name] = module.main
-    return parser, handlers
+            configured[name] = sub
+    return parser, handlers, configured
+
+
+def check_roles(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """No output of the command may be, or lie inside, one of its inputs (declared by the options' types)."""
+    roles = role_values(parser, args)
+    check_outputs(roles.get("output", []) + roles.get("output-dir", []), roles.get("input", []))
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -66,16 +86,31 @@ def run_failure(exc: BaseException) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # SIGTERM (a CI cancel, `timeout`) unwinds like Ctrl-C; whatever way this ends, no child outlives it.
+    with sigterm_raises():
+        try:
+            return _main(argv)
+        finally:
+            stop_children()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = None
     try:
         argv = list(sys.argv[1:] if argv is None else argv)
-        parser, handlers = get_parser(argv)  # inside the try: Ctrl-C while torch imports is still one line
+        parser, handlers, subparsers = get_parsers(argv)  # inside the try: Ctrl-C while torch imports is still one line
         args = parser.parse_args(argv)
+        check_roles(subparsers[args.command], args)
         return handlers[args.command](args)
     except LabError as exc:
         print(f"resnet-lab: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        stop_children()  # before saying so: "gone within 3 s" holds when the line appears
+        print("resnet-lab: terminated (SIGTERM); files already written are complete, nothing half-written was kept", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
+        stop_children()
         print("resnet-lab: interrupted; files already written are complete, nothing half-written was kept", file=sys.stderr)
         return 130
     except Exception as exc:

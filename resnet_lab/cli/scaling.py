@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from ..argtypes import positive_float, positive_int
+from ..argtypes import device as device_option
+from ..argtypes import fraction_up_to_one, input_path, positive_float, positive_int, positive_int_list
 from ..errors import LabError
 from ..results.report.dvalues import MODEL_WORLD_SIZES, batch_of, device_of, found, oom
 from ..results.report.scaling import Overrides, scaling_lines
@@ -18,25 +19,11 @@ from ..results.runs import DEFAULT_STORAGE, load_runs
 from ..suite import groups
 
 
-def _fraction_up_to_one(text: str) -> float:
-    value = positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be within (0, 1], got {text}")
-    return value
-
-
-def _world_sizes(text: str) -> tuple[int, ...]:
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of rank counts, e.g. 1,2,4,8")
-    return tuple(sorted({positive_int(p) for p in parts}))
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="*", metavar="RUN", help="benchmark JSON (or storage ids) with D1, and D4/D2/D3 where measured")
-    parser.add_argument("--device", default=None, metavar="DEV", help="which device's D1 to model. Default: every device in the runs")
+    parser.add_argument("runs", type=input_path, nargs="*", metavar="RUN", help="benchmark JSON (or storage ids) with D1, and D4/D2/D3 where measured")
+    parser.add_argument("--device", type=device_option, default=None, metavar="DEV", help="which device's D1 to model. Default: every device in the runs")
     parser.add_argument("--batch-per-rank", type=positive_int, default=None, metavar="N", help="per-rank batch. Default: every D1 batch that fitted")
-    parser.add_argument("--world-sizes", type=_world_sizes, default=MODEL_WORLD_SIZES, metavar="LIST",
+    parser.add_argument("--world-sizes", type=positive_int_list, default=MODEL_WORLD_SIZES, metavar="LIST",
                         help=f"rank counts to predict. Default: {','.join(map(str, MODEL_WORLD_SIZES))}")
     parser.add_argument("--step-s", type=positive_float, default=None, metavar="S", help="one device's training step at that batch (D1). Default: from the runs")
     parser.add_argument("--busbw", type=positive_float, default=None, metavar="GB/s",
@@ -45,12 +32,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--last-bucket-bytes", type=positive_int, default=None, metavar="N",
                         help="bytes of DDP's last bucket, which cannot overlap backward. Default: D3's, else all the gradients")
     parser.add_argument("--images", type=positive_int, default=None, metavar="N", help="images per epoch. Default: the run's training set, else 50000")
-    parser.add_argument("--backward-fraction", type=_fraction_up_to_one, default=None, metavar="F", help="share of a step spent in backward. Default: 2/3")
+    parser.add_argument("--backward-fraction", type=fraction_up_to_one, default=None, metavar="F", help="share of a step spent in backward. Default: 2/3")
     share = parser.add_mutually_exclusive_group()
     share.add_argument("--shared-device", dest="shared", action="store_const", const=True, default=None,
                        help="the ranks split one device's compute (CPU ranks on one host). Default: yes for cpu")
     share.add_argument("--device-per-rank", dest="shared", action="store_const", const=False, help="each rank has a device of its own. Default: yes for cuda")
-    parser.add_argument("--storage", default=DEFAULT_STORAGE, metavar="DIR", help=f"pytest-benchmark storage for ids. Default: {DEFAULT_STORAGE}")
+    parser.add_argument("--storage", type=input_path, default=DEFAULT_STORAGE, metavar="DIR", help=f"pytest-benchmark storage for ids. Default: {DEFAULT_STORAGE}")
 
 
 def lab_gradient_bytes() -> int:

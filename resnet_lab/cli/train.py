@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..argtypes import non_negative_int, positive_int
+from ..argtypes import choice, data_source, device, non_negative_int, output_file, positive_int, seed, text, workers
 from ..data import SOURCES_HELP, SYNTHETIC, DataConfig, LoaderConfig, load_datasets
 from ..distributed.ddp import DataParallelRun
 from ..distributed.launch import World, torchrun_world
@@ -21,23 +21,23 @@ from ..optim import OPTIMIZERS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu", metavar="DEV", help="cpu or cuda (cuda:N). Default: cpu")
-    parser.add_argument("--num-workers", type=non_negative_int, default=2, metavar="N", help="DataLoader workers. Default: 2")
+    parser.add_argument("--device", type=device, default="cpu", metavar="DEV", help="cpu or cuda (cuda:N). Default: cpu")
+    parser.add_argument("--num-workers", type=workers, default=2, metavar="N", help="DataLoader workers. Default: 2")
     parser.add_argument("--epochs", type=positive_int, default=5, metavar="N", help="epochs to train. Default: 5")
     parser.add_argument(
-        "--optimizer", default="sgd", metavar="NAME", help=f"one of {', '.join(OPTIMIZERS)} (lr 0.1, wd 5e-4). Default: sgd"
+        "--optimizer", type=text("--optimizer"), default="sgd", metavar="NAME", help=f"one of {', '.join(OPTIMIZERS)} (lr 0.1, wd 5e-4). Default: sgd"
     )
     parser.add_argument("--batch-size", type=positive_int, default=128, metavar="N", help="training batch size. Default: 128")
-    parser.add_argument("--data", default=SYNTHETIC, metavar="SRC", help=f"{SOURCES_HELP}. Default: {SYNTHETIC}")
+    parser.add_argument("--data", type=data_source, default=SYNTHETIC, metavar="SRC", help=f"{SOURCES_HELP}. Default: {SYNTHETIC}")
     parser.add_argument("--no-batch-norm", action="store_true", help="remove every BatchNorm (C7). Default: BatchNorm on")
     parser.add_argument("--max-batches", type=positive_int, default=None, metavar="N", help="cap batches per epoch (CPU-sized runs). Default: no cap")
     parser.add_argument("--eval-batches", type=non_negative_int, default=None, metavar="N", help="test batches per evaluation (per rank under torchrun); 0 skips it. Default: whole test set")
-    parser.add_argument("--seed", type=non_negative_int, default=0, metavar="N", help="seed for data order, augmentation and init. Default: 0")
+    parser.add_argument("--seed", type=seed, default=0, metavar="N", help="seed for data order, augmentation and init. Default: 0")
     parser.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10 into --data. Default: never download")
-    parser.add_argument("--json", default=None, metavar="PATH", help="write per-epoch records and averages here (atomically). Default: none")
+    parser.add_argument("--json", type=output_file, default=None, metavar="PATH", help="write per-epoch records and averages here (atomically). Default: none")
     parser.add_argument("--quiet", action="store_true", help="print only the final averages")
     parser.add_argument(
-        "--backend", default=None, metavar="NAME",
+        "--backend", type=choice("gloo", "nccl", what="backend", fold_case=True), default=None, metavar="NAME",
         help="collective backend when launched by torchrun (data-parallel; --batch-size is per rank): gloo or nccl. "
         "Default: nccl on cuda, gloo on cpu",
     )
@@ -100,7 +100,7 @@ def write_results(path: str, results: dict[str, object]) -> None:
 def main(args: argparse.Namespace) -> int:
     config = run_config(args)  # validates before any data is touched
     resolve_device(config.device)
-    if args.json:
+    if args.json is not None:
         check_json_path(args.json)
     # Under torchrun every rank runs this; the process group lives as long as the run.
     with torchrun_world(config.device, args.backend) as world:

@@ -73,13 +73,38 @@ def _list_folder(root: Path) -> list[tuple[str, Path, os.stat_result]]:
     for split in SPLITS:
         # os.walk like ImageFolder's make_dataset; we do not call make_dataset because the same rules
         # must also apply to archive members, which it cannot read without extracting to disk.
-        for dirpath, _, filenames in os.walk(root / split, followlinks=True):
+        for dirpath, filenames in _walk_once(root / split):
             for filename in filenames:
                 path = Path(dirpath, filename)
                 name = path.relative_to(root).as_posix()
                 if _is_image_name(name):
                     found.append((name, path, path.stat()))
     return sorted(found, key=lambda item: item[0])
+
+
+def _walk_once(top: Path) -> list[tuple[str, list[str]]]:
+    """(folder, file names) of every folder under `top`, symlinks followed, each real folder once.
+
+    A symlink back to a folder above it (`train/c0/again -> .`) would make os.walk go round the
+    loop until the path is too long (and count its images many times); a folder reached a second
+    time by any route is skipped, identified by (st_dev, st_ino), so the walk always ends.
+    """
+    seen: set[tuple[int, int]] = set()
+    folders = []
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
+        try:
+            info = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        key = (info.st_dev, info.st_ino)
+        if key in seen:
+            dirnames[:] = []  # prune: its subfolders were walked when it was first reached
+            continue
+        seen.add(key)
+        dirnames.sort()  # the first route to a folder is the one by sorted names, on every run
+        folders.append((dirpath, filenames))
+    return folders
 
 
 def _folder_key(listing: list[tuple[str, Path, os.stat_result]]) -> str:
@@ -108,6 +133,22 @@ def _folder_files(root: Path, listing: list[tuple[str, Path, os.stat_result]]) -
         if len(parts) >= 3:  # train/<class>/.../file; images directly in train/ belong to no class
             files.append(_ImageFile(name, parts[0], parts[1], str(path)))
     return _check_layout(files, root)
+
+
+def check_archive(archive: Path) -> None:
+    """Read the archive through to its end (streamed, nothing kept): DataError if it is truncated or corrupt.
+
+    A start-up check, so that a bad archive is one usage error instead of every benchmark's error.
+    """
+    try:
+        with tarfile.open(archive, mode="r|*") as tar:
+            for member in tar:
+                if member.isfile():
+                    handle = tar.extractfile(member)
+                    while handle is not None and handle.read(1 << 20):
+                        pass
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        raise DataError(f"cannot read archive {archive}: it is truncated or corrupted ({one_line(exc)}); copy it again") from exc
 
 
 def _archive_files(archive: Path, data: bytes) -> list[_ImageFile]:

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import DataError
+from ..procs import die_with_parent
 from .dataset import one_line, require_int
 
 
@@ -53,6 +54,7 @@ def seed_worker(worker_id: int) -> None:
     The DataLoader derives each worker's torch seed from its generator, so these follow `LoaderConfig.seed`.
     torch >= 1.9 already seeds both in its worker loop; this states the contract here instead of relying on it.
     """
+    die_with_parent()  # torch's own watchdog notices a dead parent only every 5 s
     worker_seed = torch.initial_seed() % 2**32
     np.random.seed(worker_seed)
     random.seed(worker_seed)

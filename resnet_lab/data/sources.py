@@ -28,7 +28,7 @@ from torchvision.datasets.utils import check_integrity
 
 from ..errors import DataError
 from .dataset import LabDataset, Splits, one_line, require_int
-from .imagefolder import ARCHIVE_SUFFIXES, has_split_dir, load_archive, load_folder
+from .imagefolder import ARCHIVE_SUFFIXES, check_archive, has_split_dir, load_archive, load_folder
 from .synthetic import synthetic_splits
 from .transforms import test_transform, train_transform
 
@@ -201,6 +201,14 @@ def _unrecognized(path: Path) -> DataError:
         return DataError(f"data directory {path} is empty; {accepted()}")
     shown = ", ".join(sorted(child.name for child in children)[:5])
     return DataError(f"data directory {path} has an unrecognized layout (it holds {shown}); {accepted()}")
+
+
+def check_source(source: str) -> str:
+    """`describe_source`, and an archive read through to its end: what a run checks before it starts."""
+    kind, root = resolve(source)
+    if kind.kind == "imagefolder-tar":
+        check_archive(root)
+    return kind.kind
 
 
 def describe_source(source: str) -> str:

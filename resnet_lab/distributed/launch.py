@@ -152,8 +152,38 @@ def _init_group(world: World, store: dist.Store | None = None, timeout_s: float 
 # ----------------------------------------------------------------------------- torchrun
 
 
+RENDEZVOUS_ENV = ("MASTER_ADDR", "MASTER_PORT")  # env:// rendezvous needs both for more than one rank
+
+
 def launched_by_torchrun() -> bool:
-    return all(name in os.environ for name in TORCHRUN_ENV)
+    return launcher_ranks() is not None
+
+
+def launcher_ranks(env: dict[str, str] | None = None) -> tuple[int, int, int] | None:
+    """(RANK, WORLD_SIZE, LOCAL_RANK) that a launcher set, None when none is set; LabError, one line,
+    for a stray or partial launcher environment (a variable left in a shell, WORLD_SIZE=two)."""
+    env = dict(os.environ) if env is None else env
+    given = [name for name in TORCHRUN_ENV if name in env]
+    if not given:
+        return None
+    fix = f"launch with torchrun, or unset {' '.join(given)}"
+    missing = [name for name in TORCHRUN_ENV if name not in env]
+    if missing:
+        raise LabError(f"{', '.join(given)} set but {', '.join(missing)} not: a partial launcher environment; {fix}")
+    values = {}
+    for name in TORCHRUN_ENV:
+        text = env[name].strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > 9:
+            raise LabError(f"{name}={env[name]!r} is not a rank count or index (a non-negative integer); {fix}")
+        values[name] = int(text)
+    rank, world_size, local_rank = (values[name] for name in TORCHRUN_ENV)
+    if world_size < 1 or rank >= world_size or local_rank > rank:
+        raise LabError(f"RANK={rank}, WORLD_SIZE={world_size}, LOCAL_RANK={local_rank} do not describe a rank of a job "
+                       f"(0 <= LOCAL_RANK <= RANK < WORLD_SIZE); {fix}")
+    unset = [name for name in RENDEZVOUS_ENV if not env.get(name, "").strip()]
+    if world_size > 1 and unset:
+        raise LabError(f"WORLD_SIZE={world_size} but {' and '.join(unset)} not set, so the ranks cannot meet; {fix}")
+    return rank, world_size, local_rank
 
 
 @contextlib.contextmanager
@@ -162,12 +192,13 @@ def torchrun_world(device: str, backend: str | None = None) -> Iterator[World]:
 
     Not under torchrun, or with one rank, this is a single process: no group, the threads as they are.
     """
-    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+    ranks = launcher_ranks()
+    if ranks is None or ranks[1] == 1:
         if backend is not None:
             resolve_backend(backend, device)  # NCCL asked on a machine without it is still an error
         yield World(device=device, threads_per_rank=torch.get_num_threads())
         return
-    rank, world_size, local_rank = (int(os.environ[name]) for name in TORCHRUN_ENV)
+    rank, world_size, local_rank = ranks
     local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
     name = resolve_backend(backend, device)
     per_rank_device = rank_device(device, local_rank)

@@ -24,6 +24,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from ..errors import LabError, RankFailure
+from ..procs import die_with_parent
 from .launch import PG_TIMEOUT_S, RankContext, World, _init_group, capacity_reason, rank_device, resolve_backend, threads_per_rank
 
 POLL_S = 0.02  # command and acknowledgement polling: store.check is silent, store.wait logs every timeout
@@ -74,6 +75,9 @@ def _wait_for(store: dist.Store, key: str, alive: Callable[[], bool]) -> bool:
 
 def _child(index: int, host: str, port: int, template: World, parent_pid: int, timeout_s: float) -> None:
     """Rank index+1: join the group, then run rank 0's commands until told to stop or rank 0 is gone."""
+    # torch.multiprocessing already asks for SIGINT on parent death, which a rank's command could catch as
+    # KeyboardInterrupt; SIGTERM cannot be, so rank 0 killed (even by SIGKILL) mid-command ends this rank too.
+    die_with_parent(parent_pid)
     rank = index + 1
     world = replace(template, rank=rank, local_rank=rank, device=rank_device(template.device, rank))
     torch.set_num_threads(world.threads_per_rank)

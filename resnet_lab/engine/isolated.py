@@ -23,6 +23,7 @@ import torch
 
 from ..data import DataConfig, load_datasets
 from ..errors import DivergenceError, LabError
+from ..procs import die_with_parent
 from ..machine import numerics_state
 from ..perf.memory import peaks_record, start_peaks
 from .loop import summarize
@@ -117,6 +118,8 @@ def _portable(exc: BaseException) -> BaseException:
 def _serve(conn: Connection, config: RunConfig, data: DataConfig, with_test: bool) -> None:
     """The child: build the data and the run, then answer requests until told to close or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to act on; it closes this process
+    parent = multiprocessing.parent_process()
+    die_with_parent(parent.pid if parent is not None else None)  # the parent killed mid-epoch: this run ends too
     try:
         train_set, test_set = load_datasets(data)
         device = torch.device(config.device)

@@ -300,6 +300,13 @@ def compare_runs(
     if workload:
         warnings.append(f"the runs did different work ({workload}); their timings measure different amounts of work")
     checks = run_checks(pairing.pairs, thresholds, enforce_timing=cross_machine or not machines, same_machine=not machines, noise_k=noise_k, min_delta_s=min_delta_s)
+    if not any(c.enforced for c in checks):
+        # A gate that checked nothing must not pass: every figure missing or NaN in BASE, or only timing
+        # thresholds between two machines.
+        why = ("no threshold was enforced (timing thresholds between different machines; pass --cross-machine, or a quality threshold)"
+               if checks else f"BASE has no finite figure any threshold reads ({', '.join(t.text for t in thresholds)}) in the "
+               f"{len(pairing.pairs)} benchmarks in common")
+        raise LabError(f"nothing to compare between '{base.label}' and '{new.label}': {why}")
 
     out = [f"BASE {base.describe()}", f"NEW  {new.describe()}", ""]
     out.append(format_table(["benchmark", "metric", "stat", "old", "new", "ratio", "change"], table_rows(pairing.pairs)))

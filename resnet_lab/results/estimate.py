@@ -278,9 +278,9 @@ def c32_from(runs: Sequence[Run], full_epochs: bool) -> int | None:
 # ---------------------------------------------------------------------------
 
 
-def _devices(text: str | None, runs: Sequence[Run]) -> tuple[str, ...]:
-    if text:
-        return tuple(d.strip() for d in text.split(",") if d.strip())
+def _devices(given: Sequence[str] | None, runs: Sequence[Run]) -> tuple[str, ...]:
+    if given:
+        return tuple(given)
     has_cuda = any(_device(b).startswith("cuda") for run in runs for b in run.benchmarks)
     return ("cuda",) if has_cuda else ("cpu",)
 
@@ -291,7 +291,7 @@ def estimate(runs: Sequence[Run], args: argparse.Namespace) -> tuple[list[Predic
     work = replace(probe, c32=c32_from(runs, probe.full_epochs))
     # C8 gets its C3.2 count from a loader-only sweep when it runs apart from C3 (the GPU check's c8 part).
     c8_work = replace(work, c32=c32_from(runs, False) if work.full_epochs else work.c32)
-    items = plan(work) + plan_c8(c8_work, [v for v in args.c8.split(",") if v])
+    items = plan(work) + plan_c8(c8_work, list(args.c8))
     rates = collect(runs)
     return [predict(item, rates) for item in items], work
 

@@ -5,6 +5,7 @@ The rule that judges a change is in results/compare.py."""
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -100,6 +101,8 @@ def parse_threshold(text: str) -> Threshold:
     if not match:
         raise argparse.ArgumentTypeError(f"'{text}': threshold '{parts[-1]}' is not [+|-]NUMBER[%], e.g. +15% or -2")
     sign, number, percent = match.groups()
+    if not math.isfinite(float(number)):
+        raise argparse.ArgumentTypeError(f"'{text[:40]}': threshold amount must be a finite number")
     direction = {"+": 1, "-": -1, "": metric.worse}[sign]
     return Threshold(text, metric, stat, direction, float(number) / (100 if percent else 1), bool(percent))
 

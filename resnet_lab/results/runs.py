@@ -27,6 +27,9 @@ from ..suite.outputs import LOG_SUFFIX, read_log
 # 2: the `lab` key gains `served`, `numerics`, `eval_batches`; benchmarks gain memory, numerics and `test_call_s`.
 SCHEMA_VERSION = 2
 DEFAULT_STORAGE = ".benchmarks"  # pytest-benchmark's --benchmark-storage default (file://./.benchmarks)
+# Deeper than any run the suite writes (about 6 levels) by far; a deeper document is not one of ours, and
+# reading it recursively would end in RecursionError.
+MAX_DEPTH = 64
 STORAGE_ID = re.compile(r"^\d{1,4}(_[^/\\]*)?$")  # 0001, 1, 0001_mysave
 
 
@@ -239,6 +242,40 @@ def _read_json(path: Path) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise LabError(f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); is the file truncated?") from None
+    except RecursionError:
+        raise LabError(f"'{path}' is JSON nested deeper than {MAX_DEPTH} levels; it is not a pytest-benchmark run") from None
+
+
+def _too_deep(data: Any) -> str | None:
+    """The path of the first value nested deeper than MAX_DEPTH (iteratively: no recursion to overflow)."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return where or "the top level"
+        items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+        for key, child in items:
+            if isinstance(child, (dict, list)):
+                stack.append((child, f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]", depth + 1))
+    return None
+
+
+_SCALAR = (str, int, float, bool, type(None))
+
+
+def _shape_problem(index: int, raw: dict[str, Any]) -> str | None:
+    """Why benchmarks[index] cannot be read (a field of the wrong type), or None."""
+    at = f"benchmarks[{index}]"
+    for key in ("params", "extra_info", "stats"):
+        if raw.get(key) is not None and not isinstance(raw.get(key), dict):
+            return f"{at}.{key} is a JSON {type(raw[key]).__name__}, not an object"
+    for key, value in (raw.get("params") or {}).items():
+        if not isinstance(value, _SCALAR):
+            return f"{at}.params.{key} is a JSON {type(value).__name__}; a parameter is a string, number, true/false or null"
+    for key in ("group", "fullname"):
+        if not isinstance(raw.get(key), (str, type(None))):
+            return f"{at}.{key} is a JSON {type(raw[key]).__name__}, not a string"
+    return None  # odd values inside extra_info and stats read as "not recorded" (Bench's accessors)
 
 
 def _not_pytest_benchmark(path: Path, why: str, data: Any) -> LabError:
@@ -251,6 +288,9 @@ def _not_pytest_benchmark(path: Path, why: str, data: Any) -> LabError:
 def _bench(path: Path, index: int, raw: Any, data: Any) -> Bench:
     if not isinstance(raw, dict):
         raise _not_pytest_benchmark(path, f"benchmarks[{index}] is not an object", data)
+    problem = _shape_problem(index, raw)
+    if problem:
+        raise LabError(f"'{path}' cannot be read: {problem}")
     name, stats = raw.get("name"), raw.get("stats")
     if not isinstance(name, str) or not isinstance(stats, dict):
         raise _not_pytest_benchmark(path, f"benchmarks[{index}] has no 'name' and 'stats'", data)
@@ -278,6 +318,9 @@ def parse_run(path: Path, data: Any, label: str | None = None) -> Run:
     """Validate a loaded pytest-benchmark JSON document (`path` names it in messages)."""
     if not isinstance(data, dict):
         raise _not_pytest_benchmark(path, f"the top level is a JSON {type(data).__name__}, not an object", data)
+    deep = _too_deep(data)
+    if deep:
+        raise LabError(f"'{path}' cannot be read: {deep} is nested deeper than {MAX_DEPTH} levels; it is not a pytest-benchmark run")
     benchmarks = data.get("benchmarks")
     if not isinstance(benchmarks, list):
         raise _not_pytest_benchmark(path, "no 'benchmarks' list at the top level", data)

@@ -29,9 +29,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .. import procs
 from ..errors import LabError
 from ..results.ab import BASE, NEW, NO_GATED, Outcome, decide_runs, gated_benchmarks, paired_runs, run_name
 from ..results.paired import GateRule, min_pairs
+
+
+TEMP_PREFIX = "resnet-lab-ab-"  # the base's clone: resnet-lab-ab-<pid>.XXXX in the temporary folder
 
 
 @dataclass(frozen=True)
@@ -131,16 +135,18 @@ def pytest_argv(config: AbConfig, *args: str) -> list[str]:
     return [config.python, "-m", "pytest", "-p", "no:cacheprovider", *args]
 
 
-def collected_ids(config: AbConfig, root: Path, side_out: Path) -> tuple[set[str], str]:
-    """Node ids of `root`'s benchmark suite under the gate's options, and why collection failed ('' if it did not)."""
+def collected_ids(config: AbConfig, root: Path, side_out: Path | None) -> tuple[set[str], str]:
+    """Node ids of `root`'s benchmark suite under the gate's options (none when `side_out` is None),
+    and why collection failed ('' if it did not)."""
     if not (root / "benchmarks").is_dir():
-        return set(), "it has no benchmarks/ folder"
-    result = subprocess.run(
-        pytest_argv(config, "--collect-only", "-q", "benchmarks", *config.suite_options(side_out)),
+        return set(), ""  # nothing to collect: a base from before the suite (BaseLacksGated), not a failure
+    options = config.suite_options(side_out) if side_out is not None else []
+    result = procs.run(
+        pytest_argv(config, "--collect-only", "-q", "benchmarks", *options),
         cwd=root, env=side_env(root), capture_output=True, text=True,
     )
     ids = {line.strip() for line in result.stdout.splitlines() if "::" in line and not line.startswith(" ")}
-    if result.returncode != 0:
+    if result.returncode not in (0, 5):  # 5: no tests collected, which is no failure
         return ids, f"pytest --collect-only exited {result.returncode}: {last_line(result.stdout + result.stderr)}"
     return ids, ""
 
@@ -148,7 +154,7 @@ def collected_ids(config: AbConfig, root: Path, side_out: Path) -> tuple[set[str
 def imported_from(config: AbConfig, root: Path) -> Path | None:
     """Where `import resnet_lab` resolves in `root`'s runs (found without importing it, so without torch)."""
     code = "import importlib.util as u; s = u.find_spec('resnet_lab'); print(s.origin if s and s.origin else '')"
-    result = subprocess.run([config.python, "-c", code], cwd=root, env=side_env(root), capture_output=True, text=True)
+    result = procs.run([config.python, "-c", code], cwd=root, env=side_env(root), capture_output=True, text=True)
     origin = result.stdout.strip()
     return Path(origin).resolve() if result.returncode == 0 and origin else None
 
@@ -186,7 +192,7 @@ def start_side(config: AbConfig, side: str, root: Path, pair: int, order: int, i
         "--benchmark-save", run_name(side, pair), "--benchmark-save-data", "--benchmark-storage", f"file://{out / 'storage'}",
     )
     with open(log, "w", encoding="utf-8") as handle:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(argv, cwd=root, env=side_env(root, config.run_threads()), stdout=handle, stderr=subprocess.STDOUT), log
+        return procs.popen(argv, cwd=root, env=side_env(root, config.run_threads()), stdout=handle, stderr=subprocess.STDOUT), log
 
 
 def run_together(config: AbConfig, sides: Sequence[tuple[str, Path, int, int]], ids: Sequence[str]) -> list[RunRecord]:
@@ -219,11 +225,37 @@ def run_order(pairs: int) -> list[tuple[int, str]]:
 # ---------------------------------------------------------------------------
 
 
-def prepare_out(out: Path) -> None:
+class BaseLacksGated(LabError):
+    """The base's suite was collected and holds none of the gated benchmarks: the gate's one reason to skip.
+
+    Decided from the collected test ids (structured facts), never from a message's text; `ids` are the ones wanted.
+    """
+
+    def __init__(self, message: str, ids: Sequence[str]) -> None:
+        super().__init__(message)
+        self.ids = list(ids)
+
+
+def prepare_out(out: Path) -> list[Path]:
+    """Create the run folders; returns those it created, for `discard_out` to remove if no run starts."""
+    if out.exists() and not out.is_dir():
+        raise LabError(f"--out '{out}' exists and is not a folder; pass a folder for the runs")
     if (out / "storage").exists():
         raise LabError(f"'{out}' already holds paired runs; pass another --out, or --from {out} to decide on them again")
-    for folder in ("storage", "logs", "lab-output"):
-        (out / folder).mkdir(parents=True, exist_ok=True)
+    created = [p for p in (out, *(out / f for f in ("storage", "logs", "lab-output"))) if not p.exists()]
+    try:
+        for folder in ("storage", "logs", "lab-output"):
+            (out / folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        discard_out(created)
+        raise LabError(f"--out '{out}': cannot create its folders ({exc.strerror or exc})") from None
+    return created
+
+
+def discard_out(created: Sequence[Path]) -> None:
+    """Remove what `prepare_out` created, deepest first (a failed check must not block the next run)."""
+    for path in reversed(created):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def sides_ids(config: AbConfig, base_root: Path, new_root: Path, base_label: str) -> list[str]:
@@ -233,10 +265,17 @@ def sides_ids(config: AbConfig, base_root: Path, new_root: Path, base_label: str
         base_job = pool.submit(collected_ids, config, base_root, config.out.resolve() / "lab-output" / BASE)
         new_job = pool.submit(collected_ids, config, new_root, config.out.resolve() / "lab-output" / NEW)
         (base_ids, base_problem), (new_ids, new_problem) = base_job.result(), new_job.result()
+    why = ""
+    if base_problem and not base_ids:
+        # Collected again without the gate's options: a base whose suite predates them lists its tests then, and
+        # lacking the gated ones is a fact about those ids; a base that fails even so is broken, not skipped.
+        bare_ids, bare_problem = collected_ids(config, base_root, None)
+        if bare_problem or any(i in bare_ids for i in wanted):
+            raise LabError(f"the base {base_label}'s benchmarks could not be collected: {base_problem}")
+        why = f"; its suite does not take the gate's options ({base_problem})"
     common = [i for i in wanted if i in base_ids]
     if not common:
-        why = f": {base_problem}" if base_problem else ""
-        raise LabError(f"the base {base_label} {NO_GATED} ({', '.join(wanted)}){why}")
+        raise BaseLacksGated(f"the base {base_label} {NO_GATED} ({', '.join(wanted)}){why}", wanted)
     both = [i for i in common if i in new_ids]
     if not both:
         raise LabError(f"the working tree has none of the gated benchmarks the base has ({', '.join(common)}): {new_problem or 'not collected'}")
@@ -286,13 +325,18 @@ def run_ab(config: AbConfig) -> tuple[Outcome, Session]:
     repo = repository(Path.cwd())
     commit = resolve_commit(repo, config.base_ref)
     labels = {BASE: f"{commit[:12]} ({config.base_ref})", NEW: working_tree_label(repo)}
-    prepare_out(config.out)
-    temp = Path(tempfile.mkdtemp(prefix="resnet-lab-ab-"))
+    created = prepare_out(config.out)
+    procs.remove_stale(tempfile.gettempdir(), TEMP_PREFIX)  # clones of runs that were SIGKILLed
+    temp = Path(tempfile.mkdtemp(prefix=procs.temporary_name(TEMP_PREFIX), suffix=procs.TEMP_SUFFIX))
     try:
-        roots = {BASE: checkout_base(repo, commit, temp), NEW: repo}
-        ids = sides_ids(config, roots[BASE], roots[NEW], labels[BASE])
-        for side in (BASE, NEW):
-            check_imports_own_code(config, side, roots[side])
+        try:
+            roots = {BASE: checkout_base(repo, commit, temp), NEW: repo}
+            ids = sides_ids(config, roots[BASE], roots[NEW], labels[BASE])
+            for side in (BASE, NEW):
+                check_imports_own_code(config, side, roots[side])
+        except BaseException:
+            discard_out(created)  # no run started: leave --out as it was
+            raise
         mode = f"side by side, {config.run_threads()} torch threads each" if config.side_by_side else "one after the other"
         print(f"paired runs: base {labels[BASE]} vs new {labels[NEW]}; {config.pairs} pairs (ABBA, {mode}), "
               f"C2 {config.epochs} epochs x {config.batches} batches; {len(ids)} benchmarks: {', '.join(i.rpartition('::')[2] for i in ids)}", flush=True)
@@ -300,6 +344,7 @@ def run_ab(config: AbConfig) -> tuple[Outcome, Session]:
         records = run_pairs(config, roots, ids)
         elapsed = time.perf_counter() - start
     finally:
+        procs.stop_children()  # interrupted mid-pair: no run outlives this, nor keeps using the clone
         shutil.rmtree(temp, ignore_errors=True)
     session = Session(labels, records, elapsed)
     failed = [r for r in records if r.returncode != 0]

@@ -52,8 +52,10 @@ class LabOptions:
         return DataConfig(source=self.data)
 
 
-def parse_devices(text: str) -> tuple[str, ...]:
-    devices = tuple(d.strip().lower() for d in text.split(",") if d.strip())
+def parse_devices(text: str | tuple[str, ...]) -> tuple[str, ...]:
+    """'cpu,cuda' or an already parsed tuple (argtypes.device_list) -> ('cpu', 'cuda')."""
+    parts = text.split(",") if isinstance(text, str) else text
+    devices = tuple(d.strip().lower() for d in parts if d.strip())
     if not devices:
         raise LabError("--lab-device needs at least one device, e.g. cpu or cpu,cuda")
     for device in devices:
@@ -66,7 +68,7 @@ def parse_devices(text: str) -> tuple[str, ...]:
 def build_options(
     preset: str,
     data: str,
-    devices: str,
+    devices: str | tuple[str, ...],
     epochs: int | None,
     batches: int | None,
     workers: tuple[int, ...] | None,
@@ -92,7 +94,7 @@ def build_options(
         out_dir=out_dir,
         numerics=Numerics(cudnn_tf32=tf32),
     )
-    if data != SYNTHETIC and not os.path.exists(data):
+    if data != SYNTHETIC and not os.path.exists(os.path.expanduser(data)):
         raise LabError(f"--lab-data: path '{data}' does not exist; pass {SOURCES_HELP}")
     if epochs is not None:
         options = replace(options, epochs=epochs, c8_epochs=epochs)

@@ -1,75 +1,100 @@
-"""The suite's `--lab-*` options as a pytest plugin: declared once, in one group, parsed once.
+"""The suite's `--lab-*` options as a pytest plugin: declared once (`LAB_OPTIONS`), in one group, parsed once.
 
 The top-level conftest.py registers it (`pytest_plugins`), so the options parse in every
 session, and `config.lab_options` (a frozen `LabOptions`) is what the benchmarks' fixtures
-hand out (`session.py`). Nothing here measures anything.
+hand out (`session.py`). Every option's `type=` comes from `resnet_lab.argtypes`, so a bad value
+is pytest's usage error (exit 4) at parse time, before any folder is created or data is read; the
+data source's layout and integrity are checked in `pytest_configure`, which runs before any other
+plugin's (tryfirst), so a usage error there leaves nothing behind either. Nothing here measures anything.
+
+To add an option: append an `Option` to `LAB_OPTIONS` with a converter from argtypes (the property
+test in tests/test_options_property.py then covers it) and read it in `pytest_configure`.
 """
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
-from ..argtypes import non_negative_int, non_negative_int_list, positive_int
-from ..data import SOURCES_HELP, SYNTHETIC
+from ..argtypes import choice, data_source, device_list, non_negative_int, on_off, output_dir, positive_int, worker_list
+from ..data import SOURCES_HELP, SYNTHETIC, check_source
 from ..errors import LabError
+from ..fileio import check_outputs
 from .options import build_options
 from .presets import C3_DEFAULT_WORKERS, PRESETS
 
 
-def _choice(text: str) -> str:
-    if text not in PRESETS:
-        raise argparse.ArgumentTypeError(f"unknown preset '{text}'; choose one of {', '.join(PRESETS)}")
-    return text
+@dataclass(frozen=True)
+class Option:
+    """One `--lab-*` option: its name and `addoption` keywords (type from argtypes, default, metavar, help)."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dest(self) -> str:
+        return self.name.lstrip("-").replace("-", "_")
 
 
-def _on_off(text: str) -> bool:
-    if text.lower() not in ("on", "off"):
-        raise argparse.ArgumentTypeError(f"expected 'on' or 'off', got '{text}'")
-    return text.lower() == "on"
+_SMOKE, _FULL = PRESETS["smoke"], PRESETS["full"]
+LAB_OPTIONS: tuple[Option, ...] = (
+    Option("--lab-preset", dict(
+        type=choice(*PRESETS, what="preset"), default="smoke", metavar="NAME",
+        help=f"smoke ({_SMOKE.epochs} epochs x {_SMOKE.max_batches} batches, CPU-sized) or full "
+        f"(the lab as written: {_FULL.epochs} epochs, all batches). Default: smoke")),
+    Option("--lab-data", dict(type=data_source, default=SYNTHETIC, metavar="SRC", help=f"{SOURCES_HELP}. Default: {SYNTHETIC}")),
+    Option("--lab-device", dict(
+        type=device_list, default="cpu,cuda", metavar="LIST",
+        help="comma-separated devices; absent ones are skipped with the reason. Default: cpu,cuda")),
+    Option("--lab-epochs", dict(type=positive_int, default=None, metavar="N", help="epochs per training benchmark. Default: from the preset")),
+    Option("--lab-batches", dict(
+        type=non_negative_int, default=None, metavar="N",
+        help="max batches per epoch, 0 = no cap. Default: from the preset (smoke 2, full none)")),
+    Option("--lab-eval-batches", dict(
+        type=non_negative_int, default=None, metavar="N",
+        help="test batches evaluated after training where a question reads test accuracy (C6, C7 and the runs serving them), "
+        "0 = the whole test set. Default: from the preset (smoke 2, full all)")),
+    Option("--lab-workers", dict(
+        type=worker_list, default=None, metavar="LIST",
+        help=f"C3 worker counts, e.g. 0,2,4. Default: {','.join(map(str, C3_DEFAULT_WORKERS))} and on by 4 while loading time improves")),
+    Option("--lab-out", dict(type=output_dir, default="lab-output", metavar="DIR", help="folder for profiler traces and tables. Default: lab-output")),
+    Option("--lab-tf32", dict(
+        type=on_off, default="on", metavar="on|off",
+        help="CUDA: cuDNN runs fp32 convolutions as TF32 (PyTorch's default on Ampere and newer); 'off' computes them "
+        "in full fp32 like the lab's older GPUs. Default: on")),
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("resnet-lab", "resnet_lab benchmark suite")
-    smoke, full = PRESETS["smoke"], PRESETS["full"]
-    group.addoption(
-        "--lab-preset", type=_choice, default="smoke", metavar="NAME",
-        help=f"smoke ({smoke.epochs} epochs x {smoke.max_batches} batches, CPU-sized) or full "
-        f"(the lab as written: {full.epochs} epochs, all batches). Default: smoke",
-    )
-    group.addoption("--lab-data", default=SYNTHETIC, metavar="SRC", help=f"{SOURCES_HELP}. Default: {SYNTHETIC}")
-    group.addoption(
-        "--lab-device", default="cpu,cuda", metavar="LIST",
-        help="comma-separated devices; absent ones are skipped with the reason. Default: cpu,cuda",
-    )
-    group.addoption("--lab-epochs", type=positive_int, default=None, metavar="N", help="epochs per training benchmark. Default: from the preset")
-    group.addoption(
-        "--lab-batches", type=non_negative_int, default=None, metavar="N",
-        help="max batches per epoch, 0 = no cap. Default: from the preset (smoke 2, full none)",
-    )
-    group.addoption(
-        "--lab-eval-batches", type=non_negative_int, default=None, metavar="N",
-        help="test batches evaluated after training where a question reads test accuracy (C6, C7 and the runs serving them), "
-        "0 = the whole test set. Default: from the preset (smoke 2, full all)",
-    )
-    group.addoption(
-        "--lab-workers", type=non_negative_int_list, default=None, metavar="LIST",
-        help=f"C3 worker counts, e.g. 0,2,4. Default: {','.join(map(str, C3_DEFAULT_WORKERS))} and on by 4 while loading time improves",
-    )
-    group.addoption("--lab-out", default="lab-output", metavar="DIR", help="folder for profiler traces and tables. Default: lab-output")
-    group.addoption(
-        "--lab-tf32", type=_on_off, default=True, metavar="on|off",
-        help="CUDA: cuDNN runs fp32 convolutions as TF32 (PyTorch's default on Ampere and newer); 'off' computes them "
-        "in full fp32 like the lab's older GPUs. Default: on",
-    )
+    for option in LAB_OPTIONS:
+        group.addoption(option.name, dest=option.dest, **option.kwargs)
 
 
+def _outputs(config: pytest.Config) -> list[tuple[str, str]]:
+    """This session's outputs: --lab-out, and pytest-benchmark's JSON and storage where it is loaded."""
+    outputs = [("--lab-out", str(config.getoption("lab_out")))]
+    json_out = config.getoption("benchmark_json", None)
+    if json_out is not None:
+        outputs.append(("--benchmark-json", str(getattr(json_out, "name", json_out))))
+    storage = str(config.getoption("benchmark_storage", "") or "")
+    if (config.getoption("benchmark_save", None) or config.getoption("benchmark_autosave", None)) and storage.startswith("file://"):
+        outputs.append(("--benchmark-storage", storage.removeprefix("file://")))
+    return outputs
+
+
+@pytest.hookimpl(tryfirst=True)  # before benchmarks/conftest.py creates --lab-out: a usage error leaves nothing
 def pytest_configure(config: pytest.Config) -> None:
     try:
+        data = config.getoption("lab_data")
+        if data != SYNTHETIC:
+            check_source(data)  # a missing, unrecognized or truncated source is a usage error, not N test errors
+            check_outputs(_outputs(config), [("--lab-data", data)])
         config.lab_options = build_options(  # type: ignore[attr-defined]
             preset=config.getoption("lab_preset"),
-            data=config.getoption("lab_data"),
+            data=data,
             devices=config.getoption("lab_device"),
             epochs=config.getoption("lab_epochs"),
             batches=config.getoption("lab_batches"),

@@ -10,6 +10,8 @@ wrapper.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +24,7 @@ from ..distributed.bench import DState
 from ..engine.clock import synced_timer
 from ..errors import LabError
 from ..machine import environment_info
+from ..procs import raise_terminated
 from ..perf.variants import device_peaks
 from ..results.answers import short_answers
 from ..results.derived import add_cross_benchmark_figures
@@ -34,10 +37,12 @@ __all__ = [  # what benchmarks/conftest.py loads
     "pytest_generate_tests", "pytest_collection_modifyitems", "pytest_configure", "lab_options", "lab_data", "sweep", "c32",
     "peak_flops", "d_state", "pytest_benchmark_update_machine_info", "pytest_benchmark_update_json",
     "pytest_benchmark_generate_json", "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_terminal_summary",
+    "pytest_runtest_call", "pytest_unconfigure",
 ]
 
 CUDA_SKIP = "CUDA is not available here (torch.cuda.is_available() is False); run on a GPU machine or pass --lab-device cpu"
 RUN_LOG = pytest.StashKey[RunLog]()
+SIGTERM_BEFORE = pytest.StashKey[object]()
 STORAGE_RUN_LOG = "run.jsonl"  # in --lab-out: the run log of a session saved only to pytest-benchmark's storage
 STARTED = pytest.StashKey[float]()  # the session's start (time.time()): a storage file older than it is not this run's
 FINISHED = pytest.StashKey[list]()  # the finished benchmarks' JSON records, in order
@@ -110,6 +115,10 @@ def pytest_configure(config: pytest.Config) -> None:
         prepare_outputs(config)
     except LabError as exc:
         raise pytest.UsageError(str(exc)) from None
+    # SIGTERM (a CI cancel, a time box's `timeout`) ends the session as Ctrl-C does: the benchmark in flight keeps
+    # its finished epochs (pytest_runtest_call), the JSON is written, children stop (they also die with this process).
+    if threading.current_thread() is threading.main_thread():
+        config.stash[SIGTERM_BEFORE] = signal.signal(signal.SIGTERM, raise_terminated)
     config.stash[FINISHED] = []
     config.stash[SWEEP] = SweepState()
     config.stash[PEAKS] = {}
@@ -196,6 +205,33 @@ def run_log_header(config: pytest.Config) -> dict:
     commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
     return {"machine_info": machine_info, "commit_info": commit_info, "datetime": datetime.now(timezone.utc).isoformat(),
             "version": pytest_benchmark.__version__, "schema_version": SCHEMA_VERSION}
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if SIGTERM_BEFORE in config.stash:
+        signal.signal(signal.SIGTERM, config.stash[SIGTERM_BEFORE])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """A benchmark cut short (Ctrl-C, SIGTERM) keeps its finished epochs in the run log, as a record marked `cut_short`.
+
+    pytest reports no outcome for an interrupted test (pytest_runtest_makereport does not run), so it is logged here.
+    """
+    try:
+        return (yield)
+    except Exception:
+        raise  # a failure: pytest reports it, and a failed benchmark is not a figure
+    except BaseException:
+        fixture = getattr(item, "funcargs", {}).get("benchmark")
+        stats = getattr(fixture, "stats", None)
+        log = item.config.stash.get(RUN_LOG, None)
+        if log is not None and stats is not None and stats.stats.data:
+            stats.extra_info["cut_short"] = True
+            if log.lines == 0:
+                log.start(run_log_header(item.config))
+            log.benchmark(stats.as_dict(include_data=True))
+        raise
 
 
 @pytest.hookimpl(wrapper=True)
