@@ -177,6 +177,19 @@ def choice(*names: str, what: str = "value", fold_case: bool = False) -> Convert
     return _declared(Spec("choice", choices=names), convert, "choice")
 
 
+def choice_list(*names: str, what: str = "names") -> Converter:
+    """'a,b' -> ('a', 'b'): each one of `names`, in order, without duplicates."""
+    one = choice(*names, what=what.removesuffix("s"))
+
+    def convert(value: str) -> tuple[str, ...]:
+        chosen = tuple(dict.fromkeys(one(p.strip()) for p in _non_empty(value, what).split(",") if p.strip()))
+        if not chosen:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what} from {', '.join(names)}, got '{shown(value)}'")
+        return chosen
+
+    return _declared(Spec("choice", choices=names), convert, "choice_list")
+
+
 @declares(Spec("choice", choices=("on", "off")))
 def on_off(text: str) -> bool:
     value = text.strip().lower()

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..argtypes import fraction
+from ..argtypes import choice_list, fraction, input_path, output_file, text
 from ..errors import LabError
 from ..fileio import atomic_open
 from ..results.history.detect import MIN_RUNS
@@ -55,35 +55,31 @@ exit status: 0 no regression; 1 a regression (the false-alarm rate --alpha holds
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = HELP_EPILOG
-    parser.add_argument("sources", nargs="+", metavar="SOURCE", help="storage folder, storage id, JSON file or run log (several allowed)")
-    parser.add_argument("--html", type=Path, default=None, metavar="PAGE", help="write a single-file HTML page (inline SVG plots, no JavaScript)")
-    parser.add_argument("--markdown", type=Path, default=None, metavar="SUMMARY", help="write a Markdown summary (CI job summary, PR comment)")
+    parser.add_argument("sources", type=input_path, nargs="+", metavar="SOURCE", help="storage folder, storage id, JSON file or run log (several allowed)")
+    parser.add_argument("--html", type=output_file, default=None, metavar="PAGE", help="write a single-file HTML page (inline SVG plots, no JavaScript)")
+    parser.add_argument("--markdown", type=output_file, default=None, metavar="SUMMARY", help="write a Markdown summary (CI job summary, PR comment)")
     parser.add_argument(
-        "--figure", action="append", default=None, metavar="NAME",
+        "--figure", action="append", type=choice_list(*FIGURES, what="figures"), default=None, metavar="NAME",
         help=f"figures to follow (repeatable or comma-separated; choose from {', '.join(FIGURES)}). Default: all of them",
     )
-    parser.add_argument("--since", default=None, metavar="REF", help="only runs of REF and the commits after it that HEAD reaches (asks git)")
+    parser.add_argument("--since", type=text("--since"), default=None, metavar="REF", help="only runs of REF and the commits after it that HEAD reaches (asks git)")
     parser.add_argument("--alpha", type=fraction, default=ALPHA, metavar="RATE", help=f"false-alarm rate over all series at once. Default: {ALPHA:g}")
     parser.add_argument("--tolerance", type=fraction, default=TIMING_TOLERANCE, metavar="FRACTION",
                         help=f"timing changes at most this large are no change. Default: {TIMING_TOLERANCE:g} (5%%)")
-    parser.add_argument("--storage", default=DEFAULT_STORAGE, metavar="DIR",
+    parser.add_argument("--storage", type=input_path, default=DEFAULT_STORAGE, metavar="DIR",
                         help=f"pytest-benchmark storage for ids like 0001 (its --benchmark-storage). Default: {DEFAULT_STORAGE}")
 
 
-def figures(values: Sequence[str] | None) -> tuple[str, ...]:
-    if not values:
-        return FIGURES
-    chosen = [f.strip() for v in values for f in v.split(",") if f.strip()]
-    unknown = [f for f in chosen if f not in FIGURES]
-    if unknown or not chosen:
-        raise LabError(f"--figure: unknown figure '{(unknown or [''])[0]}'; choose from {', '.join(FIGURES)}")
-    return tuple(dict.fromkeys(chosen))
+def figures(values: Sequence[tuple[str, ...]] | None) -> tuple[str, ...]:
+    """The figures chosen by every --figure (each already checked against FIGURES), in order, or all of them."""
+    return tuple(dict.fromkeys(f for chosen in values for f in chosen)) if values else FIGURES
 
 
 def main(args: argparse.Namespace) -> int:
     chosen = figures(args.figure)
     loaded = load_sources(args.sources, args.storage)
-    check_outputs({"--html": args.html, "--markdown": args.markdown}, loaded)
+    html, summary = (Path(p) if p is not None else None for p in (args.html, args.markdown))
+    check_outputs({"--html": html, "--markdown": summary}, loaded)
     runs = since(loaded.runs, args.since) if args.since else loaded.runs
     if not runs:
         raise LabError(f"no run in the sources is of {args.since} or a later commit that HEAD reaches")
@@ -93,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
     judged = judge_all(series, alpha=args.alpha, timing_tolerance=args.tolerance)
     status = gate_status(judged)
     ctx = Context(status, args.alpha, len(runs), len({commit_id(r) for r in runs}), loaded.skipped, args.since)
-    for option, path, render in (("--markdown", args.markdown, markdown), ("--html", args.html, page)):
+    for option, path, render in (("--markdown", summary, markdown), ("--html", html, page)):
         if path is not None:
             with atomic_open(path, "w", encoding="utf-8") as handle:
                 handle.write(render(ctx, judged))
