@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..argtypes import shown
 from .runs import Bench, as_number, summarize
 
 # ---------------------------------------------------------------------------
@@ -86,20 +87,21 @@ _AMOUNT = re.compile(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(%?)$")
 def parse_threshold(text: str) -> Threshold:
     """argparse type for --fail: METRIC[:STAT]:[+|-]AMOUNT[%]."""
     parts = text.strip().split(":")
+    typed = shown(text)  # echoed back cut short: a 400-digit "threshold" is not repeated whole
     if len(parts) not in (2, 3):
-        raise argparse.ArgumentTypeError(f"'{text}' is not METRIC[:STAT]:[+|-]AMOUNT[%], e.g. epoch_s:median:+15% or top1:-2")
+        raise argparse.ArgumentTypeError(f"'{typed}' is not METRIC[:STAT]:[+|-]AMOUNT[%], e.g. epoch_s:median:+15% or top1:-2")
     name = parts[0]
     if name not in METRICS:
-        raise argparse.ArgumentTypeError(f"'{text}': unknown metric '{name}'; choose one of {', '.join(METRICS)}")
+        raise argparse.ArgumentTypeError(f"'{typed}': unknown metric '{shown(name)}'; choose one of {', '.join(METRICS)}")
     metric = METRICS[name]
     stat = parts[1] if len(parts) == 3 else metric.default_stat
     if stat not in STATS:
-        raise argparse.ArgumentTypeError(f"'{text}': unknown statistic '{stat}'; choose one of {', '.join(STATS)}")
+        raise argparse.ArgumentTypeError(f"'{typed}': unknown statistic '{shown(stat)}'; choose one of {', '.join(STATS)}")
     if stat == "last" and metric.kind == "timing":
-        raise argparse.ArgumentTypeError(f"'{text}': timing metrics take min, max, mean or median over rounds, not 'last'")
+        raise argparse.ArgumentTypeError(f"'{typed}': timing metrics take min, max, mean or median over rounds, not 'last'")
     match = _AMOUNT.match(parts[-1])
     if not match:
-        raise argparse.ArgumentTypeError(f"'{text}': threshold '{parts[-1]}' is not [+|-]NUMBER[%], e.g. +15% or -2")
+        raise argparse.ArgumentTypeError(f"'{typed}': threshold '{shown(parts[-1])}' is not [+|-]NUMBER[%], e.g. +15% or -2")
     sign, number, percent = match.groups()
     if not math.isfinite(float(number)):
         raise argparse.ArgumentTypeError(f"'{text[:40]}': threshold amount must be a finite number")
