@@ -87,14 +87,14 @@ def paired_runs(out: Path) -> list[tuple[Run, Run]]:
 
 def figure(bench: Bench, name: str) -> float | str:
     """The gated figure of one run's benchmark, or why there is none ('not recorded', 'non-finite (nan)')."""
-    records = bench.epochs()
     if name == "round_s":
         raw = bench.stats.get("data") or [bench.stats[key] for key in ("median",) if key in bench.stats]
-    elif any(name in r for r in records):
+    elif name == "round_cpu_s":  # the median round's CPU seconds, recorded by the benchmark as a whole
+        raw = [bench.extra(name)] if bench.extra(name) is not None else []
+    else:
+        records = bench.epochs()
         steady = [r for r in records if r.get("warmup") is False] or records[1:] or records
         raw = [r[name] for r in steady if name in r]
-    else:  # a figure of the benchmark as a whole (the loader's round_cpu_s)
-        raw = [bench.extra(name)] if bench.extra(name) is not None else []
     if not raw:
         return "not recorded"
     for v in raw:
