@@ -57,5 +57,6 @@ def test_epoch_problems_check_the_cpu_keys_and_accept_records_without_them():
     assert epoch_problems(epoch_record(load_cpu_s=math.nan)) == ["load_cpu_s is nan"]
     assert epoch_problems(epoch_record(epoch_cpu_s=4.0)) == ["the phases' CPU time adds up to 4.35 s, more than epoch_cpu_s 4.0 s"]
     partial = {k: v for k, v in epoch_record().items() if k != "copy_cpu_s"}
-    assert epoch_problems(partial) == ["CPU time recorded for only startup_cpu_s, load_cpu_s, train_cpu_s, metrics_cpu_s, shutdown_cpu_s, "
-                                       "epoch_cpu_s: missing copy_cpu_s"]
+    assert epoch_problems(partial) == [
+        "CPU time recorded for only startup_cpu_s, load_cpu_s, train_cpu_s, metrics_cpu_s, shutdown_cpu_s, epoch_cpu_s: missing copy_cpu_s"
+    ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..engine.phases import cpu_key
 
-__all__ = ["COMPUTES", "WAITS", "BOTH", "change_kind", "cpu_key", "kind_note"]
+__all__ = ["BOTH", "COMPUTES", "WAITS", "change_kind", "cpu_key", "kind_note"]
 
 COMPUTES, WAITS, BOTH = "computes more", "waits more", "computes and waits more"
 # Below this relative change of wall time there is no slowdown to attribute.

@@ -167,7 +167,7 @@ def loader_epoch(loader: Iterable, device: torch.device | str = "cpu", clock: Sy
             images += x.shape[0]
             batches += 1
     load_s = clock.total("load")
-    result = {"load_s": load_s, "images": images, "batches": batches, "images_per_s": images / load_s if load_s > 0 else float("inf")}
+    result: dict[str, object] = {"load_s": load_s, "images": images, "batches": batches, "images_per_s": images / load_s if load_s > 0 else float("inf")}
     if clock.keeps_cpu:
         result["load_cpu_s"] = clock.cpu_total("load")
     return result

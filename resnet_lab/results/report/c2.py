@@ -85,7 +85,7 @@ def cpu_lines(bench: Any, reference: tuple[Run, Any]) -> list[str]:
         for wall_key, cpu_key in zip(PHASES, CPU_PHASES):
             values = [phase_mean(b, k, skip_warmup=True) for b in (ref, bench) for k in (wall_key, cpu_key)]
             if all(values):
-                old_wall, old_cpu, new_wall, new_cpu = values  # type: ignore[misc]
+                old_wall, old_cpu, new_wall, new_cpu = (float(v or 0.0) for v in values)
                 kind = change_kind(new_wall / old_wall, new_cpu / old_cpu)
                 if kind:
                     changes.append(f"{wall_key.removesuffix('_s')} {new_wall / old_wall:.3f}x wall, {new_cpu / old_cpu:.3f}x CPU: {kind}")
