@@ -53,7 +53,9 @@ class AbConfig:
     threads: int | None = None  # torch threads per run (OMP_NUM_THREADS); None: half the CPUs side by side, else torch's default
     # No pair starts that would end past this (judged by the longest pair so far) once `boxed_pairs` are done:
     # on a loaded machine the gate then decides on fewer pairs instead of overrunning CI. None: no box.
-    time_box_s: float | None = 9 * 60
+    # 15 min: one after the other a pair takes twice the wall time it took side by side (about 2.3 min on the
+    # 2-core CI machine, results/ab-gate/), so 6 pairs need about 14 min; .ci/run stays near 31 of its 45 min.
+    time_box_s: float | None = 15 * 60
     # The fewest pairs the box leaves: with 5, the 90% interval is the range of the ratios, and one A/A
     # run in five flagged a figure (results/ab-gate/).
     boxed_pairs: int = 6
