@@ -62,15 +62,20 @@ def trial_rows(name: str, out: Path) -> list[str]:
     return rows
 
 
-def recentred_power(trials: list[Path], figure_index: int, rule: GateRule, pairs: int, draws: int, effect: float = 0.10) -> tuple[float, int]:
-    """Power at +effect on one figure, resampled from the planted trials' own pairs with each trial's estimate taken out."""
+def recentred_power(trials: list[Path], figure_index: int, rule: GateRule, pairs: int, draws: int,
+                    effect: float = 0.10) -> tuple[float | None, int, float]:
+    """Power at +effect on one figure, resampled from the planted trials' own pairs with each trial's estimate
+    taken out, the pool's size, and the sd of its log ratios; power None when the pool has no more pairs than
+    a gate run draws (every draw would be the same pairs)."""
     pool = []
     for out in trials:
         logs = log_ratio_pairs(out)
         e = paired_estimate([1.0] * len(logs), [math.exp(p[figure_index]) for p in logs], rule)
         pool += [[p[figure_index] - math.log(e.ratio) + math.log(1 + effect)] for p in logs]
-    pairs = min(pairs, len(pool))
-    return resampled_flag_rate(pool, pairs, rule, draws=draws), len(pool)
+    sd = statistics.stdev(p[0] for p in pool)
+    if len(pool) <= pairs:
+        return None, len(pool), sd
+    return resampled_flag_rate(pool, pairs, rule, draws=draws), len(pool), sd
 
 
 def log_ratio_pairs(out: Path, steady_epochs: int | None = None) -> list[list[float]]:
@@ -123,7 +128,7 @@ def noise_rows(name: str, out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--aa", nargs="+", type=Path, required=True, metavar="DIR", help="A/A trials (same code on both sides)")
+    parser.add_argument("--aa", nargs="*", type=Path, default=[], metavar="DIR", help="A/A trials (same code on both sides)")
     parser.add_argument("--planted", nargs="*", type=Path, default=[], metavar="DIR", help="trials with a planted slowdown")
     parser.add_argument("--compute", nargs="*", type=Path, default=[], metavar="DIR", help="trials with a planted slowdown that computes")
     parser.add_argument("--wait", nargs="*", type=Path, default=[], metavar="DIR", help="trials with a planted slowdown that waits")
@@ -142,26 +147,27 @@ def main(argv: list[str] | None = None) -> int:
         for row in trial_rows(out.name, out):
             print(row)
 
-    print("\n## Noise\n")
-    print("| trial | figure | cv of base runs | cv of new runs | within-run cv (steady epochs) | sd of paired log ratios |")
-    print("|---|---|---|---|---|---|")
-    for out in args.aa:
-        for row in noise_rows(out.name, out):
-            print(row)
-    steady = min(sum(1 for r in paired_runs(out)[0][0].benchmarks[0].epochs() if r.get("warmup") is False) for out in args.aa)
-    print("\nC2 train_s, sd of the pooled A/A paired log ratios by steady epochs per run: "
-          + ", ".join(f"{k}: {statistics.stdev(p[0] for out in args.aa for p in log_ratio_pairs(out, k)):.3f}" for k in range(1, steady + 1)))
+    if args.aa:  # the noise and the resampled rates need A/A pairs
+        print("\n## Noise\n")
+        print("| trial | figure | cv of base runs | cv of new runs | within-run cv (steady epochs) | sd of paired log ratios |")
+        print("|---|---|---|---|---|---|")
+        for out in args.aa:
+            for row in noise_rows(out.name, out):
+                print(row)
+        steady = min(sum(1 for r in paired_runs(out)[0][0].benchmarks[0].epochs() if r.get("warmup") is False) for out in args.aa)
+        print("\nC2 train_s, sd of the pooled A/A paired log ratios by steady epochs per run: "
+              + ", ".join(f"{k}: {statistics.stdev(p[0] for out in args.aa for p in log_ratio_pairs(out, k)):.3f}" for k in range(1, steady + 1)))
 
-    pool = [p for out in args.aa for p in log_ratio_pairs(out)]
-    print(f"\n## Resampled rates ({len(pool)} pooled A/A pairs, {args.draws} draws without replacement per cell, "
-          f"rule: {rule.confidence:.0%} interval, tolerance {rule.tolerance:g})\n")
-    print("| pairs | false alarm (any figure) | power, C2 train_s +5% | power, C2 train_s +10% | power, loader +10% |")
-    print("|---|---|---|---|---|")
-    for n in args.pairs:
-        fa = resampled_flag_rate(pool, n, rule, draws=args.draws)
-        power = [resampled_flag_rate(pool, n, rule, shift=[math.log(1 + e), 0.0], draws=args.draws) for e in EFFECTS]
-        loader = resampled_flag_rate(pool, n, rule, shift=[0.0, math.log(1.10)], draws=args.draws)
-        print(f"| {n} | {fa:.1%} | {power[0]:.1%} | {power[1]:.1%} | {loader:.1%} |")
+        pool = [p for out in args.aa for p in log_ratio_pairs(out)]
+        print(f"\n## Resampled rates ({len(pool)} pooled A/A pairs, {args.draws} draws without replacement per cell, "
+              f"rule: {rule.confidence:.0%} interval, tolerance {rule.tolerance:g})\n")
+        print("| pairs | false alarm (any figure) | power, C2 train_s +5% | power, C2 train_s +10% | power, loader +10% |")
+        print("|---|---|---|---|---|")
+        for n in args.pairs:
+            fa = resampled_flag_rate(pool, n, rule, draws=args.draws)
+            power = [resampled_flag_rate(pool, n, rule, shift=[math.log(1 + e), 0.0], draws=args.draws) for e in EFFECTS]
+            loader = resampled_flag_rate(pool, n, rule, shift=[0.0, math.log(1.10)], draws=args.draws)
+            print(f"| {n} | {fa:.1%} | {power[0]:.1%} | {power[1]:.1%} | {loader:.1%} |")
     for out in args.planted:
         pairs = log_ratio_pairs(out)
         e = paired_estimate([1.0] * len(pairs), [math.exp(p[0]) for p in pairs], rule)
@@ -170,11 +176,12 @@ def main(argv: list[str] | None = None) -> int:
              for k, fig in enumerate(("C2 train_s", "loader round_s"))]
     if kinds:
         print(f"\n## Power at +10% resampled from the planted trials' own pairs (recentred), {args.pairs[-1]} pairs, {args.draws} draws\n")
-        print("| planted change | figure | trials | pooled pairs | power at +10% |")
-        print("|---|---|---|---|---|")
+        print("| planted change | figure | trials | pooled pairs | sd of paired log ratios (recentred) | power at +10% |")
+        print("|---|---|---|---|---|---|")
         for kind, trials, k, fig in kinds:
-            power, n = recentred_power(trials, k, rule, args.pairs[-1], args.draws)
-            print(f"| {kind} | {fig} | {', '.join(t.name for t in trials)} | {n} | {power:.1%} |")
+            power, n, sd = recentred_power(trials, k, rule, args.pairs[-1], args.draws)
+            shown = f"{power:.1%}" if power is not None else f"n/a: {n} pairs pooled, a gate run draws {args.pairs[-1]}"
+            print(f"| {kind} | {fig} | {', '.join(t.name for t in trials)} | {n} | {sd:.3f} | {shown} |")
     return 0
 
 
