@@ -43,13 +43,19 @@ def assert_one_line_error(rc: int, out: str, err: str, message: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-def suite_run(train_s: float, loader_s: float, *, epochs: int = 3, torch_version: str = "2.14.1", nan_epoch: int | None = None) -> dict:
+def suite_run(train_s: float, loader_s: float, *, epochs: int = 3, torch_version: str = "2.14.1", nan_epoch: int | None = None,
+              cpu: tuple[float, float] | None = None) -> dict:
+    """`cpu`: (train_cpu_s, round_cpu_s) recorded beside the wall times, as CPU runs do since issue 23; None: an older run."""
     rng = random.Random(0)
     c2 = training_bench(rng, "C2", "test_c2_phases", {"device": "cpu"}, epochs=epochs, jitter=0.0,
                         phases={"load_s": 0.2, "copy_s": 0.001, "train_s": train_s, "metrics_s": 0.001})
     if nan_epoch is not None:
         c2["extra_info"]["epochs"][nan_epoch]["train_s"] = float("nan")
     loader = bench("loader", "test_loader_throughput", {"pipeline": "dataloader", "workers": 0, "device": "cpu"}, [loader_s], {"images": 50000})
+    if cpu is not None:
+        for record in c2["extra_info"]["epochs"]:
+            record["train_cpu_s"] = cpu[0]
+        loader["extra_info"]["round_cpu_s"] = cpu[1]
     return {"machine_info": {**machine_info(), "torch": torch_version}, "commit_info": {}, "benchmarks": [c2, loader],
             "datetime": "2026-11-28T00:00:00+00:00", "version": "5.3.1"}
 
@@ -135,6 +141,45 @@ def test_a_slower_training_step_fails_and_names_the_figure(capsys, tmp_path):
     row = next(line for line in out.splitlines() if line.startswith("C2 "))
     assert "FAIL: slower by more than 5%" in row and "1.10" in row
     assert "result: FAIL (C2 test_c2_phases[device=cpu] train_s)" in out
+
+
+def cpu_scenario(tmp_path: Path, train: tuple[float, float], loader: tuple[float, float]) -> Path:
+    """Pairs whose new runs change the wall time and the CPU time beside it by the factors (wall, cpu) given per figure."""
+    rng = random.Random(2)
+    base, new = [], []
+    for load in loads():
+        noise = [rng.uniform(0.99, 1.01) for _ in range(2)]
+        base.append(suite_run(4.0 * load * noise[0], 9.0 * load * noise[1], cpu=(7.5 * noise[0], 8.0 * noise[1])))
+        new.append(suite_run(4.0 * load * noise[0] * train[0], 9.0 * load * noise[1] * loader[0],
+                             cpu=(7.5 * noise[0] * train[1], 8.0 * noise[1] * loader[1])))
+    return write_pairs(tmp_path / "ab", base, new)
+
+
+def test_a_slowdown_that_waits_is_told_from_one_that_computes(capsys, tmp_path):
+    """The training step computes 10% more (CPU time too), the loader waits 10% longer (CPU time unchanged)."""
+    rc, out, _ = run_cli(capsys, "--from", str(cpu_scenario(tmp_path, train=(1.10, 1.10), loader=(1.10, 1.0))))
+    assert rc == 1
+    c2 = next(line for line in out.splitlines() if line.startswith("C2 "))
+    loader = next(line for line in out.splitlines() if line.startswith("loader "))
+    assert "1.100x" in c2 and "FAIL: slower by more than 5%, computes more" in c2
+    assert "1.000x" in loader and "FAIL: slower by more than 5%, waits more" in loader
+
+
+def test_the_cpu_time_ratio_is_recorded_and_old_runs_without_it_still_decide(capsys, tmp_path):
+    out_dir = cpu_scenario(tmp_path, train=(1.0, 1.0), loader=(1.0, 1.0))
+    assert run_cli(capsys, "--from", str(out_dir))[0] == 0
+    old = scenario(tmp_path / "old", train_effect=1.10)  # saved before CPU time was recorded
+    rc, out, _ = run_cli(capsys, "--from", str(old))
+    c2 = next(line for line in out.splitlines() if line.startswith("C2 "))
+    assert rc == 1 and "not recorded" in c2 and c2.endswith("FAIL: slower by more than 5%")  # no kind guessed
+
+
+def test_figure_reads_the_cpu_time_beside_each_gated_figure():
+    c2, loader = (as_bench(b) for b in suite_run(4.0, 9.0, cpu=(7.0, 8.5))["benchmarks"])
+    assert [g.cpu_figure for g in gated_benchmarks("cpu")] == ["train_cpu_s", "round_cpu_s"]
+    assert figure(c2, "train_cpu_s") == 7.0 and figure(loader, "round_cpu_s") == 8.5
+    old_c2, old_loader = (as_bench(b) for b in suite_run(4.0, 9.0)["benchmarks"])
+    assert figure(old_c2, "train_cpu_s") == figure(old_loader, "round_cpu_s") == "not recorded"
 
 
 def test_an_interval_too_wide_to_see_twice_the_tolerance_says_so(capsys, tmp_path):

@@ -686,3 +686,27 @@ def test_a_benchmark_without_the_metric_is_skipped_not_the_rest(capsys, tmp_path
     rc, out, err = run_cli(capsys, str(old), str(new), "--fail", "startup_s:+10%")
     assert rc == 1, out + err
     assert "startup_s:+10%: 2 checked, 2 beyond it" in out
+
+
+def with_cpu_time(data: dict, train_cpu_s: float) -> dict:
+    """Every epoch record gains train_cpu_s (and load_cpu_s), as CPU runs record them since issue 23."""
+    for b in data["benchmarks"]:
+        for record in b["extra_info"].get("epochs", []):
+            record.update(train_cpu_s=train_cpu_s, load_cpu_s=0.01)
+    return data
+
+
+@pytest.mark.parametrize(("cpu_factor", "kind"), [(1.0, "waits more: CPU 1.000x"), (1.5, "computes more: CPU 1.500x")])
+def test_the_table_says_whether_a_slower_phase_computes_or_waits_more(capsys, tmp_path, cpu_factor, kind):
+    base = write_run(tmp_path / "base.json", with_cpu_time(make_run(seed=0), 2.0))
+    slow = write_run(tmp_path / "slow.json", with_cpu_time(make_run(seed=0, slow={"train_s": 1.5}), 2.0 * cpu_factor))
+    _, out, _ = run_cli(capsys, str(base), str(slow))
+    rows = [line for line in out.splitlines() if " train_s " in f" {line} " and " 1.50x " in line]
+    assert rows and all(kind in line for line in rows), out
+    assert any(" train_cpu_s " in f" {line} " for line in out.splitlines())
+
+
+def test_runs_without_cpu_time_compare_as_before(capsys, tmp_path, base_path):
+    slow = write_run(tmp_path / "slow.json", make_run(seed=0, slow={"train_s": 1.5}))
+    _, out, _ = run_cli(capsys, str(base_path), str(slow))
+    assert "more: CPU" not in out and "train_cpu_s" not in out

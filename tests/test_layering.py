@@ -18,7 +18,7 @@ TORCH_FREE = (
     "resnet_lab.cli", "resnet_lab.cli.main", "resnet_lab.cli.report", "resnet_lab.cli.compare", "resnet_lab.cli.estimate", "resnet_lab.cli.scaling", "resnet_lab.cli.ab",
     "resnet_lab.cli.history",
     "resnet_lab.suite", "resnet_lab.suite.groups", "resnet_lab.suite.presets", "resnet_lab.suite.outputs", "resnet_lab.suite.ab_runs",
-    "resnet_lab.engine", "resnet_lab.engine.interrupts", "resnet_lab.distributed", "resnet_lab.distributed.scaling",
+    "resnet_lab.engine", "resnet_lab.engine.interrupts", "resnet_lab.engine.phases", "resnet_lab.distributed", "resnet_lab.distributed.scaling",
 )
 
 

@@ -643,6 +643,111 @@ def test_evaluate_computes_no_gradients():
     assert grads == [False, False, False]
 
 
+# ----------------------------------------------------------------------------- CPU time beside wall time
+
+# Fake CPU seconds of the computing pieces of work (powers of two apart from the wall costs); the loader's
+# start-up, fetches and shutdown only wait, so their phases must record no CPU time at all.
+COPY_CPU = (0.5, 0.25, 0.125)
+TRAIN_CPU = (1 / 16, 1 / 32, 1 / 64)
+METRICS_CPU = (1 / 128, 1 / 256, 1 / 512)
+OVERHEAD_CPU = (1 / 1024, 1 / 2048, 1 / 4096)
+EXPECTED_CPU = {"startup_cpu_s": 0.0, "load_cpu_s": 0.0, "copy_cpu_s": sum(COPY_CPU), "train_cpu_s": sum(TRAIN_CPU),
+                "metrics_cpu_s": sum(METRICS_CPU), "shutdown_cpu_s": 0.0}
+
+
+@pytest.fixture
+def cpu(time: FakeTime, monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    """A fake CPU clock charged by the computing calls on top of `time`'s wall charges."""
+    fake = FakeTime()
+    monkeypatch.setattr(train_module, "to_device", charged(fake, COPY_CPU, train_module.to_device))
+    monkeypatch.setattr(train_module, "train_step", charged(fake, TRAIN_CPU, train_module.train_step))
+    monkeypatch.setattr(EpochMetrics, "update", charged(fake, METRICS_CPU, EpochMetrics.update))
+    return fake
+
+
+def cpu_epoch(time: FakeTime, cpu: FakeTime, clock: SyncClock | None = None, **kwargs) -> dict[str, object]:
+    model = tiny_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    clock = clock or SyncClock(timer=time, cpu_timer=cpu)
+    return train_one_epoch(model, CostlyLoader(time, tiny_batches()), opt, "cpu", clock=clock, **kwargs)
+
+
+def test_region_keeps_cpu_time_beside_wall_time():
+    wall, cpu = FakeTime(), FakeTime()
+    clock = SyncClock(timer=wall, cpu_timer=cpu)
+    for w, c in ((1.0, 0.5), (2.0, 0.25)):
+        with clock.region("train"):
+            wall.spend(w)
+            cpu.spend(c)
+    with clock.region("load"):
+        wall.spend(4.0)  # waiting: no CPU
+    assert clock.totals == {"train": 3.0, "load": 4.0}
+    assert clock.cpu_totals == {"train": 0.75, "load": 0.0}
+    assert clock.cpu_total("train") == 0.75 and clock.cpu_total("missing") == 0.0
+    clock.reset()
+    assert clock.totals == {} and clock.cpu_totals == {}
+
+
+def test_a_clock_without_a_cpu_timer_keeps_no_cpu_time():
+    wall = FakeTime()
+    clock = SyncClock(timer=wall)
+    with clock.region("train"):
+        wall.spend(1.0)
+    assert clock.cpu_totals == {} and not clock.keeps_cpu and clock.cpu_now() is None
+
+
+def test_the_cpu_clock_is_process_cpu_time_and_a_sleep_is_not_cpu():
+    from resnet_lab.engine.clock import clock_for
+
+    clock = clock_for("cpu")
+    assert clock.cpu_timer is __import__("time").process_time
+    with clock.region("wait"):
+        sleep(0.05)
+    assert clock.total("wait") >= 0.05 and clock.cpu_total("wait") < 0.025
+
+
+def test_each_phase_records_its_cpu_time_and_waiting_records_none(time, cpu):
+    record = cpu_epoch(time, cpu, on_batch_end=charged(cpu, OVERHEAD_CPU, lambda _batch: None))
+    assert {key: record[key] for key in EXPECTED} == EXPECTED  # the wall times are untouched
+    assert {key: record[key] for key in EXPECTED_CPU} == EXPECTED_CPU
+    assert record["epoch_cpu_s"] == sum(EXPECTED_CPU.values()) + sum(OVERHEAD_CPU)
+
+
+def test_unsynced_phases_keep_cpu_time_too(time, cpu):
+    record = cpu_epoch(time, cpu, sync_phases=False)
+    assert {key: record[key] for key in EXPECTED_CPU} == EXPECTED_CPU
+    assert record["epoch_cpu_s"] == sum(EXPECTED_CPU.values())
+
+
+def test_a_reused_clock_starts_every_epoch_s_cpu_time_from_zero(time, cpu):
+    clock = SyncClock(timer=time, cpu_timer=cpu)
+    model = tiny_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    train_one_epoch(model, CostlyLoader(time, tiny_batches(1)), opt, "cpu", clock=clock)
+    cpu.spend(1000.0)  # between epochs: belongs to no epoch
+    later = train_one_epoch(model, CostlyLoader(time, tiny_batches(1)), opt, "cpu", clock=clock)
+    assert (later["copy_cpu_s"], later["train_cpu_s"], later["metrics_cpu_s"]) == (COPY_CPU[1], TRAIN_CPU[1], METRICS_CPU[1])
+    assert later["epoch_cpu_s"] == COPY_CPU[1] + TRAIN_CPU[1] + METRICS_CPU[1]
+
+
+def test_a_record_without_a_cpu_clock_has_no_cpu_keys(time):
+    from resnet_lab.engine.phases import CPU_KEYS
+
+    record = epoch(time)
+    assert not set(CPU_KEYS) & set(record)
+
+
+def test_summarize_means_cpu_time_only_where_every_epoch_has_it():
+    base = {"startup_s": 0.0, "load_s": 1.0, "copy_s": 0.0, "train_s": 2.0, "metrics_s": 0.0, "shutdown_s": 0.0, "epoch_s": 4.0,
+            "images": 8, "loss": 1.0, "top1": 0.5}
+    cpu_keys = {"startup_cpu_s": 0.0, "load_cpu_s": 0.25, "copy_cpu_s": 0.0, "train_cpu_s": 1.5, "metrics_cpu_s": 0.0,
+                "shutdown_cpu_s": 0.0, "epoch_cpu_s": 2.0}
+    both = summarize([{**base, **cpu_keys}, {**base, **{k: 2 * v for k, v in cpu_keys.items()}}])
+    assert (both["train_cpu_s"], both["load_cpu_s"], both["epoch_cpu_s"]) == (2.25, 0.375, 3.0)
+    mixed = summarize([{**base, **cpu_keys}, base])  # an old epoch record: no CPU figure rather than a wrong one
+    assert "train_cpu_s" not in mixed and mixed["train_s"] == 2.0
+
+
 # ----------------------------------------------------------------------------- summaries over epochs
 
 

@@ -32,7 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batches", type=positive_int, default=defaults.batches, metavar="N", help=f"C2 batches per epoch. Default: {defaults.batches}")
     parser.add_argument("--device", type=device, default=defaults.device, metavar="DEV", help=f"the training device of the gated C2 run. Default: {defaults.device}")
     parser.add_argument("--side-by-side", action=argparse.BooleanOptionalAction, default=defaults.side_by_side,
-                        help=f"run the two runs of a pair at the same time (one per core) instead of one after the other. Default: {defaults.side_by_side}")
+                        help="run the two runs of a pair at the same time (one per core) instead of one after the other: biased, "
+                        f"it reads a slowdown that waits as a fraction of its size (results/ab-gate/). Default: {defaults.side_by_side}")
     parser.add_argument("--threads", type=positive_int, default=defaults.threads, metavar="N",
                         help="torch threads per run (OMP_NUM_THREADS). Default: half the CPUs side by side, else torch's default")
     parser.add_argument("--time-box", type=number(0.0, MINUTES_IN_A_WEEK), default=(defaults.time_box_s or 0) / 60, metavar="MINUTES",

@@ -14,7 +14,9 @@ torch.profiler (Q3b):
     shutdown  once per epoch: releasing the iterator, where a DataLoader shuts
               its worker processes down
 
-`epoch_s` is the synchronized wall time of the whole epoch, worker start-up to
+On a CPU each phase also records this process's CPU seconds, `{phase}_cpu_s`, and
+the epoch's, `epoch_cpu_s` (keys declared in engine/phases.py): a phase whose wall time
+exceeds its CPU time waits. `epoch_s` is the synchronized wall time of the whole epoch, worker start-up to
 worker shutdown, so it is what pytest-benchmark's round measures too, and
 epoch_s - (startup_s + load_s + copy_s + train_s + metrics_s + shutdown_s) is
 the loop's own overhead (progress bar, callbacks), which nothing times.
@@ -35,10 +37,9 @@ from ..errors import DivergenceError, LabError
 from .clock import SyncClock, clock_for
 from .interrupts import deferred_interrupt
 from .metrics import EpochMetrics, num_outputs
+from .phases import CPU_KEYS, EPOCH_CPU_KEY, PHASES
 from .step import StepConfig, to_device, train_step
 from .workers import loader_failure
-
-PHASES = ("startup", "load", "copy", "train", "metrics", "shutdown")
 
 
 class GraphedStep(Protocol):
@@ -93,14 +94,14 @@ def train_one_epoch(
     if max_batches is not None and max_batches < 1:
         raise LabError(f"max_batches must be >= 1 or None, got {max_batches}")
     clock = clock or clock_for(device)
-    clock.totals.clear()
-    regions = clock if sync_phases else SyncClock(timer=clock.timer)  # unsynced regions: host-side time only
+    clock.reset()
+    regions = clock if sync_phases else SyncClock(timer=clock.timer, cpu_timer=clock.cpu_timer)  # unsynced regions: host-side time only
     metrics = graphed.begin_epoch() if graphed is not None else EpochMetrics(num_outputs(model), device, eager=sync_phases)
     model.train()
     total = capped(loader, max_batches)
     bar = progress_bar(total, progress, f"epoch {epoch}")
     batches = 0
-    start = clock.now()
+    start, cpu_start = clock.now(), clock.cpu_now()
     with regions.region("startup"), record_function("startup"), deferred_interrupt():
         iterator: Iterator | None = iter(loader)
     try:
@@ -135,6 +136,7 @@ def train_one_epoch(
         with regions.region("shutdown"), record_function("shutdown"), deferred_interrupt():
             iterator = None
         epoch_s = clock.now() - start
+        epoch_cpu_s = None if cpu_start is None else clock.cpu_now() - cpu_start  # type: ignore[operator]
         if not metrics.eager and not math.isfinite(total_loss := metrics.check_finite()):
             raise DivergenceError(epoch, batches - 1, total_loss)
     except (ConnectionError, EOFError, RuntimeError) as exc:
@@ -150,6 +152,9 @@ def train_one_epoch(
         raise LabError("the training loader yielded no batches: is the dataset empty?")
     record: dict[str, object] = {"epoch": epoch, "batches": batches, "images": metrics.images}
     record.update({f"{phase}_s": regions.total(phase) for phase in PHASES})
+    if regions.keeps_cpu:
+        record.update({f"{phase}_cpu_s": regions.cpu_total(phase) for phase in PHASES})
+        record[EPOCH_CPU_KEY] = epoch_cpu_s
     record["phases_synced"] = sync_phases
     record["epoch_s"] = epoch_s
     record["images_per_s"] = metrics.images / epoch_s if epoch_s > 0 else float("inf")
@@ -208,10 +213,11 @@ SUMMED = ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s",
 
 
 def summarize(records: list[dict[str, object]]) -> dict[str, object]:
-    """Means of the phase times over epochs; loss and top-1 of the last epoch."""
+    """Means of the phase times (and CPU times, where every epoch has them) over epochs; loss and top-1 of the last epoch."""
     if not records:
         return {}
-    summary: dict[str, object] = {key: sum(float(r[key]) for r in records) / len(records) for key in SUMMED}  # type: ignore[arg-type]
+    summed = (*SUMMED, *(key for key in CPU_KEYS if all(key in r for r in records)))
+    summary: dict[str, object] = {key: sum(float(r[key]) for r in records) / len(records) for key in summed}  # type: ignore[arg-type]
     steady = records[1:] or records
     summary["steady_epoch_s"] = sum(float(r["epoch_s"]) for r in steady) / len(steady)  # type: ignore[arg-type]
     summary["first_epoch_s"] = float(records[0]["epoch_s"])  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import LabError
 from .compare import format_table, version_difference
+from .cputime import change_kind, cpu_key
 from .paired import FASTER, SLOWER, GateRule, PairedEstimate, min_pairs, paired_estimate
 from .runs import Bench, Run, load_run
 
@@ -36,6 +37,11 @@ class Gated:
     @property
     def name(self) -> str:
         return self.test_id.rpartition("::")[2]
+
+    @property
+    def cpu_figure(self) -> str:
+        """The CPU seconds recorded beside the figure (CPU runs since issue 23): read, not gated, to tell waiting from computing."""
+        return cpu_key(self.figure)
 
 
 def gated_benchmarks(device: str) -> tuple[Gated, ...]:
@@ -83,6 +89,8 @@ def figure(bench: Bench, name: str) -> float | str:
     """The gated figure of one run's benchmark, or why there is none ('not recorded', 'non-finite (nan)')."""
     if name == "round_s":
         raw = bench.stats.get("data") or [bench.stats[key] for key in ("median",) if key in bench.stats]
+    elif name == "round_cpu_s":  # the median round's CPU seconds, recorded by the benchmark as a whole
+        raw = [bench.extra(name)] if bench.extra(name) is not None else []
     else:
         records = bench.epochs()
         steady = [r for r in records if r.get("warmup") is False] or records[1:] or records
@@ -106,10 +114,23 @@ class Row:
     estimate: PairedEstimate | None
     problem: str = ""  # why the figure cannot be decided; a problem on the new side fails the gate
     fails: bool = False
+    # The CPU seconds beside the figure, per pair, and their paired ratio: None where a run lacks them (older runs).
+    cpu_base: list[float] = field(default_factory=list)
+    cpu_new: list[float] = field(default_factory=list)
+    cpu_estimate: PairedEstimate | None = None
+
+    @property
+    def kind(self) -> str:
+        """Whether a slowdown computes more or waits more ('' when not slower or no CPU figure)."""
+        if self.estimate is None or self.cpu_estimate is None:
+            return ""
+        return change_kind(self.estimate.ratio, self.cpu_estimate.ratio)
 
     def as_record(self) -> dict[str, object]:
         return {"benchmark": self.gated.test_id, "figure": self.gated.figure, "base": self.base, "new": self.new,
-                "estimate": asdict(self.estimate) if self.estimate else None, "problem": self.problem, "fails": self.fails}
+                "estimate": asdict(self.estimate) if self.estimate else None, "problem": self.problem, "fails": self.fails,
+                "cpu_figure": self.gated.cpu_figure, "cpu_base": self.cpu_base, "cpu_new": self.cpu_new,
+                "cpu_estimate": asdict(self.cpu_estimate) if self.cpu_estimate else None, "kind": self.kind}
 
 
 def bench_by_name(run: Run, name: str) -> Bench | None:
@@ -132,7 +153,21 @@ def decide(gated: Gated, runs: Sequence[tuple[Run, Run]], rule: GateRule) -> Row
         base_values.append(old)
         new_values.append(new)
     estimate = paired_estimate(base_values, new_values, rule)
-    return Row(gated, label, base_values, new_values, estimate, fails=estimate.verdict == SLOWER)
+    cpu_base, cpu_new, cpu_estimate = cpu_figures(gated, runs, rule)
+    return Row(gated, label, base_values, new_values, estimate, fails=estimate.verdict == SLOWER,
+               cpu_base=cpu_base, cpu_new=cpu_new, cpu_estimate=cpu_estimate)
+
+
+def cpu_figures(gated: Gated, runs: Sequence[tuple[Run, Run]], rule: GateRule) -> tuple[list[float], list[float], PairedEstimate | None]:
+    """The CPU seconds beside the gated figure in every run, and their paired estimate; nothing when any run lacks them."""
+    base, new = [], []
+    for base_run, new_run in runs:
+        old, now = (figure(bench_by_name(r, gated.name), gated.cpu_figure) for r in (base_run, new_run))  # type: ignore[arg-type]
+        if isinstance(old, str) or isinstance(now, str):
+            return [], [], None
+        base.append(old)
+        new.append(now)
+    return base, new, paired_estimate(base, new, rule)
 
 
 def common_benchmarks(runs: Sequence[tuple[Run, Run]]) -> tuple[list[str], list[str]]:
@@ -151,7 +186,7 @@ def verdict_text(row: Row, rule: GateRule) -> str:
     if row.estimate is None:
         return f"FAIL: {row.problem}" if row.fails else row.problem
     if row.estimate.verdict == SLOWER:
-        return f"FAIL: slower by more than {rule.tolerance:.0%}"
+        return f"FAIL: slower by more than {rule.tolerance:.0%}" + (f", {row.kind}" if row.kind else "")
     if row.estimate.verdict == FASTER:
         return "faster (passes)"
     if row.estimate.high > 1 + 2 * rule.tolerance:
@@ -160,16 +195,20 @@ def verdict_text(row: Row, rule: GateRule) -> str:
 
 
 def table(rows: Sequence[Row], rule: GateRule) -> str:
-    header = ["benchmark", "figure", "pairs", "base median", "new median", "ratio", f"{rule.confidence:.0%} interval", "verdict"]
+    header = ["benchmark", "figure", "pairs", "base median", "new median", "ratio", f"{rule.confidence:.0%} interval", "CPU time ratio", "verdict"]
     lines = []
     for row in rows:
         e = row.estimate
         cells = [row.label, row.gated.figure, str(len(row.base))]
+        verdict = verdict_text(row, rule)
         if e is None:
-            cells += ["", "", "", ""]
+            cells += ["", "", "", "", ""]
         else:
-            cells += [f"{statistics.median(row.base):.4g} s", f"{statistics.median(row.new):.4g} s", f"{e.ratio:.3f}x", f"[{e.low:.3f}, {e.high:.3f}]"]
-        lines.append([*cells, verdict_text(row, rule)])
+            cpu = f"{row.cpu_estimate.ratio:.3f}x" if row.cpu_estimate else "not recorded"
+            cells += [f"{statistics.median(row.base):.4g} s", f"{statistics.median(row.new):.4g} s", f"{e.ratio:.3f}x", f"[{e.low:.3f}, {e.high:.3f}]", cpu]
+            if row.kind and e.verdict != SLOWER:  # a failure's verdict names it already
+                verdict += f"; {row.kind}"
+        lines.append([*cells, verdict])
     return format_table(header, lines)
 
 

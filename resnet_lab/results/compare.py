@@ -35,6 +35,7 @@ from .metrics import (  # noqa: F401  (re-exported: compare's figures and thresh
     spread,
     unusable_figure,
 )
+from .cputime import cpu_key, kind_note
 from .runs import Bench, Run
 
 
@@ -228,6 +229,17 @@ def _ratio(metric: Metric, old: Value | None, new: Value | None) -> tuple[str, s
     return ratio, change
 
 
+def _kind(base: Bench, new: Bench, name: str, old: Value | None, new_value: Value | None) -> str:
+    """' (waits more: CPU 1.00x)' after a wall-time figure that grew while its CPU time beside it did not; '' otherwise."""
+    twin = METRICS.get(cpu_key(name)) if name.endswith("_s") and "_cpu_" not in name else None
+    if twin is None or old is None or new_value is None or not old.value:
+        return ""
+    old_cpu, new_cpu = metric_value(base, twin, twin.default_stat), metric_value(new, twin, twin.default_stat)
+    if old_cpu is None or new_cpu is None or not old_cpu.value:
+        return ""
+    return kind_note(new_value.value / old.value, new_cpu.value / old_cpu.value)
+
+
 def table_rows(pairs: Sequence[tuple[Bench, Bench]]) -> list[list[str]]:
     rows = []
     for base, new in pairs:
@@ -237,7 +249,8 @@ def table_rows(pairs: Sequence[tuple[Bench, Bench]]) -> list[list[str]]:
             old_v, new_v = metric_value(base, metric, metric.default_stat), metric_value(new, metric, metric.default_stat)
             if old_v is None and new_v is None:
                 continue
-            rows.append([label, name, metric.default_stat, _fmt(metric, old_v), _fmt(metric, new_v), *_ratio(metric, old_v, new_v)])
+            ratio, change = _ratio(metric, old_v, new_v)
+            rows.append([label, name, metric.default_stat, _fmt(metric, old_v), _fmt(metric, new_v), ratio, change + _kind(base, new, name, old_v, new_v)])
             label = ""
     return rows
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..argtypes import shown
+from ..engine.phases import CPU_PHASE_KEYS, EPOCH_CPU_KEY
 from .runs import Bench, as_number, summarize
 
 # ---------------------------------------------------------------------------
@@ -36,12 +37,14 @@ METRICS: dict[str, Metric] = {
     "train_s": Metric("train_s", "timing", "epochs", +1, "s", "median"),
     "metrics_s": Metric("metrics_s", "timing", "epochs", +1, "s", "median"),
     "shutdown_s": Metric("shutdown_s", "timing", "epochs", +1, "s", "median"),
+    # CPU runs' CPU seconds beside the wall time (engine/phases.py); runs saved before them read "not recorded".
+    **{key: Metric(key, "timing", "epochs", +1, "s", "median") for key in (*CPU_PHASE_KEYS, EPOCH_CPU_KEY)},
     "loss": Metric("loss", "quality", "epochs", +1, "", "last"),
     "top1": Metric("top1", "quality", "epochs", -1, "%", "last"),
     "test_loss": Metric("test_loss", "quality", "scalar", +1, "", "last"),
     "test_top1": Metric("test_top1", "quality", "scalar", -1, "%", "last"),
 }
-TABLE_METRICS = ("epoch_s", "load_s", "train_s", "loss", "top1")
+TABLE_METRICS = ("epoch_s", "load_s", "load_cpu_s", "train_s", "train_cpu_s", "loss", "top1")
 STATS = ("min", "max", "mean", "median", "last")
 
 # The thresholds CI applies to the smoke preset (and `compare`'s default when no --fail is given):

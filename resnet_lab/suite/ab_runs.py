@@ -5,11 +5,12 @@ other side is the repository's working tree as it is. Each run is one pytest
 process in its side's checkout (its own `resnet_lab` and top-level conftest
 first on the path; nothing is installed), running only the gated benchmarks
 that both sides have, saved with `--benchmark-save` into one pytest-benchmark
-storage (so `pytest-benchmark compare` reads the runs too). The two runs of a
-pair run side by side (each with half the CPUs' worth of torch threads), so
-that load from elsewhere hits both at once; which side starts first alternates
-in ABBA blocks (or, with --no-side-by-side, the runs follow one another in ABBA
-order). A time box keeps the job inside CI's budget on a loaded machine: once the
+storage (so `pytest-benchmark compare` reads the runs too). The runs follow
+one another in ABBA order (base, new, new, base, ...), each with the whole
+machine: two runs side by side share caches and memory bandwidth, so a side
+that waits (a sleep, a lock, slower I/O) frees them for the other side, which
+then speeds up and hides the wait (issue 23; results/ab-gate/ has the
+measurements). --side-by-side keeps the old design for comparison. A time box keeps the job inside CI's budget on a loaded machine: once the
 interval has its minimum of pairs, no pair starts that would end past it. The
 decision is results/ab.py's.
 
@@ -49,13 +50,16 @@ class AbConfig:
     device: str = "cpu"
     out: Path = Path("out/ab")
     rule: GateRule = GateRule()
-    # The two runs of a pair at the same time, each on its own share of the cores, rather than one after the other:
-    # load that comes and goes then hits both runs of a pair at once (results/ab-gate/ has both measured).
-    side_by_side: bool = True
+    # The two runs of a pair at the same time, each on its own share of the cores, rather than one after the other.
+    # Off: side by side, the runs contend for caches and memory bandwidth, so a change that waits speeds the other
+    # side up and reads as a fraction of its size (results/ab-gate/, issue 23); one after the other it reads in full.
+    side_by_side: bool = False
     threads: int | None = None  # torch threads per run (OMP_NUM_THREADS); None: half the CPUs side by side, else torch's default
     # No pair starts that would end past this (judged by the longest pair so far) once `boxed_pairs` are done:
     # on a loaded machine the gate then decides on fewer pairs instead of overrunning CI. None: no box.
-    time_box_s: float | None = 9 * 60
+    # 15 min: one after the other a pair takes twice the wall time it took side by side (about 2.3 min on the
+    # 2-core CI machine, results/ab-gate/), so 6 pairs need about 14 min; .ci/run stays near 31 of its 45 min.
+    time_box_s: float | None = 15 * 60
     # The fewest pairs the box leaves: with 5, the 90% interval is the range of the ratios, and one A/A
     # run in five flagged a figure (results/ab-gate/).
     boxed_pairs: int = 6

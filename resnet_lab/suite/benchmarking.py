@@ -19,6 +19,7 @@ import torch
 from ..data import LabDataset, LoaderConfig, make_train_loader
 from ..engine.clock import SyncClock, clock_for
 from ..engine.isolated import IsolatedRun
+from ..engine.phases import CPU_KEYS, CPU_PHASE_KEYS, EPOCH_CPU_KEY, PHASE_KEYS
 from ..engine.run import LabRun, RunConfig
 from ..machine import numerics_state
 from ..perf.memory import memory_peaks
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 BATCH_PHASE_KEYS = ("load_s", "copy_s", "train_s", "metrics_s")
 EPOCH_PHASE_KEYS = ("startup_s", "shutdown_s")
-PHASE_KEYS = ("startup_s", *BATCH_PHASE_KEYS, "shutdown_s")
 # The loop's untimed bookkeeping (progress bar, callbacks) is tiny next to any phase; a
 # remainder above this share of the epoch, and above the floor for very short epochs, is not.
 UNTIMED_SHARE = 0.05
@@ -94,6 +94,7 @@ def train_or_serve(
 def training_extra_info(run: LabRun | IsolatedRun, options: LabOptions, train_set: LabDataset) -> dict[str, object]:
     summary = run.summary()
     info: dict[str, object] = {key: summary[key] for key in SUMMARY_KEYS}
+    info.update({key: summary[key] for key in CPU_KEYS if key in summary})  # CPU runs only
     info.update(
         epochs=run.records,
         data=train_set.source,
@@ -132,12 +133,28 @@ def epoch_problems(record: dict[str, object]) -> list[str]:
         problems.append(f"the phases add up to {phases} s, more than epoch_s {epoch_s} s: time counted twice")
     if record.get("phases_synced", True) and epoch_s - phases > max(UNTIMED_SHARE * epoch_s, UNTIMED_FLOOR_S):
         problems.append(f"{epoch_s - phases:.4f} s of the {epoch_s:.4f} s epoch is in no phase")
+    problems += cpu_problems(record)
     if not math.isfinite(float(record["loss"])):  # type: ignore[arg-type]
         problems.append(f"loss is {record['loss']}")
     if not 0.0 <= float(record["top1"]) <= 1.0:  # type: ignore[arg-type]
         problems.append(f"top1 is {record['top1']}, not a fraction")
     if not int(record["images"]) >= int(record["batches"]) >= 1:  # type: ignore[call-overload]
         problems.append(f"{record['batches']} batches of {record['images']} images")
+    return problems
+
+
+def cpu_problems(record: dict[str, object]) -> list[str]:
+    """The CPU-time keys, where the record has them (CPU runs since issue 23): every one present
+    or none, each a finite number >= 0, and the phases' CPU time inside the epoch's (one clock)."""
+    present = [key for key in CPU_KEYS if key in record]
+    if not present:
+        return []
+    if len(present) < len(CPU_KEYS):
+        return [f"CPU time recorded for only {', '.join(present)}: missing {', '.join(k for k in CPU_KEYS if k not in record)}"]
+    problems = [f"{key} is {record[key]}" for key in CPU_KEYS if not 0 <= float(record[key]) < math.inf]  # type: ignore[arg-type]
+    phases = sum(float(record[key]) for key in CPU_PHASE_KEYS)  # type: ignore[arg-type]
+    if not problems and not phases <= float(record[EPOCH_CPU_KEY]) + 1e-6:  # type: ignore[arg-type]
+        problems.append(f"the phases' CPU time adds up to {phases} s, more than {EPOCH_CPU_KEY} {record[EPOCH_CPU_KEY]} s")
     return problems
 
 
@@ -150,7 +167,10 @@ def loader_epoch(loader: Iterable, device: torch.device | str = "cpu", clock: Sy
             images += x.shape[0]
             batches += 1
     load_s = clock.total("load")
-    return {"load_s": load_s, "images": images, "batches": batches, "images_per_s": images / load_s if load_s > 0 else float("inf")}
+    result: dict[str, object] = {"load_s": load_s, "images": images, "batches": batches, "images_per_s": images / load_s if load_s > 0 else float("inf")}
+    if clock.keeps_cpu:
+        result["load_cpu_s"] = clock.cpu_total("load")
+    return result
 
 
 def loader_only_sweep(train_set: LabDataset, workers: Iterable[int]) -> dict[int, float]:

@@ -9,7 +9,8 @@ from ...suite import groups
 from .. import plots
 from ..runs import Run, as_number
 from .format import NR, Figures, fmt_int, fmt_loss, fmt_pct, fmt_rate, fmt_s, from_line, md_table, not_run
-from .values import PHASES, epoch_time, last_value, phase_mean
+from ..cputime import change_kind
+from .values import CPU_PHASES, PHASES, epoch_time, last_value, phase_mean
 
 def section(runs: Sequence[Run], figures: Figures) -> list[str]:
     lines = [
@@ -24,6 +25,7 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
     benches = [(run, b) for run in runs for b in run.group(groups.C2)]
     if not benches:
         return lines + not_run(groups.C2, runs)
+    first: dict[str, tuple[Run, Any]] = {}  # param_text -> the first run's benchmark, which later runs are read against
     for index, (run, bench) in enumerate(benches, 1):
         lines += [f"### {bench.param_text}", "", from_line(run, bench), ""]
         records = bench.epochs()
@@ -52,6 +54,7 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
              "loss", "top-1", "warm-up"],
             rows,
         )
+        lines += cpu_lines(bench, first.setdefault(bench.param_text, (run, bench)))
         if bench.number("test_top1") is not None:
             lines += [f"Test set after the last epoch: loss {fmt_loss(bench.number('test_loss'))}, top-1 {fmt_pct(bench.number('test_top1'))}.", ""]
         plotted = phase_series(records)
@@ -59,6 +62,34 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
             epochs, phases = plotted
             title = f"C2 phases per epoch ({bench.param_text}, {run.label})"
             lines += figures.add(f"c2_phases_{index}_{bench.param_text}", title, lambda p: plots.phase_breakdown(p, epochs, phases, title))
+    return lines
+
+
+def cpu_lines(bench: Any, reference: tuple[Run, Any]) -> list[str]:
+    """CPU time beside wall time per phase (steady epochs), and against the first run of the same benchmark,
+    whether each phase that got slower computes more or waits more. Nothing for runs without CPU time."""
+    if not any(phase_mean(bench, k, skip_warmup=True) is not None for k in CPU_PHASES):
+        return []
+    rows = []
+    for wall_key, cpu_key in zip(PHASES, CPU_PHASES):
+        wall, cpu = phase_mean(bench, wall_key, skip_warmup=True), phase_mean(bench, cpu_key, skip_warmup=True)
+        busy = f"{cpu / wall:.2f}" if wall and cpu is not None else NR
+        rows.append([wall_key.removesuffix("_s"), fmt_s(wall), fmt_s(cpu), busy])
+    lines = ["CPU time beside wall time (this process, every thread; mean over the steady epochs). CPU / wall is the "
+             "threads busy on average: a phase far below the threads it uses is waiting (for the loader, a lock, I/O), "
+             "not computing.", ""]
+    lines += md_table(["phase", "wall (s)", "CPU (s)", "CPU / wall"], rows)
+    ref_run, ref = reference
+    if ref is not bench:
+        changes = []
+        for wall_key, cpu_key in zip(PHASES, CPU_PHASES):
+            values = [phase_mean(b, k, skip_warmup=True) for b in (ref, bench) for k in (wall_key, cpu_key)]
+            if all(values):
+                old_wall, old_cpu, new_wall, new_cpu = (float(v or 0.0) for v in values)
+                kind = change_kind(new_wall / old_wall, new_cpu / old_cpu)
+                if kind:
+                    changes.append(f"{wall_key.removesuffix('_s')} {new_wall / old_wall:.3f}x wall, {new_cpu / old_cpu:.3f}x CPU: {kind}")
+        lines += [f"Against {ref_run.label}: " + ("; ".join(changes) if changes else "no phase slower by more than 2%") + ".", ""]
     return lines
 
 

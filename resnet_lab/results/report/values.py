@@ -5,11 +5,13 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
+from ...engine.phases import CPU_PHASE_KEYS, PHASE_KEYS
 from ..runs import Bench, Run, as_number
 from .format import percent
 
 # The loop's phases, in epoch order; a run saved before a phase existed reads "not recorded" there.
-PHASES = ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s")
+PHASES = PHASE_KEYS
+CPU_PHASES = CPU_PHASE_KEYS  # CPU runs since issue 23; older runs and GPU runs have none
 
 
 def phase_mean(bench: Bench, key: str, *, skip_warmup: bool = False) -> float | None:
