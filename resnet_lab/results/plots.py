@@ -179,7 +179,7 @@ def speed_beside_training(
     speed_ax.set_yticks(rows, labels)
     speed_ax.invert_yaxis()
     speed_ax.set_xlabel("time per epoch (s)")
-    speed_ax.legend(loc="lower right", fontsize="small")
+    speed_ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, fontsize="small", frameon=False)  # above: never on a bar
     colors = [VERDICT_COLORS.get(v, VERDICT_COLORS["not checked"]) for v in verdicts]
     loss_ax.barh(rows, [v or 0.0 for v in loss], color=colors)
     for row, (value, verdict) in enumerate(zip(loss, verdicts)):
@@ -187,7 +187,7 @@ def speed_beside_training(
                          textcoords="offset points", va="center", fontsize="small")
     if baseline_loss is not None:
         loss_ax.axvline(baseline_loss, color="#333333", linestyle="--", linewidth=1, label="eager")
-        loss_ax.legend(loc="lower right", fontsize="small")
+        loss_ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize="small", frameon=False)
     loss_ax.set_yticks(rows, [""] * len(rows))
     loss_ax.invert_yaxis()
     loss_ax.set_xlabel("last epoch's training loss (equivalence check: colour)")
