@@ -23,7 +23,7 @@ BatchNorm-parameter gradients up to ~5e-3 from fp64 where eager's sit within ~2e
 ../shared/probes/compile_vs_fp64.py), so gradients and momentum buffers need a tolerance in the
 1e-2 range; parameters move by lr x gradient per step, so their tolerance can be 1e-5, which
 still sees a skipped weight decay (5e-5 of a weight per step); the loss and running statistics
-sit between. The measured margins over 10 seeds are in results/equivalence-margins/.
+sit between. Measured margins (one seed so far) are in results/equivalence-margins/.
 """
 
 from __future__ import annotations
