@@ -73,7 +73,7 @@ for name in $PARTS; do
     tests)
       start=$SECONDS
       timeout --signal=INT --kill-after=15 "${TESTS_LIMIT:-90}" $PY -m pytest -p no:cacheprovider -m cuda -rs \
-        tests/test_graphstep.py tests/test_fastloader.py tests/test_timing.py tests/test_flops.py > "$OUT/tests.log" 2>&1
+        tests/test_graphstep.py tests/test_fastloader.py tests/test_timing.py tests/test_flops.py tests/test_equivalence.py > "$OUT/tests.log" 2>&1
       status=$?
       # On a machine without CUDA every selected test skips: that is the expected outcome of a dry run.
       finish tests "$status" "$start" "${TESTS_LIMIT:-90}"

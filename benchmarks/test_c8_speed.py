@@ -3,6 +3,8 @@
 First epoch (compile and warm-up cost) and steady-state average are recorded
 separately; compiles run with torch.compiler's caches off, so the first epoch is
 a cold build whatever ran before; each variant's final loss is kept so speed never hides divergence.
+Before its timed epochs every variant passes the equivalence check against eager and fp64
+(perf/equivalence.py, `extra_info["equivalence"]`), or fails its test and runs none.
 """
 
 from dataclasses import replace
@@ -14,7 +16,7 @@ from resnet_lab import resnet18
 from resnet_lab.perf.flops import train_step_flops
 from resnet_lab.perf.variants import VARIANTS, step_seconds, work_record
 from resnet_lab.suite import groups
-from resnet_lab.suite.benchmarking import run_training_benchmark
+from resnet_lab.suite.benchmarking import EquivalenceGate, run_training_benchmark
 
 pytestmark = pytest.mark.benchmark(group=groups.C8)
 
@@ -25,7 +27,8 @@ def step_flops():
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS), ids=lambda v: f"variant={v}")
-def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, peak_flops, step_flops):
+def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, peak_flops, step_flops,
+                    equivalence_references, equivalence_failures):
     v = VARIANTS[variant]
     dev = torch.device(device)
     reason = v.skip_reason(dev, lab_options.preset)
@@ -38,7 +41,8 @@ def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, 
     base = replace(lab_options.base_config, device=device, epochs=lab_options.c8_epochs, eval_batches=0).with_workers(int(c32["workers"]))
     config = v.run_config(base, lab_options.preset)
     # A variant that changes process-wide state (`best` on a CPU) trains in a process of its own (engine/isolated.py).
-    run = run_training_benchmark(benchmark, config, lab_options, train_set, None)
+    gate = EquivalenceGate(equivalence_references, equivalence_failures, variant, request.node.name)
+    run = run_training_benchmark(benchmark, config, lab_options, train_set, None, equivalence=gate)
     compile_mode = config.compile_mode
     peak = peaks["bfloat16" if v.uses_bf16(dev) else "float32"]
     work = work_record(int(step_flops["flops_per_step"]), step_seconds(run.records), peak)

@@ -256,9 +256,10 @@ def test_gpu_check_exit_status_reflects_its_parts(tmp_path):
 def test_cross_benchmark_figures_are_derived_from_the_finished_benchmarks():
     from resnet_lab.results.derived import add_cross_benchmark_figures
 
-    def c8(variant, step, achieved):
+    def c8(variant, step, achieved, verdict="pass"):
         return {"group": "C8", "params": {"device": "cpu", "variant": variant},
-                "extra_info": {"train_step_s": step, "achieved_flops_per_s": achieved, "peak_flops_per_s": 4.0e11}}
+                "extra_info": {"train_step_s": step, "achieved_flops_per_s": achieved, "peak_flops_per_s": 4.0e11,
+                               **({"equivalence": {"verdict": verdict}} if verdict else {})}}
 
     def loader(pipeline, workers, rate):
         return {"group": "loader", "params": {"pipeline": pipeline, "workers": workers, "device": "cpu"}, "extra_info": {"images_per_s": rate}}
@@ -273,6 +274,13 @@ def test_cross_benchmark_figures_are_derived_from_the_finished_benchmarks():
     alone = [c8("best", 1.0, 3.0e11)]  # `-k best`: its baseline did not run, so there is no ratio to give
     add_cross_benchmark_figures(alone)
     assert "speedup_vs_eager" not in alone[0]["extra_info"]
+    # A speedup counts only for a variant that passed the equivalence check, against an eager that passed it.
+    unchecked = [c8("eager", 3.0, 1.0e11), c8("best", 1.0, 3.0e11, verdict=None), c8("bf16", 1.5, 2.0e11, verdict="fail")]
+    add_cross_benchmark_figures(unchecked)
+    assert [("speedup_vs_eager" in b["extra_info"]) for b in unchecked] == [True, False, False]
+    failed_eager = [c8("eager", 3.0, 1.0e11, verdict="fail"), c8("best", 1.0, 3.0e11)]
+    add_cross_benchmark_figures(failed_eager)
+    assert "speedup_vs_eager" not in failed_eager[1]["extra_info"]
 
 
 def test_every_benchmark_module_names_its_group_through_the_marker():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -228,8 +229,9 @@ class DataParallelRun(LabRun):
         self.steps_done += 1
         self._set_lr()
 
-    def _train_epoch(self) -> dict[str, object]:
+    def _train_epoch(self, on_batch_end: Callable[[int], None] | None = None) -> dict[str, object]:
         epoch = len(self.records) + 1
+        after_step = self._after_step if on_batch_end is None else lambda batches: (self._after_step(batches), on_batch_end(batches))
         if self.sampler is not None:
             self.sampler.set_epoch(epoch - 1)  # a fresh global shuffle every epoch, the same on every rank
         try:
@@ -239,7 +241,7 @@ class DataParallelRun(LabRun):
                 record = train_one_epoch(
                     self.step_model, self.train_loader, self.optimizer, self.device, epoch=epoch,
                     max_batches=self.config.max_batches, step=self.config.step, progress=self.progress,
-                    sync_phases=self.config.sync_phases, on_batch_end=self._after_step,
+                    sync_phases=self.config.sync_phases, on_batch_end=after_step,
                 )
                 record["training_s"] = float(record["copy_s"]) + float(record["train_s"])
             record["lr"] = self.optimizer.param_groups[0]["lr"]

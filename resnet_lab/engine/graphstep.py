@@ -27,7 +27,7 @@ from torch import nn
 
 from ..errors import LabError
 from .metrics import EpochMetrics, num_outputs
-from .step import StepConfig, to_device, train_step
+from .step import StepConfig, StepOps, to_device, train_step
 
 WARMUP_STEPS = 3  # torch's recipe; lazy state (optimizer buffers, cuDNN autotuning) must exist before capture
 
@@ -55,11 +55,11 @@ class GraphedTrainStep:
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device, step: StepConfig,
-                 warmup_steps: int = WARMUP_STEPS, capture: Callable[[Body], Body] | None = None) -> None:
+                 warmup_steps: int = WARMUP_STEPS, capture: Callable[[Body], Body] | None = None, ops: StepOps = StepOps()) -> None:
         # `capture` exists for the CPU tests, which pass one that replays by calling the body again.
         if capture is None and (device.type != "cuda" or not torch.cuda.is_available()):
             raise LabError(f"a whole-step CUDA graph needs a CUDA device, got '{device}'; use --device cuda")
-        self.model, self.optimizer, self.device, self.step = model, optimizer, device, step
+        self.model, self.optimizer, self.device, self.step, self.ops = model, optimizer, device, step, ops
         self.warmup_steps = warmup_steps
         self.metrics = EpochMetrics(num_outputs(model), device, eager=False)
         self.replay: Body | None = None
@@ -105,8 +105,9 @@ class GraphedTrainStep:
 
     def _body(self, x: torch.Tensor, y: torch.Tensor) -> None:
         # The plain loop's own copy/normalize and step; the caller has zeroed the grads.
-        x, y = to_device(x, y, self.device, self.step)
-        loss, logits = train_step(self.model, self.optimizer, x, y, self.step, zero_grad=False, autocast_cache=False)
+        x, y = (self.ops.copy or to_device)(x, y, self.device, self.step)
+        loss, logits = train_step(self.model, self.optimizer, x, y, self.step, zero_grad=False, autocast_cache=False,
+                                  criterion=self.ops.criterion)
         self.metrics.accumulate(loss.detach(), logits.detach(), y)
 
     def _warmup_step(self, x: torch.Tensor, y: torch.Tensor) -> None:

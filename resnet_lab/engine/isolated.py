@@ -60,6 +60,13 @@ class IsolatedRun:
     def evaluate(self) -> dict[str, object]:
         return self._ask("evaluate")
 
+    def observe_check(self, config: RunConfig, batches: Any, plant: Any = None) -> Any:
+        """The equivalence check's run of this variant (perf/equivalence.observe_variant), in this run's process,
+        so it trains under the process-wide state the timed epochs have. `config` must be this run's."""
+        if config != self.config:
+            raise LabError("an isolated run checks only its own configuration")
+        return self._ask(("observe", batches, plant))
+
     def process_state(self) -> dict[str, object]:
         """The child's peak memory since its run was built, and the numerics in force there."""
         return self._ask("state")
@@ -85,7 +92,7 @@ class IsolatedRun:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _ask(self, command: str) -> Any:
+    def _ask(self, command: str | tuple) -> Any:
         self._conn.send(command)
         return self._receive()
 
@@ -129,7 +136,10 @@ def _serve(conn: Connection, config: RunConfig, data: DataConfig, with_test: boo
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent, which raises it
         conn.send(("error", _portable(exc)))
         return
+    from ..perf.equivalence import observe_variant  # the check's own path, built here as in the parent
+
     commands = {
+        "observe": lambda batches, plant: observe_variant(config, batches, plant),
         "epoch": run.run_epoch,
         "evaluate": run.evaluate,
         "state": lambda: {**peaks_record(device, since), **numerics_state()},
@@ -141,7 +151,8 @@ def _serve(conn: Connection, config: RunConfig, data: DataConfig, with_test: boo
             return  # the parent is gone
         if command == "close":
             return
+        name, args = (command[0], command[1:]) if isinstance(command, tuple) else (command, ())
         try:
-            conn.send(("ok", commands[command]()))
+            conn.send(("ok", commands[name](*args)))
         except BaseException as exc:  # noqa: BLE001
             conn.send(("error", _portable(exc)))

@@ -38,7 +38,7 @@ from .clock import SyncClock, clock_for
 from .interrupts import deferred_interrupt
 from .metrics import EpochMetrics, num_outputs
 from .phases import CPU_KEYS, EPOCH_CPU_KEY, PHASES
-from .step import StepConfig, to_device, train_step
+from .step import StepConfig, StepOps, to_device, train_step
 from .workers import loader_failure
 
 
@@ -80,6 +80,7 @@ def train_one_epoch(
     sync_phases: bool = True,
     check_every: int = 50,
     graphed: GraphedStep | None = None,
+    ops: StepOps = StepOps(),
 ) -> dict[str, object]:
     """Train for one epoch (at most `max_batches` batches) and return the flat C1/C2 record.
 
@@ -88,7 +89,8 @@ def train_one_epoch(
     (`phases_synced` is False in the record) and non-finite loss is caught
     every `check_every` batches instead of at once. `epoch_s` is synced either way.
     `graphed` (a `graphstep.GraphedTrainStep`) runs each step as one CUDA graph
-    replay instead of `train_step`; its metrics are kept inside the graph.
+    replay instead of `train_step`; its metrics are kept inside the graph. `ops` is the run's
+    copy step and loss (the lab's unless a planted bug replaced them, see perf/plants.py).
     """
     device = torch.device(device)
     if max_batches is not None and max_batches < 1:
@@ -118,9 +120,9 @@ def train_one_epoch(
                     graphed.run()  # metrics are updated inside the step
             else:
                 with regions.region("copy"), record_function("copy"):
-                    x, y = to_device(batch[0], batch[1], device, step)
+                    x, y = (ops.copy or to_device)(batch[0], batch[1], device, step)
                 with regions.region("train"), record_function("train"):
-                    loss, logits = train_step(model, optimizer, x, y, step)
+                    loss, logits = train_step(model, optimizer, x, y, step, criterion=ops.criterion)
             with regions.region("metrics"), record_function("metrics"):
                 if graphed is None:
                     loss_value = metrics.update(loss, logits.detach(), y)

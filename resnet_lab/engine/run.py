@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -23,7 +23,14 @@ from ..optim import OptimConfig, canonical_optimizer, make_optimizer
 from .graphstep import GraphedTrainStep
 from .hostalloc import retain_freed_memory
 from .loop import evaluate, summarize, train_one_epoch
-from .step import Numerics, StepConfig, configure_backends, resolve_device, set_seed
+from .step import (
+    Numerics,
+    StepConfig,
+    StepOps,
+    configure_backends,
+    resolve_device,
+    set_seed,
+)
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
@@ -148,7 +155,10 @@ class LabRun:
         train_loader: Iterable | None = None,
         test_loader: Iterable | None = None,
         progress: bool = False,
+        plant: Callable[[LabRun], None] | None = None,
     ) -> None:
+        """`plant` is the equivalence check's test-only seam (perf/plants.py): it changes this run's
+        model, optimizer, loader or `ops` after they are built and before compile and capture."""
         self.config = config
         self.device = resolve_device(config.device)
         set_seed(config.seed)
@@ -156,6 +166,10 @@ class LabRun:
         self.host_alloc = retain_freed_memory() if config.retain_heap else {}
         self.model = build_model(config, self.device)
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.optim)
+        self.ops = StepOps()
+        self.train_loader, self.test_loader = self._loaders(config, train_set, test_set, train_loader, test_loader)
+        if plant is not None:
+            plant(self)
         if config.compile_mode:
             # A fresh Dynamo state per run: code caches and recompile counts left by an earlier run
             # in this process (C8 runs several variants) must neither serve this model's graphs
@@ -165,6 +179,12 @@ class LabRun:
         # dynamic=False: the epoch's last, smaller batch (50,000 % 128 = 80) gets its own static
         # graph instead of turning the batch dimension symbolic for every later step.
         self.step_model = torch.compile(self.model, mode=config.compile_mode, dynamic=False) if config.compile_mode else self.model
+        self.progress = progress
+        self.records: list[dict[str, object]] = []
+        self.graphed = GraphedTrainStep(self.step_model, self.optimizer, self.device, config.step, ops=self.ops) if config.graph_step else None
+
+    def _loaders(self, config: RunConfig, train_set: LabDataset | None, test_set: LabDataset | None,
+                 train_loader: Iterable | None, test_loader: Iterable | None) -> tuple[Iterable, Iterable | None]:
         if train_loader is None:
             if train_set is None:
                 raise LabError("LabRun needs a train_set or a train_loader")
@@ -175,10 +195,7 @@ class LabRun:
             )
         if test_loader is None and test_set is not None:
             test_loader = make_test_loader(test_set, config.loader, self.device)
-        self.train_loader, self.test_loader = train_loader, test_loader
-        self.progress = progress
-        self.records: list[dict[str, object]] = []
-        self.graphed = GraphedTrainStep(self.step_model, self.optimizer, self.device, config.step) if config.graph_step else None
+        return train_loader, test_loader
 
     @contextlib.contextmanager
     def epoch_context(self) -> Iterator[None]:
@@ -186,14 +203,14 @@ class LabRun:
         with flush_denormals(self.config.flush_denormal), compiler_caches(not self.config.cold_compile):
             yield
 
-    def run_epoch(self) -> dict[str, object]:
+    def run_epoch(self, on_batch_end: Callable[[int], None] | None = None) -> dict[str, object]:
         with self.epoch_context():
-            record = self._train_epoch()
+            record = self._train_epoch(on_batch_end)
         record["warmup"] = not self.records  # the lab counts epoch 1; readers may exclude it
         self.records.append(record)
         return record
 
-    def _train_epoch(self) -> dict[str, object]:
+    def _train_epoch(self, on_batch_end: Callable[[int], None] | None = None) -> dict[str, object]:
         return train_one_epoch(
             self.step_model,
             self.train_loader,
@@ -205,6 +222,8 @@ class LabRun:
             progress=self.progress,
             sync_phases=self.config.sync_phases,
             graphed=self.graphed,
+            on_batch_end=on_batch_end,
+            ops=self.ops,
         )
 
     def evaluate(self) -> dict[str, object]:

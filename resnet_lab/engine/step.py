@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,11 +92,27 @@ def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, step: Step
     return x.contiguous(memory_format=memory_format), y
 
 
+CopyFn = Callable[[torch.Tensor, torch.Tensor, torch.device, StepConfig], tuple[torch.Tensor, torch.Tensor]]
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class StepOps:
+    """A run's copy step and loss; None is the lab's (`to_device`, cross-entropy), looked up when called.
+
+    Only the equivalence check's planted bugs (perf/plants.py) replace them, on one run's
+    `LabRun.ops`: a bug planted in one variant's path, never in the code eager runs.
+    """
+
+    copy: CopyFn | None = None
+    criterion: LossFn | None = None
+
+
 def train_step(
     model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, step: StepConfig,
-    *, zero_grad: bool = True, autocast_cache: bool = True,
+    *, zero_grad: bool = True, autocast_cache: bool = True, criterion: LossFn | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward, cross-entropy, backward, step. Returns (loss, logits) still on the device.
+    """Forward, loss (cross-entropy unless `criterion`), backward, step. Returns (loss, logits) still on the device.
 
     A CUDA graph capture (graphstep.py) zeroes the grads itself and turns autocast's
     weight-cast cache off, so that no cached cast outlives the captured region.
@@ -105,7 +122,7 @@ def train_step(
     with record_function("forward"), torch.autocast(x.device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None,
                                                     cache_enabled=autocast_cache):
         logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        loss = (criterion or F.cross_entropy)(logits, y)
     with record_function("backward"):
         loss.backward()
     with record_function("optimizer_step"):

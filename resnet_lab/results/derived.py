@@ -34,8 +34,16 @@ def _params(bench: dict[str, Any]) -> dict[str, Any]:
     return bench.get("params") or {}
 
 
+def equivalence_verdict(extra_info: dict[str, Any]) -> str:
+    """A C8 variant's equivalence verdict (perf/equivalence.py): "pass", "fail", or "not checked" (older runs)."""
+    record = extra_info.get("equivalence")
+    return str(record.get("verdict", "not checked")) if isinstance(record, dict) else "not checked"
+
+
 def add_c8_speedups(benchmarks: Iterable[dict[str, Any]]) -> None:
-    c8 = [b for b in benchmarks if b.get("group") == groups.C8 and b.get("extra_info", {}).get("train_step_s")]
+    """`speedup_vs_eager` for the variants that passed the equivalence check, against an eager that passed it too."""
+    c8 = [b for b in benchmarks if b.get("group") == groups.C8 and b.get("extra_info", {}).get("train_step_s")
+          and equivalence_verdict(b["extra_info"]) == "pass"]
     eager = {str(_params(b).get("device")): b["extra_info"] for b in c8 if _params(b).get("variant") == "eager"}
     for bench in c8:
         info = bench["extra_info"]

@@ -153,3 +153,43 @@ def epoch_curves(path: str | Path, curves: Mapping[str, tuple[Sequence[int], Seq
     _legend(top1_ax)  # one legend serves both panels
     fig.suptitle(title)
     return _save(fig, path)
+
+
+VERDICT_COLORS = {"pass": "#55a868", "fail": "#c44e52", "not checked": "#8c8c8c"}
+
+
+def speed_beside_training(
+    path: str | Path,
+    labels: Sequence[str],
+    first: Sequence[float | None],
+    steady: Sequence[float | None],
+    loss: Sequence[float | None],
+    verdicts: Sequence[str],
+    title: str,
+    baseline_loss: float | None = None,
+) -> Path:
+    """C8: per variant (one row each, so long names never overlap), the first and steady epoch times
+    beside the last epoch's training loss, coloured by the equivalence verdict; eager's loss as a line."""
+    fig, (speed_ax, loss_ax) = _new_figure(width=11.0, height=max(3.0, 0.45 * len(labels) + 1.5), ncols=2)
+    rows = list(range(len(labels)))
+    height = 0.38
+    speed_ax.barh([r - height / 2 for r in rows], [v or 0.0 for v in first], height=height, label="first epoch (build included)",
+                  color="#dd8452")
+    speed_ax.barh([r + height / 2 for r in rows], [v or 0.0 for v in steady], height=height, label="steady-state epoch", color="#4c72b0")
+    speed_ax.set_yticks(rows, labels)
+    speed_ax.invert_yaxis()
+    speed_ax.set_xlabel("time per epoch (s)")
+    speed_ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, fontsize="small", frameon=False)  # above: never on a bar
+    colors = [VERDICT_COLORS.get(v, VERDICT_COLORS["not checked"]) for v in verdicts]
+    loss_ax.barh(rows, [v or 0.0 for v in loss], color=colors)
+    for row, (value, verdict) in enumerate(zip(loss, verdicts)):
+        loss_ax.annotate(verdict if value is not None else f"{verdict}, no loss", (value or 0.0, row), xytext=(3, 0),
+                         textcoords="offset points", va="center", fontsize="small")
+    if baseline_loss is not None:
+        loss_ax.axvline(baseline_loss, color="#333333", linestyle="--", linewidth=1, label="eager")
+        loss_ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize="small", frameon=False)
+    loss_ax.set_yticks(rows, [""] * len(rows))
+    loss_ax.invert_yaxis()
+    loss_ax.set_xlabel("last epoch's training loss (equivalence check: colour)")
+    fig.suptitle(title)
+    return _save(fig, path)

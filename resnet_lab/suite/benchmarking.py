@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,6 +23,7 @@ from ..engine.isolated import IsolatedRun
 from ..engine.phases import CPU_KEYS, CPU_PHASE_KEYS, EPOCH_CPU_KEY, PHASE_KEYS
 from ..engine.run import LabRun, RunConfig
 from ..machine import numerics_state
+from ..perf.equivalence import ReferenceCache, check_variant, failure_line
 from ..perf.memory import memory_peaks
 from .options import LabOptions
 
@@ -37,6 +39,30 @@ UNTIMED_FLOOR_S = 0.05
 SUMMARY_KEYS = (*PHASE_KEYS, "epoch_s", "first_epoch_s", "steady_epoch_s", "images_per_s", "loss", "top1")
 
 
+@dataclass
+class EquivalenceGate:
+    """C8's equivalence check of one variant (perf/equivalence.py), run before its timed epochs.
+
+    A variant that fails records its figures in `extra_info["equivalence"]` and in `failures` (the
+    session's, which the JSON's and the run log's `lab.equivalence_failures` hold, since a benchmark
+    with no rounds is in neither), runs no timed epoch and fails its test with one line.
+    """
+
+    cache: ReferenceCache
+    failures: dict[str, dict[str, Any]]
+    variant: str
+    name: str  # the benchmark's test name
+    plant: Callable[[LabRun], None] | None = None  # test-only: a planted bug (perf/plants.py)
+
+    def check(self, benchmark: Any, config: RunConfig, run: IsolatedRun | None = None) -> None:
+        # An isolated run checks in its own process, under the process-wide state its epochs train in.
+        record = check_variant(config, self.cache, self.plant, observe_fn=run.observe_check if run is not None else None)
+        benchmark.extra_info["equivalence"] = record
+        if record["verdict"] != "pass":
+            self.failures[self.name] = {"variant": self.variant, **record}
+            pytest.fail(failure_line(self.variant, record), pytrace=False)
+
+
 def run_training_benchmark(
     benchmark: Any,
     config: RunConfig,
@@ -46,17 +72,25 @@ def run_training_benchmark(
     *,
     extra: dict[str, object] | None = None,
     evaluate_now: bool = True,
+    equivalence: EquivalenceGate | None = None,
 ) -> LabRun | IsolatedRun:
     """rounds = epochs on one model, so pytest-benchmark's statistics are over epochs.
+
+    `equivalence` checks the run's training against eager and fp64 first (C8), outside its memory
+    peaks and its rounds; a failed check ends the benchmark before its first timed epoch.
 
     `evaluate_now=False` keeps the test evaluation for later (`SweepState.evaluation`): C3 trains
     every worker count, but only the one that turns out to be C3.2 is ever read for test accuracy.
     """
     device = torch.device(config.device)
     with_test = test_set is not None and config.evaluates
+    if equivalence is not None and not config.changes_process:
+        equivalence.check(benchmark, config)
     with contextlib.ExitStack() as stack:
         if config.changes_process:
             run: LabRun | IsolatedRun = stack.enter_context(IsolatedRun(config, options.data_config, with_test=with_test))
+            if equivalence is not None:
+                equivalence.check(benchmark, config, run)
         else:
             memory = stack.enter_context(memory_peaks(device))
             run = LabRun(config, train_set, test_set if with_test else None)

@@ -25,6 +25,7 @@ from ..engine.clock import synced_timer
 from ..errors import LabError
 from ..machine import environment_info
 from ..procs import raise_terminated
+from ..perf.equivalence import ReferenceCache
 from ..perf.variants import device_peaks
 from ..results.answers import short_answers
 from ..results.derived import add_cross_benchmark_figures
@@ -35,7 +36,7 @@ from .sweep import SweepState, lab_record
 
 __all__ = [  # what benchmarks/conftest.py loads
     "pytest_generate_tests", "pytest_collection_modifyitems", "pytest_configure", "lab_options", "lab_data", "sweep", "c32",
-    "peak_flops", "d_state", "pytest_benchmark_update_machine_info", "pytest_benchmark_update_json",
+    "peak_flops", "equivalence_references", "equivalence_failures", "d_state", "pytest_benchmark_update_machine_info", "pytest_benchmark_update_json",
     "pytest_benchmark_generate_json", "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_terminal_summary",
     "pytest_runtest_call", "pytest_unconfigure",
 ]
@@ -48,6 +49,7 @@ STARTED = pytest.StashKey[float]()  # the session's start (time.time()): a stora
 FINISHED = pytest.StashKey[list]()  # the finished benchmarks' JSON records, in order
 SWEEP = pytest.StashKey[SweepState]()
 PEAKS = pytest.StashKey[dict]()  # device -> measured matmul peaks (speed.device_peaks)
+EQUIVALENCE_FAILURES = pytest.StashKey[dict]()  # benchmark name -> its failed equivalence record (C8)
 
 
 def device_param(device: str):
@@ -161,9 +163,23 @@ def peak_flops(pytestconfig: pytest.Config):
     return calibrated
 
 
+@pytest.fixture(scope="session")
+def equivalence_references(lab_data) -> ReferenceCache:
+    """C8's equivalence check: its batch source and fp64/eager references, computed once per session (perf/equivalence.py)."""
+    return ReferenceCache(lab_data[0])
+
+
+@pytest.fixture(scope="session")
+def equivalence_failures(pytestconfig: pytest.Config) -> dict:
+    return pytestconfig.stash.setdefault(EQUIVALENCE_FAILURES, {})
+
+
 def session_lab(config: pytest.Config) -> dict:
     lab = lab_record(config.lab_options, config.stash.get(SWEEP, None))  # type: ignore[attr-defined]
     lab["peaks"] = config.stash.get(PEAKS, {})
+    failures = config.stash.get(EQUIVALENCE_FAILURES, {})
+    if failures:  # a failed variant ran no rounds, so pytest-benchmark keeps no record of it
+        lab["equivalence_failures"] = failures
     return lab
 
 
@@ -250,6 +266,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             if log.lines == 0:
                 log.start(run_log_header(item.config))
             log.benchmark(record)
+    if log is not None and not log.lines and item.config.stash.get(EQUIVALENCE_FAILURES, None):
+        log.start(run_log_header(item.config))  # a failed equivalence check is the session's first record
     if log is not None and log.lines:  # also after a question another run answered: lab.served grew
         log.lab(session_lab(item.config))
     return report

@@ -1,0 +1,159 @@
+"""C8's equivalence check (perf/equivalence.py) passes every legitimate variant and has teeth: each bug
+planted in one variant's path only (perf/plants.py) fails it, with one line naming the variant and the
+worst tensor. The compiled variants' builds take minutes on 2 cores: those tests are slow (.ci/run)."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import replace
+
+import pytest
+import torch
+
+from resnet_lab.data import DataConfig, LoaderConfig, load_datasets
+from resnet_lab.engine.run import RunConfig
+from resnet_lab.perf import equivalence as eq
+from resnet_lab.perf.plants import PLANTS
+from resnet_lab.perf.variants import VARIANTS
+from resnet_lab.suite.benchmarking import EquivalenceGate, run_training_benchmark
+from resnet_lab.suite.options import LabOptions
+
+TINY = DataConfig(train_size=256, test_size=16)
+BASE = RunConfig(device="cpu", epochs=1, max_batches=1, eval_batches=0, loader=LoaderConfig(batch_size=8, num_workers=0))
+# Where each plant goes: copy-step and loader bugs into the device-resident loader's path (`best` minus its
+# process-wide malloc tuning), the rest into the PIL loader's `channels-last`; never into eager's code.
+DEVICE_PATH_PLANTS = {"flip-in-copy", "wrong-mean-std", "labels-shifted", "partial-batch-dropped"}
+
+
+def variant_config(name: str) -> RunConfig:
+    return VARIANTS[name].run_config(BASE, "smoke")
+
+
+@pytest.fixture(scope="module")
+def cache() -> eq.ReferenceCache:
+    train_set, _ = load_datasets(TINY)
+    return eq.ReferenceCache(train_set)
+
+
+@pytest.mark.parametrize("name", ["eager", "channels-last", "best"])
+def test_every_variant_that_runs_on_this_cpu_passes(cache, name):
+    record = eq.check_variant(variant_config(name), cache)
+    assert record["verdict"] == "pass", eq.failure_line(name, record)
+    assert not record["mismatches"] and record["tensors_compared"] > 100
+    assert set(record["kinds"]) == set(eq.KINDS)  # loss, grads, params, momentum buffers, BN running stats all compared
+    assert record["worst"]["ratio"] <= 1.0 and record["check_s"] > 0 and record["build_s"] > 0
+
+
+def test_eager_rerun_sits_on_its_own_reference(cache):
+    # Not bit for bit on this CPU (seed 0: an eager rerun differs from the reference run), but far inside the bound.
+    record = eq.check_variant(variant_config("eager"), cache)
+    assert record["verdict"] == "pass" and all(kind["needed_tolerance"] == 0.0 for kind in record["kinds"].values())
+
+
+@pytest.mark.parametrize("plant", list(PLANTS))
+def test_each_planted_bug_fails_the_check_of_the_one_variant_it_is_planted_in(cache, plant):
+    name = "best" if plant in DEVICE_PATH_PLANTS else "channels-last"
+    record = eq.check_variant(variant_config(name), cache, PLANTS[plant])
+    line = eq.failure_line(name, record)
+    assert record["verdict"] == "fail", f"{plant} passed: worst {record['worst']}"
+    assert line.startswith(f"C8 variant '{name}' does not train what eager trains: ") and "\n" not in line
+
+
+def test_a_failing_variant_runs_no_timed_epoch_and_fails_with_one_line(cache, monkeypatch):
+    built = []
+    monkeypatch.setattr("resnet_lab.suite.benchmarking.LabRun", lambda *a, **k: built.append(a))
+
+    class Bench:
+        extra_info: dict = {}
+
+        def pedantic(self, *a, **k):
+            raise AssertionError("no timed epoch may run after a failed check")
+
+    failures: dict = {}
+    gate = EquivalenceGate(cache, failures, "channels-last", "test_c8_variant[variant=channels-last-device=cpu]", PLANTS["loss-x1.05"])
+    bench = Bench()
+    with pytest.raises(pytest.fail.Exception) as failed:
+        run_training_benchmark(bench, variant_config("channels-last"), LabOptions(), cache.train_set, None, equivalence=gate)
+    assert str(failed.value).startswith("C8 variant 'channels-last' does not train what eager trains: loss/epoch is 0.05")
+    assert not built and bench.extra_info["equivalence"]["verdict"] == "fail"
+    assert failures["test_c8_variant[variant=channels-last-device=cpu]"]["worst"]["tensor"] == "loss/epoch"
+
+
+def test_best_on_a_cpu_checks_inside_its_own_isolated_process(cache, monkeypatch):
+    monkeypatch.setattr(LabOptions, "data_config", property(lambda self: TINY))
+    config = replace(variant_config("best"), epochs=1)
+    assert config.changes_process
+    gate = EquivalenceGate(cache, {}, "best", "best")
+    seen = []
+    real = eq.observe_variant
+    monkeypatch.setattr(eq, "observe_variant", lambda *a: seen.append(a) or real(*a))  # would be called here if not isolated
+
+    class Bench:
+        extra_info: dict = {}
+        rounds: list = []
+
+        def pedantic(self, fn, rounds, iterations, warmup_rounds):
+            self.rounds += [fn() for _ in range(rounds)]
+
+    bench = Bench()
+    run_training_benchmark(bench, config, LabOptions(), cache.train_set, None, equivalence=gate)
+    assert bench.extra_info["equivalence"]["verdict"] == "pass" and len(bench.rounds) == 1
+    assert not seen  # the variant's path ran in the child
+
+
+def test_the_rule_sees_a_rescaling_that_a_cosine_would_not():
+    ref = torch.linspace(1, 2, 1000, dtype=torch.float64)
+    obs = lambda t: eq.Observation({"grad/w": t, "loss/epoch": torch.tensor(1.0, dtype=torch.float64)}, {"batches": 1})  # noqa: E731
+    refs = eq.References(obs(ref), obs(ref.float().double()), 0.0)
+    scaled = obs(ref * 1.05)
+    assert torch.nn.functional.cosine_similarity(ref, ref * 1.05, dim=0) > 0.9999
+    record = eq.compare(scaled, refs, "float32")
+    assert record["verdict"] == "fail" and record["worst"]["tensor"] == "grad/w"
+    assert record["worst"]["relative_error"] == pytest.approx(0.05)
+    assert eq.compare(obs(ref.float().double()), refs, "float32")["verdict"] == "pass"
+    nan = obs(torch.full_like(ref, math.nan))
+    assert eq.compare(nan, refs, "float32")["verdict"] == "fail"
+
+
+def test_exact_facts_must_match():
+    t = {"loss/epoch": torch.tensor(1.0, dtype=torch.float64)}
+    refs = eq.References(eq.Observation(t, {"batches": 3, "initial_weights_sum": 1.0}), eq.Observation(t, {"batches": 3}), 0.0)
+    record = eq.compare(eq.Observation(t, {"batches": 2, "initial_weights_sum": 1.0}), refs, "float32")
+    assert record["verdict"] == "fail" and record["mismatches"] == ["batches: 2 vs eager 3"]
+    assert eq.failure_line("x", record) == "C8 variant 'x' does not train what eager trains: batches: 2 vs eager 3"
+    other_weights = eq.compare(eq.Observation(t, {"batches": 3, "initial_weights_sum": 2.0}), refs, "float32")
+    assert other_weights["mismatches"] == ["initial weights differ from the reference's"]
+
+
+needs_compiler = pytest.mark.skipif(shutil.which("g++") is None, reason="Inductor's CPU backend needs a C++ compiler (g++)")
+
+
+@pytest.mark.slow
+@needs_compiler
+@pytest.mark.parametrize("name", ["compile-default", "compile-reduce-overhead", "compile-max-autotune"])
+def test_the_compiled_variants_pass(cache, name):
+    record = eq.check_variant(VARIANTS[name].run_config(BASE, "full"), cache)
+    assert record["verdict"] == "pass", eq.failure_line(name, record)
+    assert record["build_s"] > 0
+
+
+@pytest.mark.slow
+@needs_compiler
+def test_a_bug_planted_in_a_compiled_variant_fails(cache):
+    record = eq.check_variant(VARIANTS["compile-default"].run_config(BASE, "full"), cache, PLANTS["weight-decay-skipped"])
+    assert record["verdict"] == "fail", record["worst"]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
+@pytest.mark.parametrize("name", ["eager", "cuda-graph", "best", "channels-last-bf16"])
+def test_the_cuda_variants_pass_and_a_bug_in_the_captured_step_fails(name):
+    train_set, _ = load_datasets(TINY)
+    cache = eq.ReferenceCache(train_set)
+    config = VARIANTS[name].run_config(replace(BASE, device="cuda"), "smoke")
+    record = eq.check_variant(config, cache)
+    assert record["verdict"] == "pass", eq.failure_line(name, record)
+    if config.graph_step:  # the check reaches a replay of the captured step, and a bug captured in it fails
+        assert record["images"] == (eq.full_batches_for(config) * eq.CHECK_BATCH_SIZE + eq.CHECK_PARTIAL)
+        assert eq.check_variant(config, cache, PLANTS["step-twice"])["verdict"] == "fail"
