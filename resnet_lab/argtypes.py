@@ -61,3 +61,22 @@ def non_negative_int_list(text: str) -> tuple[int, ...]:
     if not parts:
         raise argparse.ArgumentTypeError("expected a comma-separated list of integers >= 0, e.g. 0,4,8")
     return tuple(sorted({non_negative_int(p) for p in parts}))
+
+
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding (engine/step.set_seed) takes 0..2**32-1
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """'0,1,2' -> (0, 1, 2): seeds in the order given; each 0..2**32-1, none repeated (a repeat would train the same run twice)."""
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in parts):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of seeds, e.g. 0,1,2, got '{text}'")
+    seeds = []
+    for part in parts:
+        value = _int(part)
+        if not 0 <= value <= MAX_SEED:
+            raise argparse.ArgumentTypeError(f"seed {value} is out of range: seeds are integers 0..{MAX_SEED}")
+        if value in seeds:
+            raise argparse.ArgumentTypeError(f"seed {value} is given twice: each seed trains one run, list it once")
+        seeds.append(value)
+    return tuple(seeds)

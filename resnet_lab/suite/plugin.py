@@ -11,9 +11,10 @@ import argparse
 
 import pytest
 
-from ..argtypes import non_negative_int, non_negative_int_list, positive_int
+from ..argtypes import non_negative_int, non_negative_int_list, positive_int, seed_list
 from ..data import SOURCES_HELP, SYNTHETIC
 from ..errors import LabError
+from . import groups
 from .options import build_options
 from .presets import C3_DEFAULT_WORKERS, PRESETS
 
@@ -57,6 +58,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--lab-workers", type=non_negative_int_list, default=None, metavar="LIST",
         help=f"C3 worker counts, e.g. 0,2,4. Default: {','.join(map(str, C3_DEFAULT_WORKERS))} and on by 4 while loading time improves",
     )
+    group.addoption(
+        "--lab-seeds", type=seed_list, default=None, metavar="LIST",
+        help="seeds of the training benchmarks (weights, shuffle, augmentation), e.g. 0,1,2: each trains once per seed, "
+        "with `seed` as a param (names end in -seed=N). Default: 0 only, and no seed param",
+    )
     group.addoption("--lab-out", default="lab-output", metavar="DIR", help="folder for profiler traces and tables. Default: lab-output")
     group.addoption(
         "--lab-tf32", type=_on_off, default=True, metavar="on|off",
@@ -77,6 +83,18 @@ def pytest_configure(config: pytest.Config) -> None:
             workers=config.getoption("lab_workers"),
             out_dir=config.getoption("lab_out"),
             tf32=config.getoption("lab_tf32"),
+            seeds=config.getoption("lab_seeds"),
         )
     except LabError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # trylast: after the modules' own parameters, so ids end in -seed=N, and a configuration's seeds run one after another.
+    options = getattr(metafunc.config, "lab_options", None)
+    if options is None or not options.seeded or "seed" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("benchmark")
+    if marker is not None and marker.kwargs.get("group") in groups.SEEDED:
+        metafunc.parametrize("seed", options.seeds, ids=lambda s: f"seed={s}")
