@@ -2,7 +2,7 @@
 
     python scripts/trajectories.py [--data ../shared/datasets/cifar10-jpeg.tar.gz] [--log results/cpu-trajectories/runs.jsonl]
                                    [--steps 200] [--batch 32] [--budget-min 60] [--only CONFIG ...]
-    python scripts/trajectories.py --summarize [--log ...]          # markdown tables from the log, trains nothing
+    python scripts/trajectories.py --summarize [--log ...] [--steps N --batch B]   # tables from the log, trains nothing
 
 Everything in C8's `best` and `cuda-graph` except the CUDA graph runs on a CPU: the device-resident
 loader, the unsynced loop, channels_last, bf16 autocast, torch.compile. Each configuration below is
@@ -337,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summarize", action="store_true", help="print the tables from the log and train nothing")
     args = parser.parse_args(argv)
     if args.summarize:
-        print(summarize(read_log(args.log)))
+        runs = [r for r in read_log(args.log) if (r["steps"], r["batch"]) == (args.steps, args.batch)]
+        print(summarize(runs))
         return 0
     return train_all(args)
 
