@@ -289,3 +289,18 @@ def role_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> di
         name = action.option_strings[-1] if action.option_strings else action.metavar or action.dest
         found.setdefault(spec.role, []).extend((str(name), os.fspath(v)) for v in values if v is not None)
     return found
+
+
+@declares(Spec("list", 0, MAX_SEED))
+def seed_list(text: str) -> tuple[int, ...]:
+    """'0,1,2' -> (0, 1, 2): seeds in the order given; each 0..2**32-1, none repeated (a repeat would train the same run twice)."""
+    parts = [p.strip() for p in text.split(",")]
+    if not text.strip() or any(not p for p in parts):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of seeds, e.g. 0,1,2, got '{shown(text)}'")
+    seeds: list[int] = []
+    for part in parts:
+        value = seed(part)
+        if value in seeds:
+            raise argparse.ArgumentTypeError(f"seed {value} is given twice: each seed trains one run, list it once")
+        seeds.append(value)
+    return tuple(seeds)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from codedimages import coded_images, decode
 from PIL import Image
 from torchvision import transforms
 
@@ -27,29 +28,6 @@ DEVICES = [
     "cpu",
     pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)]),
 ]
-
-
-def coded_images(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    images = np.empty((n, 32, 32, 3), dtype=np.uint8)
-    images[..., 0] = np.arange(1, 33)[None, :, None]
-    images[..., 1] = np.arange(1, 33)[None, None, :]
-    images[..., 2] = rng.integers(0, 256, size=(n, 32, 32), dtype=np.uint8)
-    return images
-
-
-def decode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(shift_y, shift_x, flipped) of each output of coded images.
-
-    Pixel (16, 16) is inside the source for every shift in -4..4. Output row r
-    shows source row r + shift_y; unflipped, column c shows source column
-    c + shift_x; flipped, column c shows crop column 31 - c.
-    """
-    x = x.cpu().long()
-    flipped = x[:, 1, 16, 17] < x[:, 1, 16, 16]
-    shift_y = x[:, 0, 16, 16] - 1 - 16
-    shift_x = x[:, 1, 16, 16] - 1 - torch.where(flipped, 15, 16)
-    return shift_y, shift_x, flipped
 
 
 def reference(images: np.ndarray, source: torch.Tensor, shift_y, shift_x, flipped) -> torch.Tensor:

@@ -143,6 +143,15 @@ def build_model(config: RunConfig, device: torch.device) -> torch.nn.Module:
     return model
 
 
+def make_train_batches(config: RunConfig, train_set: LabDataset, device: torch.device) -> Iterable:
+    """The run's training loader, the device-resident one or the lab's DataLoader, from the one `config.loader`:
+    batch size, drop_last and the seed of shuffle and augmentation mean the same for both."""
+    if config.device_loader:
+        loader = config.loader
+        return DeviceLoader(train_set.images, train_set.labels, loader.batch_size, device=device, seed=loader.seed, drop_last=loader.drop_last)
+    return make_train_loader(train_set, config.loader, device)
+
+
 class LabRun:
     """One model + optimizer trained epoch by epoch; records accumulate in `records`."""
 
@@ -188,11 +197,7 @@ class LabRun:
         if train_loader is None:
             if train_set is None:
                 raise LabError("LabRun needs a train_set or a train_loader")
-            train_loader = (
-                DeviceLoader(train_set.images, train_set.labels, config.loader.batch_size, device=self.device, seed=config.seed)
-                if config.device_loader
-                else make_train_loader(train_set, config.loader, self.device)
-            )
+            train_loader = make_train_batches(config, train_set, self.device)
         if test_loader is None and test_set is not None:
             test_loader = make_test_loader(test_set, config.loader, self.device)
         return train_loader, test_loader

@@ -20,7 +20,6 @@ from .cputime import change_kind, cpu_key
 from .paired import FASTER, SLOWER, GateRule, PairedEstimate, min_pairs, paired_estimate
 from .runs import Bench, Run, load_run
 
-
 BASE, NEW = "base", "new"
 # Found by `resnet-lab ab` in its own output: CI skips the gate, with this reason, when a base predates the benchmarks.
 NO_GATED = "has none of the gated benchmarks"
@@ -133,19 +132,29 @@ class Row:
                 "cpu_estimate": asdict(self.cpu_estimate) if self.cpu_estimate else None, "kind": self.kind}
 
 
-def bench_by_name(run: Run, name: str) -> Bench | None:
-    return next((b for b in run.benchmarks if b.name == name), None)
+def benches_by_name(run: Run, name: str) -> list[Bench]:
+    """The run's benchmarks named `name`: one, or one per seed where the run was made with --lab-seeds."""
+    return [b for b in run.benchmarks if b.configuration == name]
+
+
+def run_figure(benches: Sequence[Bench], name: str) -> float | str:
+    """The gated figure of one run: the benchmark's, or the median over its seeds (the seed does not change
+    what a step costs, so each seed is one more sample of the same time); a problem with any seed is the run's."""
+    values = [figure(b, name) for b in benches]
+    problem = next((v for v in values if isinstance(v, str)), None)
+    return problem if problem is not None else float(statistics.median(values))  # type: ignore[type-var]
 
 
 def decide(gated: Gated, runs: Sequence[tuple[Run, Run]], rule: GateRule) -> Row:
     base_values, new_values, label = [], [], gated.name
     for pair, (base_run, new_run) in enumerate(runs):
-        base_bench, new_bench = bench_by_name(base_run, gated.name), bench_by_name(new_run, gated.name)
-        if base_bench is None or new_bench is None:
-            side = NEW if base_bench is not None else BASE
+        base_benches, new_benches = benches_by_name(base_run, gated.name), benches_by_name(new_run, gated.name)
+        if not base_benches or not new_benches:
+            side = NEW if base_benches else BASE
             return Row(gated, label, [], [], None, f"benchmark missing from the {side} run of pair {pair}", fails=side == NEW)
-        label = f"{new_bench.group} {gated.name}" if new_bench.group else gated.name
-        old, new = figure(base_bench, gated.figure), figure(new_bench, gated.figure)
+        group = new_benches[0].group
+        label = f"{group} {gated.name}" if group else gated.name
+        old, new = run_figure(base_benches, gated.figure), run_figure(new_benches, gated.figure)
         if isinstance(old, str):
             return Row(gated, label, [], [], None, f"{old} in the base run of pair {pair}: not gated")
         if isinstance(new, str):
@@ -172,8 +181,8 @@ def cpu_figures(gated: Gated, runs: Sequence[tuple[Run, Run]], rule: GateRule) -
 
 def common_benchmarks(runs: Sequence[tuple[Run, Run]]) -> tuple[list[str], list[str]]:
     """Benchmarks in the base runs only, and in the new runs only."""
-    base = {b.name for pair in runs for b in pair[0].benchmarks}
-    new = {b.name for pair in runs for b in pair[1].benchmarks}
+    base = {b.configuration for pair in runs for b in pair[0].benchmarks}
+    new = {b.configuration for pair in runs for b in pair[1].benchmarks}
     return sorted(base - new), sorted(new - base)
 
 

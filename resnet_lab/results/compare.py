@@ -57,7 +57,7 @@ def pair_benchmarks(base: Sequence[Bench], new: Sequence[Bench]) -> Pairing:
     new_left = list(new)
     base_left: list[Bench] = []
     for key in (Bench.pair_key, Bench.name_key):
-        index: dict[tuple[str, str], list[Bench]] = {}
+        index: dict[tuple[str, str, int], list[Bench]] = {}
         for bench in new_left:
             index.setdefault(key(bench), []).append(bench)
         still: list[Bench] = []

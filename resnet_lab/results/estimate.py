@@ -64,7 +64,10 @@ class Workload:
 def workload(preset: str, devices: Sequence[str], epochs: int | None, batches: int | None, eval_batches: int | None,
              c32: int | None, c3_workers: Sequence[int] | None = None) -> Workload:
     """The suite's preset (suite.PRESETS) with the same overrides as the --lab-* options."""
-    from ..suite.presets import C3_DEFAULT_WORKERS, PRESETS  # the suite's own numbers, not a copy
+    from ..suite.presets import (  # the suite's own numbers, not a copy
+        C3_DEFAULT_WORKERS,
+        PRESETS,
+    )
 
     if preset not in PRESETS:
         raise LabError(f"--preset: unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
@@ -291,9 +294,27 @@ def estimate(runs: Sequence[Run], args: argparse.Namespace) -> tuple[list[Predic
     work = replace(probe, c32=c32_from(runs, probe.full_epochs))
     # C8 gets its C3.2 count from a loader-only sweep when it runs apart from C3 (the GPU check's c8 part).
     c8_work = replace(work, c32=c32_from(runs, False) if work.full_epochs else work.c32)
-    items = plan(work) + plan_c8(c8_work, list(args.c8))
+    items = per_seed(plan(work) + plan_c8(c8_work, list(args.c8)), getattr(args, "seeds", None))
     rates = collect(runs)
     return [predict(item, rates) for item in items], work
+
+
+def per_seed(items: list[Planned], seeds: Sequence[int] | None) -> list[Planned]:
+    """With --lab-seeds other than the default, every training benchmark once per seed, named as the suite names
+    it (`-seed=N` last); a seed changes the numbers trained, not what a step costs, so each is predicted alike."""
+    from ..suite.options import (
+        DEFAULT_SEEDS,  # the suite's rule for when names carry the seed
+    )
+
+    if seeds is None or tuple(seeds) == DEFAULT_SEEDS:
+        return items
+    out: list[Planned] = []
+    for item in items:
+        if item.question in groups.SEEDED:
+            out += [replace(item, name=f"{item.name[:-1]}-seed={s}]") for s in seeds]
+        else:
+            out.append(item)
+    return out
 
 
 # Benchmarks of these groups are not planned at all (their time is not in the total): named, not guessed.

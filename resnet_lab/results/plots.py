@@ -193,3 +193,25 @@ def speed_beside_training(
     loss_ax.set_xlabel("last epoch's training loss (equivalence check: colour)")
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def seed_bands(path: str | Path, bands: Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float], Sequence[float], Sequence[float]]],
+               title: str) -> Path:
+    """Two panels per label: mean training loss and top-1 (%) over seeds against epoch, each with a ±1 sd band.
+
+    `bands[label]` = (epochs, loss mean, loss sd, top-1 mean, top-1 sd), one value per epoch.
+    """
+    fig, (loss_ax, top1_ax) = _new_figure(width=11.0, ncols=2)
+    for label, (epochs, loss, loss_sd, top1, top1_sd) in bands.items():
+        for ax, mean, sd in ((loss_ax, loss, loss_sd), (top1_ax, top1, top1_sd)):
+            line = ax.plot(list(epochs), list(mean), marker="o", label=label)[0]
+            ax.fill_between(list(epochs), [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)], color=line.get_color(), alpha=0.2)
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss (mean ± sd over seeds)")
+    top1_ax.set_xlabel("epoch")
+    top1_ax.set_ylabel("top-1 training accuracy, % (mean ± sd over seeds)")
+    for ax in (loss_ax, top1_ax):
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    _legend(top1_ax)
+    fig.suptitle(title)
+    return _save(fig, path)

@@ -97,11 +97,27 @@ class Bench:
             return self.name
         return ", ".join(f"{k}={v}" for k, v in self.params.items())
 
-    def pair_key(self) -> tuple[str, str]:
-        return (self.fullname, canonical_params(self.params))
+    @property
+    def seed(self) -> int:
+        """The seed the benchmark trained with: its `seed` param (--lab-seeds), else 0, the suite's one default seed."""
+        value = self.params.get(SEED_PARAM, 0)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
-    def name_key(self) -> tuple[str, str]:
-        return (self.name, canonical_params(self.params))
+    @property
+    def configuration(self) -> str:
+        """The name without its seed: what the runs of one configuration at several seeds share."""
+        return without_seed(self.name)
+
+    def pair_key(self) -> tuple[str, str, int]:
+        # The seed apart, defaulting to 0: a run without --lab-seeds pairs with another's seed=0.
+        return (without_seed(self.fullname), canonical_params(self.params_without_seed), self.seed)
+
+    def name_key(self) -> tuple[str, str, int]:
+        return (self.configuration, canonical_params(self.params_without_seed), self.seed)
+
+    @property
+    def params_without_seed(self) -> dict[str, Any]:
+        return {k: v for k, v in self.params.items() if k != SEED_PARAM}
 
     def extra(self, key: str) -> Any:
         return self.extra_info.get(key)
@@ -206,6 +222,15 @@ class Run:
     def describe(self) -> str:
         """One line for 'numbers from ...' notes."""
         return f"`{self.label}` ({self.machine().text}; {self.workload()})"
+
+
+SEED_PARAM = "seed"  # the param --lab-seeds adds to the training benchmarks; its id part is the last, `-seed=N`
+_SEED_ID = re.compile(r"-seed=\d+(?=\])")
+
+
+def without_seed(name: str) -> str:
+    """`test_c2_phases[device=cpu-seed=1]` -> `test_c2_phases[device=cpu]`; other names unchanged."""
+    return _SEED_ID.sub("", name)
 
 
 def canonical_params(params: dict[str, Any] | None) -> str:

@@ -47,11 +47,16 @@ QUESTIONS = (
     Question("q", (Q1_Q4,)),
     Question("q3b", (Q3B,)),
     Question("c8", (C8,)),
+    Question("seeds", ()),  # the spread over --lab-seeds of every group above; absent without seeds
     Question("loader", (LOADER,)),
     Question("distributed", D_GROUPS),
     Question("scaling", ()),  # the data-parallel scaling model, from D1-D4's figures
 )
 GROUPS = tuple(group for question in QUESTIONS for group in question.groups)  # every group the suite writes
+
+# Trained once per seed under --lab-seeds (a `seed` param): the questions that train and read loss and
+# top-1. The loader, structure, profile and data-parallel benchmarks run once, at the first seed.
+SEEDED = (C2, C3, C4, C5, C6, C7, C8)
 
 # Compared by CI with the reference run on quality (.ci/compare): the training groups whose last
 # epoch's loss and top-1 mean something. Timing is gated by the paired A/B run (.ci/ab), not here.

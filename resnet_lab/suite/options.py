@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
-from ..data import SOURCES_HELP, SYNTHETIC, DataConfig
+from ..argtypes import MAX_SEED
+from ..data import SOURCES_HELP, SYNTHETIC, DataConfig, LoaderConfig
 from ..engine.run import RunConfig
 from ..engine.step import Numerics
 from ..errors import LabError
 from .presets import C3_DEFAULT_WORKERS, PRESETS, extension_counts
+
+DEFAULT_SEEDS = (0,)
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,13 @@ class LabOptions:
     c8_epochs: int = 2
     out_dir: str = "lab-output"
     numerics: Numerics = Numerics()  # fp32 math on CUDA: PyTorch's defaults (cuDNN convolutions in TF32) unless --lab-tf32 off
+    seeds: tuple[int, ...] = DEFAULT_SEEDS  # --lab-seeds; other than the default, training benchmarks get a `seed` param
+    seed: int = 0  # the seed of this benchmark's run (one of `seeds`; the `seed` fixture sets it)
+
+    @property
+    def seeded(self) -> bool:
+        """Whether training benchmarks are parametrized by seed: any --lab-seeds but the default keeps names as they were."""
+        return self.seeds != DEFAULT_SEEDS
 
     def c3_workers(self) -> tuple[int, ...]:
         """C3 worker counts parametrized at collection: the explicit list, or the default plus extension slots."""
@@ -45,7 +55,9 @@ class LabOptions:
     @property
     def base_config(self) -> RunConfig:
         """The lab's run at this preset: what every training benchmark replaces fields of."""
-        return RunConfig(epochs=self.epochs, max_batches=self.max_batches, eval_batches=self.eval_batches, numerics=self.numerics)
+        # The seed sets the initial weights (RunConfig.seed) and the loader's shuffle and augmentation (LoaderConfig.seed).
+        return RunConfig(epochs=self.epochs, max_batches=self.max_batches, eval_batches=self.eval_batches, numerics=self.numerics,
+                         seed=self.seed, loader=LoaderConfig(seed=self.seed))
 
     @property
     def data_config(self) -> DataConfig:
@@ -75,6 +87,7 @@ def build_options(
     out_dir: str,
     tf32: bool = True,
     eval_batches: int | None = None,
+    seeds: tuple[int, ...] | None = None,
 ) -> LabOptions:
     """Apply the preset, then the explicit options (`None` = not given). `--lab-batches 0` and
     `--lab-eval-batches 0` mean no cap."""
@@ -102,6 +115,20 @@ def build_options(
         options = replace(options, max_batches=batches or None)
     if eval_batches is not None:
         options = replace(options, eval_batches=eval_batches or None)
+    if seeds is not None:
+        options = replace(options, seeds=check_seeds(seeds), seed=seeds[0] if seeds else 0)
     return options
+
+
+def check_seeds(seeds: tuple[int, ...]) -> tuple[int, ...]:
+    """--lab-seeds as given to build_options directly (the option's parser checks the text the same way)."""
+    if not seeds:
+        raise LabError("--lab-seeds needs at least one seed, e.g. 0 or 0,1,2")
+    for seed in seeds:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+            raise LabError(f"--lab-seeds: seed {seed!r} is out of range: seeds are integers 0..{MAX_SEED}")
+    if len(set(seeds)) != len(seeds):
+        raise LabError(f"--lab-seeds: a seed is given twice in {','.join(map(str, seeds))}: list each once")
+    return tuple(seeds)
 
 

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from ..argtypes import choice, data_source, device_list, non_negative_int, on_off, output_dir, positive_int, worker_list
+from ..argtypes import choice, data_source, device_list, non_negative_int, on_off, output_dir, positive_int, seed_list, worker_list
 from ..data import SOURCES_HELP, SYNTHETIC, check_source
 from ..errors import LabError
 from ..fileio import check_outputs
+from . import groups
 from .options import build_options
 from .presets import C3_DEFAULT_WORKERS, PRESETS
 
@@ -59,6 +60,10 @@ LAB_OPTIONS: tuple[Option, ...] = (
     Option("--lab-workers", dict(
         type=worker_list, default=None, metavar="LIST",
         help=f"C3 worker counts, e.g. 0,2,4. Default: {','.join(map(str, C3_DEFAULT_WORKERS))} and on by 4 while loading time improves")),
+    Option("--lab-seeds", dict(
+        type=seed_list, default=None, metavar="LIST",
+        help="seeds of the training benchmarks (weights, shuffle, augmentation), e.g. 0,1,2: each trains once per seed, "
+        "with `seed` as a param (names end in -seed=N). Default: 0 only, and no seed param")),
     Option("--lab-out", dict(type=output_dir, default="lab-output", metavar="DIR", help="folder for profiler traces and tables. Default: lab-output")),
     Option("--lab-tf32", dict(
         type=on_off, default="on", metavar="on|off",
@@ -102,6 +107,18 @@ def pytest_configure(config: pytest.Config) -> None:
             workers=config.getoption("lab_workers"),
             out_dir=config.getoption("lab_out"),
             tf32=config.getoption("lab_tf32"),
+            seeds=config.getoption("lab_seeds"),
         )
     except LabError as exc:
         raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # trylast: after the modules' own parameters, so ids end in -seed=N, and a configuration's seeds run one after another.
+    options = getattr(metafunc.config, "lab_options", None)
+    if options is None or not options.seeded or "seed" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("benchmark")
+    if marker is not None and marker.kwargs.get("group") in groups.SEEDED:
+        metafunc.parametrize("seed", options.seeds, ids=lambda s: f"seed={s}")

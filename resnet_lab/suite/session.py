@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from .outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path
 from .sweep import SweepState, lab_record
 
 __all__ = [  # what benchmarks/conftest.py loads
-    "pytest_generate_tests", "pytest_collection_modifyitems", "pytest_configure", "lab_options", "lab_data", "sweep", "c32",
+    "pytest_generate_tests", "pytest_collection_modifyitems", "pytest_configure", "seed", "lab_options", "lab_data", "sweep", "c32",
     "peak_flops", "equivalence_references", "equivalence_failures", "d_state", "pytest_benchmark_update_machine_info", "pytest_benchmark_update_json",
     "pytest_benchmark_generate_json", "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_terminal_summary",
     "pytest_runtest_call", "pytest_unconfigure",
@@ -126,15 +127,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[PEAKS] = {}
 
 
-@pytest.fixture(scope="session")
-def lab_options(pytestconfig: pytest.Config) -> LabOptions:
-    return pytestconfig.lab_options  # type: ignore[attr-defined]
+@pytest.fixture()
+def seed(pytestconfig: pytest.Config) -> int:
+    """The run's seed: the first of --lab-seeds; the training benchmarks are parametrized over all of them
+    when --lab-seeds is given (suite/plugin.py), which overrides this fixture."""
+    return pytestconfig.lab_options.seeds[0]  # type: ignore[attr-defined]
+
+
+# Function scope (a `replace` per test is free): a seed param of function scope keeps pytest from
+# reordering the benchmarks by seed, so the suite's order (C3's sweep before C4-C8) holds per seed.
+@pytest.fixture()
+def lab_options(pytestconfig: pytest.Config, seed: int) -> LabOptions:
+    return replace(pytestconfig.lab_options, seed=seed)  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
-def lab_data(lab_options: LabOptions):
-    """(train, test) datasets, built once per session for every parametrization."""
-    return load_datasets(lab_options.data_config)
+def lab_data(pytestconfig: pytest.Config):
+    """(train, test) datasets, built once per session for every parametrization (every seed included)."""
+    return load_datasets(pytestconfig.lab_options.data_config)  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -143,10 +153,10 @@ def sweep(pytestconfig: pytest.Config) -> SweepState:
 
 
 @pytest.fixture(scope="session")
-def c32(sweep: SweepState, lab_data, lab_options: LabOptions) -> dict[str, object]:
+def c32(sweep: SweepState, lab_data, pytestconfig: pytest.Config) -> dict[str, object]:
     """The C3.2 worker count of this run, the one step C4-C8 depend on: from C3 if it ran first and
     measured whole epochs, else from a loader-only sweep run now; recorded in the JSON's `lab.c3_2`."""
-    return sweep.c32(lab_data[0], lab_options.c3_workers()[:5])
+    return sweep.c32(lab_data[0], pytestconfig.lab_options.c3_workers()[:5])  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")

@@ -98,7 +98,7 @@ class SweepState:
 
 def lab_record(options: LabOptions, sweep: SweepState | None) -> dict[str, object]:
     """The JSON's top-level `lab` key: the workload, the numerics, the C3.2 answer, and which run answered which question."""
-    return {
+    record: dict[str, object] = {
         "preset": options.preset,
         "data": options.data,
         "epochs": options.epochs,
@@ -114,3 +114,6 @@ def lab_record(options: LabOptions, sweep: SweepState | None) -> dict[str, objec
         "c3_2": sweep.answer if sweep else None,
         "served": list(sweep.served) if sweep else [],
     }
+    if options.seeded:  # absent by default, so a run without --lab-seeds keeps the keys it always had
+        record["seeds"] = list(options.seeds)
+    return record

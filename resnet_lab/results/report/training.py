@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import plots
-from ..runs import Run
+from ..runs import SEED_PARAM, Run
 from .format import Figures, answered_by, fmt_loss, fmt_pct, fmt_s, from_line, md_table, not_run
 from .values import by_device, curves_of, epoch_time, last_value, phase_mean
 
@@ -22,7 +22,7 @@ def training_table_section(
         lines += [f"### device={device}", "", from_line(run), ""]
         rows, curves = [], {}
         for b in benches:
-            name = label(b.param(param))
+            name = label(b.param(param)) + (f" (seed {b.seed})" if SEED_PARAM in b.params else "")
             rows.append([name + answered_by(b), fmt_s(phase_mean(b, "train_s")), fmt_s(epoch_time(b)), fmt_loss(last_value(b, "loss")),
                          fmt_pct(last_value(b, "top1")), fmt_pct(b.number("test_top1"))])
             epochs, loss, top1 = curves_of(b)
