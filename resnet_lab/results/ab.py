@@ -171,7 +171,7 @@ def cpu_figures(gated: Gated, runs: Sequence[tuple[Run, Run]], rule: GateRule) -
     """The CPU seconds beside the gated figure in every run, and their paired estimate; nothing when any run lacks them."""
     base, new = [], []
     for base_run, new_run in runs:
-        old, now = (figure(bench_by_name(r, gated.name), gated.cpu_figure) for r in (base_run, new_run))  # type: ignore[arg-type]
+        old, now = (run_figure(benches_by_name(r, gated.name), gated.cpu_figure) for r in (base_run, new_run))
         if isinstance(old, str) or isinstance(now, str):
             return [], [], None
         base.append(old)
