@@ -19,14 +19,26 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 # the first of each stands for the rest, which `resnet-lab ab --from` reads in tests/test_ab.py's way.
 ALL_JSON = sorted(p for p in RESULTS.glob("**/*.json") if "storage" not in p.parts or p.name.startswith("0001_"))
 COMMITTED = [p for p in ALL_JSON if "benchmarks" in json.loads(p.read_text())]  # suite runs
-AB_SUMMARIES = [p for p in ALL_JSON if p.name == "ab.json"]  # `resnet-lab ab` jobs; the rest are `train --json` outputs
+AB_SUMMARIES = [p for p in ALL_JSON if p.name == "ab.json"]  # `resnet-lab ab` jobs
+# A study's own output (the A/B pairing designs, the equivalence margins): the README of its folder or of the
+# folder above names the script in scripts/ that writes it. The rest are `train --json` outputs.
+STUDY_SCRIPT = {"designs-1.json": "scripts/pairing_designs.py", "summary.json": "scripts/equivalence_margins.py"}
+STUDIES = [p for p in ALL_JSON if p.name in STUDY_SCRIPT and p not in COMMITTED + AB_SUMMARIES]
 
 
 def test_there_are_committed_runs():
     assert len(COMMITTED) >= 5
 
 
-@pytest.mark.parametrize("path", [p for p in ALL_JSON if p not in COMMITTED + AB_SUMMARIES], ids=lambda p: str(p.relative_to(RESULTS)))
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: str(p.relative_to(RESULTS)))
+def test_a_study_output_names_the_script_that_writes_it(path):
+    script = STUDY_SCRIPT[path.name]
+    readmes = [folder / "README.md" for folder in (path.parent, path.parent.parent) if (folder / "README.md").exists()]
+    assert (RESULTS.parent / script).is_file() and any(script in r.read_text() for r in readmes), f"{path}: no README names {script}"
+    assert isinstance(json.loads(path.read_text()), dict)
+
+
+@pytest.mark.parametrize("path", [p for p in ALL_JSON if p not in COMMITTED + AB_SUMMARIES + STUDIES], ids=lambda p: str(p.relative_to(RESULTS)))
 def test_every_other_committed_json_is_a_train_output(path):
     data = json.loads(path.read_text())
     assert {"config", "summary", "epochs"} <= set(data), f"{path} is neither a suite run nor `resnet-lab train --json` output"

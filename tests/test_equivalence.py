@@ -75,7 +75,9 @@ def test_a_failing_variant_runs_no_timed_epoch_and_fails_with_one_line(cache, mo
     bench = Bench()
     with pytest.raises(pytest.fail.Exception) as failed:
         run_training_benchmark(bench, variant_config("channels-last"), LabOptions(), cache.train_set, None, equivalence=gate)
-    assert str(failed.value).startswith("C8 variant 'channels-last' does not train what eager trains: loss/epoch is 0.05")
+    worst = bench.extra_info["equivalence"]["worst"]
+    assert str(failed.value).startswith("C8 variant 'channels-last' does not train what eager trains: loss/epoch is ")
+    assert f"{worst['ratio']:.3g}x its bound" in str(failed.value) and worst["ratio"] > 1 and "\n" not in str(failed.value)
     assert not built and bench.extra_info["equivalence"]["verdict"] == "fail"
     assert failures["test_c8_variant[variant=channels-last-device=cpu]"]["worst"]["tensor"] == "loss/epoch"
 
@@ -104,7 +106,7 @@ def test_best_on_a_cpu_checks_inside_its_own_isolated_process(cache, monkeypatch
 
 def test_the_rule_sees_a_rescaling_that_a_cosine_would_not():
     ref = torch.linspace(1, 2, 1000, dtype=torch.float64)
-    obs = lambda t: eq.Observation({"grad/w": t, "loss/epoch": torch.tensor(1.0, dtype=torch.float64)}, {"batches": 1})  # noqa: E731
+    obs = lambda t: eq.Observation({"grad/w": t, "loss/epoch": torch.tensor(1.0, dtype=torch.float64)}, {"batches": 1, "initial_weights_sum": 0.0})  # noqa: E731
     refs = eq.References(obs(ref), obs(ref.float().double()), 0.0)
     scaled = obs(ref * 1.05)
     assert torch.nn.functional.cosine_similarity(ref, ref * 1.05, dim=0) > 0.9999

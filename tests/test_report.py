@@ -370,7 +370,7 @@ def test_c8_sets_each_speedup_beside_its_equivalence_verdict(capsys, tmp_path):
     assert "| eager | cpu | 5.200 | 5.000 | 2.500 | 1.00× |" in c8 and "| pass (worst grad/bn1.weight at 0.21× its bound) |" in c8
     assert "| compile-default | cpu | 60.000 | 3.900 | 1.950 | not counted |" in c8  # a failed variant's speed is no speedup
     assert "| bf16 | not timed |" in c8 and "fail (worst param/fc.weight at 3× its bound)" in c8 and "Failed, so not timed: bf16." in c8
-    assert (tmp_path / "r" / "c8_variants_1.png").stat().st_size > 0
+    assert (tmp_path / "r" / "c8-variants-1.png").stat().st_size > 0
 
 
 def test_c8_of_a_run_older_than_the_check_says_not_checked(capsys, tmp_path):

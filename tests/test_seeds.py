@@ -42,7 +42,7 @@ def test_seed_list_keeps_the_order_given():
 @pytest.mark.parametrize(
     ("text", "message"),
     [("", "comma-separated list of seeds"), ("1,,2", "comma-separated list of seeds"), ("1,", "comma-separated list of seeds"),
-     ("x", "not an integer"), ("-1", "out of range"), (str(MAX_SEED + 1), "out of range"), ("1,2,1", "seed 1 is given twice")],
+     ("x", "not an integer"), ("-1", "a seed from 0 to"), (str(MAX_SEED + 1), "a seed from 0 to"), ("1,2,1", "seed 1 is given twice")],
     ids=["empty", "empty-item", "trailing-comma", "not-int", "negative", "too-large", "duplicate"],
 )
 def test_seed_list_refuses_bad_lists(text, message):

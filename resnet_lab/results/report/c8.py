@@ -49,7 +49,7 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
         if labels:
             title = f"C8: speed beside training ({run.label})"
             eager_loss = next((last_value(b, "loss") for b in benches if b.param("variant") == "eager"), None)
-            lines += figures.add(f"c8_variants_{index}", title, lambda p: plots.speed_beside_training(
+            lines += figures.add(f"c8-variants-{index}", title, lambda p: plots.speed_beside_training(
                 p, labels, first, steady, losses, verdicts, title, eager_loss))
     return lines
 
