@@ -268,6 +268,7 @@ def pytest_in(cwd: Path, *args: str, env: dict[str, str] | None = None, collect:
     )
 
 
+@pytest.mark.slow  # a pytest session in a child: about 10-40 s each on 2 cores
 def test_lab_option_usage_errors_exit_4_before_creating_anything(tmp_path):
     write_image_folder(tmp_path / "tiny", train_per_class=2, test_per_class=1)
     archive = write_tar(tmp_path / "tiny", tmp_path / "tiny.tar.gz")
@@ -288,6 +289,7 @@ def test_lab_option_usage_errors_exit_4_before_creating_anything(tmp_path):
     assert not (tmp_path / "tiny" / "out").exists()
 
 
+@pytest.mark.slow  # a pytest session in a child: about 10-40 s each on 2 cores
 def test_lab_data_expands_the_home_folder_like_train_data(tmp_path):
     write_image_folder(tmp_path / "home" / "cifar", train_per_class=2, test_per_class=1)
     result = pytest_in(tmp_path, "--lab-data=~/cifar", "--lab-device", "cpu", "-k", "c2", env={"HOME": str(tmp_path / "home")})
@@ -309,6 +311,7 @@ def test_a_run_log_holding_only_its_header_is_read(capsys, tmp_path):
     assert rc == 0 and (tmp_path / "sheet" / "answers.md").exists(), err
 
 
+@pytest.mark.slow  # a pytest session in a child: about 15 s on 2 cores
 @pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 def test_an_absent_lab_device_is_skipped_with_its_reason_and_exits_0(tmp_path):
     result = pytest_in(tmp_path, "--lab-device", "cuda", "-k", "c2_phases", "-rs", collect=False)
@@ -345,6 +348,7 @@ def test_tiny(benchmark):
 '''
 
 
+@pytest.mark.slow  # a pytest session in a child: about 10-40 s each on 2 cores
 def test_a_benchmark_cut_short_by_sigterm_keeps_its_finished_epochs(suite, tmp_path, capsys):
     (suite.path / "benchmarks" / "test_tiny.py").write_text(CUT_SHORT)
     result = run_suite(suite, "--benchmark-json", "out.json")
