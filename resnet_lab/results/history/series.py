@@ -20,7 +20,7 @@ from ..metrics import (
 )
 from ..runs import Run
 from .detect import INSUFFICIENT, MIN_RUNS, REGRESSION, Rule, Verdict, judge
-from .sources import commit_id, is_dirty
+from .sources import block_key, commit_id, is_dirty
 
 # The figures `compare` gates by default (CI_THRESHOLDS), in that order; epoch_s is the benchmark's round time.
 FIGURES: tuple[str, ...] = tuple(dict.fromkeys(t.split(":")[0] for t in CI_THRESHOLDS))
@@ -50,6 +50,11 @@ class Point:
     @property
     def dirty(self) -> bool:
         return is_dirty(self.run)
+
+    @property
+    def block(self) -> tuple[str, ...]:
+        """The code state the run measures: a change point never falls between two runs of one block."""
+        return block_key(self.run)
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ def judge_all(series: Sequence[Series], *, alpha: float = ALPHA, timing_toleranc
     per_series = alpha / max(1, len(judgeable))
     out = []
     for s in series:
-        verdict = judge([p.value for p in s.points], rule_for(s.metric, timing_tolerance), per_series)
+        verdict = judge([p.value for p in s.points], rule_for(s.metric, timing_tolerance), per_series, blocks=[p.block for p in s.points])
         if s.broken:
             verdict = Verdict(REGRESSION, verdict.changes, why=s.broken, gate=True, segments=verdict.segments)
         out.append(Judged(s, verdict))
