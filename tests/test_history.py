@@ -205,8 +205,12 @@ def test_too_few_runs_is_exit_2_with_one_line(tmp_path, capsys):
 
 def test_dirty_runs_are_marked(tmp_path, capsys):
     write_history(tmp_path / "store", FLAT, dirty=True)
-    code, out, _ = run_cli(capsys, tmp_path / "store", "--figure", "train_s")
-    assert code == 0 and "*" in out and "dirty" in out
+    code, out, _ = run_cli(capsys, tmp_path / "store", "--figure", "train_s", "--markdown", tmp_path / "s.md", "--html", tmp_path / "p.html")
+    newest = commit_sha(len(FLAT) - 1)[:8]
+    assert code == 0 and f"@ {newest}* " in out and "* a run of a commit with uncommitted changes (dirty)" in out
+    summary = (tmp_path / "s.md").read_text()  # escaped: neither emphasis nor a nested list in a job summary
+    assert f"@ {newest}\\* |" in summary and "- \\* a run of a commit with uncommitted changes" in summary
+    assert f"{newest}*</text>" in (tmp_path / "p.html").read_text()  # the plot's commit ticks
 
 
 def test_a_loss_jump_is_a_quality_regression(tmp_path, capsys):
