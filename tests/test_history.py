@@ -167,7 +167,7 @@ def test_the_change_is_named_by_the_commit_it_starts_at_with_several_runs_per_co
 
 def test_the_committed_real_history_names_the_planted_commit(capsys):
     real = ROOT / "results" / "history" / "real"
-    planted = re.search(r"^\| ([0-9a-f]{8}) \| \*\*planted\*\*", (real / "README.md").read_text(), re.M).group(1)
+    planted = re.search(r"^\| ([0-9a-f]{8}) \| \*\*planted\*\*", (real / "README.md").read_text(), re.MULTILINE).group(1)
     code, out, _ = run_cli(capsys, real / "storage")
     train = next(line for line in out.splitlines() if " train_s " in line)
     assert code == 1 and train.startswith("regression") and f"{planted} 1.2" in train, out
@@ -201,6 +201,13 @@ def test_too_few_runs_is_exit_2_with_one_line(tmp_path, capsys):
     code, out, err = run_cli(capsys, tmp_path / "store")
     assert code == 2 and "insufficient data" in out  # the table still shows what there is
     assert err.count("\n") == 1 and err.startswith("resnet-lab: error: no series has enough runs")
+
+
+def test_many_runs_of_one_commit_are_insufficient_data(tmp_path, capsys):
+    write_history(tmp_path / "store", STEP, runs_per_commit=12)  # a step inside one commit cannot be a change of code
+    code, out, err = run_cli(capsys, tmp_path / "store", "--figure", "train_s")
+    assert code == 2 and "insufficient data" in out and "12 runs of 1 commit;" in out
+    assert err.count("\n") == 1 and "the longest series has 12 runs of 1 commit(s))" in err
 
 
 def test_dirty_runs_are_marked(tmp_path, capsys):

@@ -130,6 +130,11 @@ def admissible(starts: np.ndarray, a: int, b: int, min_size: int = MIN_RUNS) -> 
     return starts[(starts >= a + min_size) & (starts <= b - min_size)]
 
 
+def judgeable(starts: np.ndarray) -> bool:
+    """Whether some commit boundary has MIN_RUNS runs on either side (`starts`: from `boundaries`)."""
+    return admissible(starts, 0, int(starts[-1])).size > 0
+
+
 def split_p_value(segment: np.ndarray, gain: float, rng: np.random.Generator, permutations: int = PERMUTATIONS,
                   cuts: np.ndarray | None = None) -> float:
     """P(best admissible split gain of a random order of the runs >= `gain`), counting the observed order (so
@@ -268,10 +273,12 @@ def judge(values: Sequence[float] | np.ndarray, rule: Rule, alpha: float, *, blo
     starts only where the key changes. None: one run per commit."""
     data = np.asarray(values, dtype=float)
     n = data.size
-    if n < 2 * MIN_RUNS:
-        return Verdict(INSUFFICIENT, why=f"{n} runs; a change needs {MIN_RUNS} on either side", segments=((0, n),))
-    z = rule.transform(data)
     starts = boundaries(blocks, n)
+    if not judgeable(starts):
+        commits = "" if blocks is None else f" of {starts.size - 1} commit{'s' if starts.size > 2 else ''}"
+        return Verdict(INSUFFICIENT, why=f"{n} runs{commits}; a change needs {MIN_RUNS} runs on either side of a commit",
+                       segments=((0, n),))
+    z = rule.transform(data)
     found = locate(z, alpha, blocks=blocks, permutations=permutations)
     cuts = [t for t, _ in found]
     edges = [0, *cuts, n]

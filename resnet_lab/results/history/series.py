@@ -19,7 +19,15 @@ from ..metrics import (
     unusable_figure,
 )
 from ..runs import Run
-from .detect import INSUFFICIENT, MIN_RUNS, REGRESSION, Rule, Verdict, judge
+from .detect import (
+    INSUFFICIENT,
+    REGRESSION,
+    Rule,
+    Verdict,
+    boundaries,
+    judge,
+    judgeable,
+)
 from .sources import block_key, commit_id, is_dirty
 
 # The figures `compare` gates by default (CI_THRESHOLDS), in that order; epoch_s is the benchmark's round time.
@@ -116,9 +124,14 @@ def build_series(runs: Sequence[Run], figures: Sequence[str] = FIGURES) -> list[
     return [Series(*key, points=tuple(found.get(key, ())), broken=broken.get(key, "")) for key in newest]
 
 
+def can_judge(s: Series) -> bool:
+    """Some commit boundary of the series has MIN_RUNS runs on either side."""
+    return judgeable(boundaries([p.block for p in s.points], len(s.points)))
+
+
 def judge_all(series: Sequence[Series], *, alpha: float = ALPHA, timing_tolerance: float = TIMING_TOLERANCE) -> list[Judged]:
     """Each series' verdict at alpha / (number of series with enough runs to judge)."""
-    judgeable = [s for s in series if len(s.points) >= 2 * MIN_RUNS] or series
+    judgeable = [s for s in series if can_judge(s)] or series
     per_series = alpha / max(1, len(judgeable))
     out = []
     for s in series:
