@@ -6,7 +6,9 @@ Per noise level (sigma = 3 % per run, and the run-to-run spread of the committed
 results/ab-gate/) and scenario (a +15 % step at run 11, noise only, a ramp to +15 %, one x1.5 outlier at
 run 11, a x1.5 newest run): how often a history of 4 timing series (the planted one and 3 noise-only ones,
 judged at 0.05 / 4 each, as `resnet-lab history` does) is labelled a regression, how often the step is
-located within +-1 run of run 11, and how often the planted series is called a drift or suspicious.
+located within +-1 run of run 11 (and at run 11 itself), and how often the planted series is called a drift or
+suspicious. Then the same with 3 runs per commit (20 commits, 60 runs), judged as `history` judges them: a
+change only where the commit changes.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from resnet_lab.results.history.synthetic import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+RUNS_PER_COMMIT = 3  # the committed real history's shape (results/history/real)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,13 +44,30 @@ def main(argv: list[str] | None = None) -> int:
         f"the first, the others are noise only; each series judged at 0.05 / {SERIES_PER_HISTORY} (the command's Bonferroni split).",
         f"{args.histories} histories per cell, seed 0. Regenerate: `python scripts/history_rates.py`.",
         "",
-        "| noise sigma | scenario | regression flagged (any series) | step located at run 11 +-1 | called a drift | labelled suspicious |",
-        "|---|---|---|---|---|---|",
+        "| noise sigma | scenario | regression flagged (any series) | step located at run 11 +-1 | at run 11 | called a drift | labelled suspicious |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for name, sigma in levels:
-        for scenario in SCENARIOS:
-            r = rates(scenario, sigma, args.histories)
-            lines.append(f"| {name} | {scenario} | {r.regression:.1%} | {r.located:.1%} | {r.drift:.1%} | {r.suspicious:.1%} |")
+
+    def table(runs_per_commit: int) -> None:
+        for name, sigma in levels:
+            for scenario in SCENARIOS:
+                r = rates(scenario, sigma, args.histories, runs_per_commit=runs_per_commit)
+                lines.append(f"| {name} | {scenario} | {r.regression:.1%} | {r.located:.1%} | {r.exact:.1%} | {r.drift:.1%} | {r.suspicious:.1%} |")
+
+    table(1)
+    lines += [
+        "",
+        f"## {RUNS_PER_COMMIT} runs per commit",
+        "",
+        f"{RUNS} commits of {RUNS_PER_COMMIT} runs each ({RUNS * RUNS_PER_COMMIT} runs), each run with its own noise; the scenario planted per commit",
+        "(the outlier: one run of commit 11). A change may start only at a commit's first run; the permutation test permutes",
+        "runs and takes the best split over the same commit boundaries. Located: within +-1 commit of commit 11, and at",
+        "commit 11's first run.",
+        "",
+        "| noise sigma | scenario | regression flagged (any series) | step located at commit 11 +-1 | at commit 11 | called a drift | labelled suspicious |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    table(RUNS_PER_COMMIT)
     with atomic_open(args.out, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
     print("\n".join(lines))

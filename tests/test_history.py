@@ -3,6 +3,7 @@ storage folders, JSON files and run logs: labels, exit statuses, outputs, and ou
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -87,6 +88,43 @@ def test_labels_on_plain_series():
     assert judge([60.0] * 6 + [58.0] * 6, top1, 0.05).label == NO_CHANGE
 
 
+def test_a_change_never_splits_the_runs_of_one_commit():
+    # The committed real history's shape: 4 commits x 3 runs, the planted step at the third commit, and the last
+    # run before it slow by chance. Run by run, the best split is one run early, inside the second commit.
+    values = [1.0, 0.97, 1.03, 0.97, 1.0, 1.16, 1.26, 1.29, 1.26, 1.26, 1.31, 1.25]
+    commits = [i // 3 for i in range(12)]
+    assert [c.index for c in judge(values, TIMING, 0.01).changes] == [5]  # what a run-by-run search finds
+    verdict = judge(values, TIMING, 0.01, blocks=commits)
+    assert [c.index for c in verdict.changes] == [6] and verdict.label == REGRESSION
+    rng = np.random.default_rng(3)
+    for _ in range(60):  # any block structure: every change starts a commit
+        sizes = rng.integers(1, 5, size=rng.integers(3, 9))
+        keys = np.repeat(np.arange(sizes.size), sizes).tolist()
+        level = np.where(np.arange(len(keys)) >= rng.integers(0, len(keys)), 1.3, 1.0)
+        found = judge(level * np.exp(rng.normal(0, 0.03, len(keys))), TIMING, 0.05, blocks=keys, permutations=199).changes
+        assert all(keys[c.index] != keys[c.index - 1] for c in found), (keys, [c.index for c in found])
+
+
+def test_the_permutation_test_holds_its_rate_when_commits_have_several_runs():
+    # Noise only, 2-4 runs per commit: the test permutes runs and takes the best split over the same commit
+    # boundaries as the search, so a false change stays within alpha (0.05; 200 histories: at most 8 %).
+    rng = np.random.default_rng(11)
+    false = 0
+    for _ in range(200):
+        keys = np.repeat(np.arange(rng.integers(4, 8)), rng.integers(2, 5)).tolist()
+        false += bool(judge(np.exp(rng.normal(0, 0.03, len(keys))), TIMING, 0.05, blocks=keys, permutations=199).changes)
+    assert false / 200 <= 0.08
+
+
+def test_with_few_commits_a_step_is_not_called_a_drift():
+    # 4 commits leave a line over commits and a step one degree of freedom apart: a significant change is the step.
+    values = [1.0, 0.97, 1.03, 0.97, 1.0, 1.16, 1.26, 1.29, 1.26, 1.26, 1.31, 1.25]
+    verdict = judge(values, TIMING, 0.05 / 6, blocks=[i // 3 for i in range(12)])
+    assert verdict.drift is None and verdict.gate
+    ramp = np.exp(np.linspace(0, np.log(1.3), 24))  # a ramp over 8 commits of 3 runs is still a drift
+    assert judge(ramp, TIMING, 0.05, blocks=[i // 3 for i in range(24)]).drift is not None
+
+
 def test_the_same_history_gives_the_same_p_values():
     values = list(synthetic.history(np.random.default_rng(1), "step", 0.05))
     assert judge(values, TIMING, 0.01) == judge(values, TIMING, 0.01)
@@ -120,6 +158,23 @@ def test_a_planted_step_fails_the_gate_and_names_the_commit(tmp_path, capsys):
     assert page.count('id="changepoint-') == sum(int(n) for n in __import__("re").findall(r'data-changes="(\d+)"', page)) > 0
 
 
+def test_the_change_is_named_by_the_commit_it_starts_at_with_several_runs_per_commit(tmp_path, capsys):
+    write_history(tmp_path / "store", [1.0, 0.97, 1.03, 0.97, 1.0, 1.16, 1.26, 1.29, 1.26, 1.26, 1.31, 1.25], runs_per_commit=3)
+    code, out, _ = run_cli(capsys, tmp_path / "store", "--figure", "train_s")
+    assert code == 1, out
+    assert f"{commit_sha(2)[:8]} 1.2" in out and commit_sha(1)[:8] not in out.split("changes", 1)[1]
+
+
+def test_the_committed_real_history_names_the_planted_commit(capsys):
+    real = ROOT / "results" / "history" / "real"
+    planted = re.search(r"^\| ([0-9a-f]{8}) \| \*\*planted\*\*", (real / "README.md").read_text(), re.MULTILINE).group(1)
+    code, out, _ = run_cli(capsys, real / "storage")
+    train = next(line for line in out.splitlines() if " train_s " in line)
+    assert code == 1 and train.startswith("regression") and f"{planted} 1.2" in train, out
+    assert (real / "terminal.txt").read_text() == f"{out}exit status {code}\n"  # the committed output is today's
+    assert f"{planted} 1.2" in (real / "summary.md").read_text()
+
+
 def test_noise_only_passes_and_two_machines_are_two_series(tmp_path, capsys):
     write_history(tmp_path / "store", FLAT)
     write_history(tmp_path / "store", STEP, cpu="Other CPU")  # another machine: its own series
@@ -148,10 +203,21 @@ def test_too_few_runs_is_exit_2_with_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and err.startswith("resnet-lab: error: no series has enough runs")
 
 
+def test_many_runs_of_one_commit_are_insufficient_data(tmp_path, capsys):
+    write_history(tmp_path / "store", STEP, runs_per_commit=12)  # a step inside one commit cannot be a change of code
+    code, out, err = run_cli(capsys, tmp_path / "store", "--figure", "train_s")
+    assert code == 2 and "insufficient data" in out and "12 runs of 1 commit;" in out
+    assert err.count("\n") == 1 and "the longest series has 12 runs of 1 commit(s))" in err
+
+
 def test_dirty_runs_are_marked(tmp_path, capsys):
     write_history(tmp_path / "store", FLAT, dirty=True)
-    code, out, _ = run_cli(capsys, tmp_path / "store", "--figure", "train_s")
-    assert code == 0 and "*" in out and "dirty" in out
+    code, out, _ = run_cli(capsys, tmp_path / "store", "--figure", "train_s", "--markdown", tmp_path / "s.md", "--html", tmp_path / "p.html")
+    newest = commit_sha(len(FLAT) - 1)[:8]
+    assert code == 0 and f"@ {newest}* " in out and "* a run of a commit with uncommitted changes (dirty)" in out
+    summary = (tmp_path / "s.md").read_text()  # escaped: neither emphasis nor a nested list in a job summary
+    assert f"@ {newest}\\* |" in summary and "- \\* a run of a commit with uncommitted changes" in summary
+    assert f"{newest}*</text>" in (tmp_path / "p.html").read_text()  # the plot's commit ticks
 
 
 def test_a_loss_jump_is_a_quality_regression(tmp_path, capsys):

@@ -37,7 +37,8 @@ sources:
 change points:
   ruptures' binary segmentation (least squares on log values: a shift is a ratio; top-1 in points), each
   split kept only when a permutation test finds it significant; at least {MIN_RUNS} runs on either side.
-  A staircase that a straight line explains as well is reported as a drift, not a step.
+  A change starts only at a commit's first run: the runs of one commit (a dirty tree's apart) are one block,
+  their spread its noise. A staircase a straight line over the commits explains as well is a drift.
 
 labels (about the newest run):
   regression   its segment is significantly worse than the one before, beyond the tolerance
@@ -97,6 +98,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"resnet-lab history: warning: skipped {skipped}", file=sys.stderr)
     print(terminal(ctx, judged))
     if status == 2:
-        print(f"resnet-lab: error: no series has enough runs to judge (each needs {2 * MIN_RUNS}; the most is "
-              f"{max(len(j.series.points) for j in judged)})", file=sys.stderr)
+        most = max(judged, key=lambda j: len(j.series.points)).series
+        print(f"resnet-lab: error: no series has enough runs to judge (a change needs {MIN_RUNS} runs on either side of a commit; "
+              f"the longest series has {len(most.points)} runs of {len({p.block for p in most.points})} commit(s))", file=sys.stderr)
     return status

@@ -1,16 +1,24 @@
 """Change points in one series of runs, their significance, and the series' label (no plotting, no files).
 
-Locating: ruptures' binary segmentation (`Binseg`, least-squares cost `l2`, at least MIN_RUNS runs per segment)
-on the series in its comparison scale (log for figures judged by ratio, so a shift is a ratio; raw points for
-top-1). Why ruptures: maintained, needs only numpy and scipy, and its binary segmentation is the search
-E-divisive (Apache Otava, the reference) uses. Otava itself pins numpy 2.2 and pulls in BigQuery, Slack and
-Postgres clients, and its E-divisive statistic needs more runs per segment than a CI history has at first.
+Where a change may start: only where the commit changes. A change in code starts at a commit, so the runs of
+one commit form one block that a change point never splits; with several runs per commit, a block's runs are
+its noise. (A dirty run is its own block: its tree is not its commit's.)
+
+Locating: ruptures' binary segmentation (`Binseg`, least squares, at least MIN_RUNS runs per segment) on the
+series in its comparison scale (log for figures judged by ratio, so a shift is a ratio; raw points for
+top-1), with ruptures' `CostL2` made infinite on any segment that would split a commit (`CommitCostL2`), so
+the search only ever proposes commit boundaries. Why ruptures: maintained, needs only numpy and scipy, and its
+binary segmentation is the search E-divisive (Apache Otava, the reference) uses. Otava itself pins numpy 2.2
+and pulls in BigQuery, Slack and Postgres clients, and its E-divisive statistic needs more runs per segment
+than a CI history has at first.
 
 Significance, as E-divisive does it: each split ruptures proposes, in the order it proposes them, is kept only
-when its gain (the drop in the segment's squared error) beats the largest gain of the same search over
-PERMUTATIONS random orders of that segment's runs. Comparing with the *best* split of each permutation pays
-for the search over positions, and permuting keeps whatever the runs' noise looks like (heavy tails, an
-outlier) in the null, so no noise model is assumed. The search stops at the first split that is not significant.
+when its gain (the drop in the segment's squared error) beats the largest gain of the same search, over the
+same commit boundaries, on PERMUTATIONS random orders of that segment's runs. Comparing with the *best*
+admissible split of each permutation pays for the search over positions; permuting runs (the null: no commit
+in the segment changed anything, every run is noise) keeps whatever the runs' noise looks like (heavy tails,
+an outlier) in the null, so no noise model is assumed. With one run per commit every position is a boundary
+and this is the plain test. The search stops at the first split that is not significant.
 
 The label (modelled on PyTorch's benchmark dashboard) is about the newest run: does it sit in a segment that
 differs from the one before it, significantly and by more than the figure's tolerance?
@@ -107,22 +115,66 @@ def split_gains(x: np.ndarray, min_size: int = MIN_RUNS) -> np.ndarray:
     return t * (m - t) / m * (left - right) ** 2
 
 
-def split_p_value(segment: np.ndarray, gain: float, rng: np.random.Generator, permutations: int = PERMUTATIONS) -> float:
-    """P(best split gain of a random order >= `gain`), counting the observed order (so never 0)."""
+def boundaries(blocks: Sequence[object] | None, n: int) -> np.ndarray:
+    """The indexes where a new block (commit) starts, 0 and n included; every index when `blocks` is None
+    (one run per commit). A block is a maximal stretch of consecutive runs with the same key."""
+    if blocks is None:
+        return np.arange(n + 1)
+    if len(blocks) != n:
+        raise ValueError(f"{len(blocks)} block keys for {n} runs")
+    return np.array([0, *(i for i in range(1, n) if blocks[i] != blocks[i - 1]), n])
+
+
+def admissible(starts: np.ndarray, a: int, b: int, min_size: int = MIN_RUNS) -> np.ndarray:
+    """The split points t of the segment [a, b) that are block starts with `min_size` runs on either side."""
+    return starts[(starts >= a + min_size) & (starts <= b - min_size)]
+
+
+def judgeable(starts: np.ndarray) -> bool:
+    """Whether some commit boundary has MIN_RUNS runs on either side (`starts`: from `boundaries`)."""
+    return admissible(starts, 0, int(starts[-1])).size > 0
+
+
+def split_p_value(segment: np.ndarray, gain: float, rng: np.random.Generator, permutations: int = PERMUTATIONS,
+                  cuts: np.ndarray | None = None) -> float:
+    """P(best admissible split gain of a random order of the runs >= `gain`), counting the observed order (so
+    never 0). `cuts`: the admissible split points, relative to the segment's start (default: all of them)."""
     shuffled = rng.permuted(np.broadcast_to(segment, (permutations, segment.size)), axis=1)
-    best = split_gains(shuffled).max(axis=1)
+    gains = split_gains(shuffled)
+    if cuts is not None:
+        gains = gains[:, np.asarray(cuts) - MIN_RUNS]
+    best = gains.max(axis=1)
     return float((1 + np.count_nonzero(best >= gain * (1 - 1e-9))) / (permutations + 1))
 
 
-def locate(z: np.ndarray, alpha: float, *, permutations: int = PERMUTATIONS) -> list[tuple[int, float]]:
-    """(index, p-value) of the significant change points of `z`, in time order."""
+def commit_cost(starts: np.ndarray):  # -> ruptures.costs.CostL2
+    """ruptures' CostL2, infinite on a segment that does not start and end at a block boundary: Binseg's gain
+    for a split inside a commit is then -inf, so its search proposes commit boundaries only."""
+    import ruptures  # type: ignore[import-untyped]  # local: only `history` needs it
+
+    allowed = frozenset(int(t) for t in starts)
+
+    class CommitCostL2(ruptures.costs.CostL2):  # type: ignore[misc]
+        model = "l2-commits"
+
+        def error(self, start: int, end: int) -> float:
+            return super().error(start, end) if start in allowed and end in allowed else math.inf
+
+    return CommitCostL2()
+
+
+def locate(z: np.ndarray, alpha: float, *, blocks: Sequence[object] | None = None,
+           permutations: int = PERMUTATIONS) -> list[tuple[int, float]]:
+    """(index, p-value) of the significant change points of `z`, in time order; with `blocks` (a key per run,
+    e.g. its commit), only at the first run of a block."""
     import ruptures  # type: ignore[import-untyped]  # local: only `history` needs it
 
     n = z.size
-    if n < 2 * MIN_RUNS:
+    starts = boundaries(blocks, n)
+    if n < 2 * MIN_RUNS or admissible(starts, 0, n).size == 0:
         return []
     rng = np.random.default_rng(SEED)
-    algo = ruptures.Binseg(model="l2", min_size=MIN_RUNS, jump=1).fit(z)
+    algo = ruptures.Binseg(custom_cost=commit_cost(starts), min_size=MIN_RUNS, jump=1).fit(z)
     found: list[tuple[int, float]] = []
     bounds = [0, n]
     for k in range(1, n // MIN_RUNS):
@@ -136,9 +188,12 @@ def locate(z: np.ndarray, alpha: float, *, permutations: int = PERMUTATIONS) -> 
         t = new[0]
         a = max(b for b in bounds if b < t)
         b = min(b for b in bounds if b > t)
+        cuts = admissible(starts, a, b)
+        if t not in cuts:  # no admissible split left anywhere: ruptures fell back on a -inf gain
+            break
         segment = z[a:b]
         gain = float(split_gains(segment[None, :])[0, t - a - MIN_RUNS])
-        p = split_p_value(segment, gain, rng, permutations)
+        p = split_p_value(segment, gain, rng, permutations, cuts - a)
         if p > alpha:
             break
         found.append((t, p))
@@ -151,24 +206,39 @@ def locate(z: np.ndarray, alpha: float, *, permutations: int = PERMUTATIONS) -> 
 # ---------------------------------------------------------------------------
 
 
-def _sse_line(z: np.ndarray) -> tuple[float, float]:
-    """(squared error of the least-squares line, its slope per run)."""
-    x = np.arange(z.size, dtype=float)
-    slope, intercept = np.polyfit(x, z, 1)
-    return float(((z - (slope * x + intercept)) ** 2).sum()), float(slope)
+def commit_ordinals(starts: np.ndarray, n: int) -> np.ndarray:
+    """Each run's commit number (0, 0, 0, 1, 1, ...) from where each commit's runs begin."""
+    return (np.searchsorted(starts, np.arange(n), side="right") - 1).astype(float)
 
 
-def is_drift(z: np.ndarray, cuts: Sequence[int], alpha: float) -> bool:
+def drift_total(z: np.ndarray, starts: np.ndarray) -> tuple[float, int]:
+    """(the least-squares line's change from the first commit to the last, in z units; the number of commits)."""
+    x = commit_ordinals(starts, z.size)
+    slope = float(np.polyfit(x, z, 1)[0])
+    return slope * x[-1], int(x[-1]) + 1
+
+
+def is_drift(z: np.ndarray, cuts: Sequence[int], alpha: float, starts: np.ndarray | None = None) -> bool:
     """Whether the changes at `cuts` are a gradual drift rather than steps, from least squares with a straight
-    line through the whole series and a step at each cut: a drift when the line leaves the steps insignificant
+    line over the commits and a step at each cut: a drift when the line leaves the steps insignificant
     (F test, at `alpha`), or when the line is needed on top of the steps (its slope's t test, at DRIFT_ALPHA):
-    a step leaves each segment flat, a drift found as a staircase leaves each step sloped."""
+    a step leaves each segment flat, a drift found as a staircase leaves each step sloped.
+
+    The line runs over commits (`starts`: where each commit's runs begin; None: one run per commit), since
+    code stays the same over the runs of one commit. Only when the commits leave both models MIN_RUNS degrees
+    of freedom beyond the two of them: with fewer commits (4 commits, 3 runs each: one degree), a line and a
+    step fit the commits' levels alike and a drift cannot be told from a step, so a significant change is
+    reported as the step the search found."""
     from scipy import stats  # type: ignore[import-untyped]  # local: only `history` needs it
 
     n, k = z.size, len(cuts)
-    x = np.arange(n, dtype=float)
+    starts = np.arange(n + 1) if starts is None else np.asarray(starts)
+    if starts.size - 1 < 2 + k + MIN_RUNS:
+        return False
+    x = commit_ordinals(starts, n)
+    runs = np.arange(n)
     line = np.column_stack([np.ones(n), x])
-    steps = np.column_stack([np.ones(n), *((x >= t).astype(float) for t in cuts)])
+    steps = np.column_stack([np.ones(n), *((runs >= t).astype(float) for t in cuts)])
     full = np.column_stack([line, steps[:, 1:]])
     dof = n - full.shape[1]
     fit = np.linalg.lstsq(full, z, rcond=None)[0]
@@ -196,15 +266,20 @@ def newest_is_outlier(values: np.ndarray, start: int, rule: Rule) -> bool:
     return gap > OUTLIER_Z * sigma
 
 
-def judge(values: Sequence[float] | np.ndarray, rule: Rule, alpha: float, *, permutations: int = PERMUTATIONS) -> Verdict:
+def judge(values: Sequence[float] | np.ndarray, rule: Rule, alpha: float, *, blocks: Sequence[object] | None = None,
+          permutations: int = PERMUTATIONS) -> Verdict:
     """The series' change points and label. `alpha`: the false-alarm rate allowed to this one series
-    (the caller divides the run's rate among its series)."""
+    (the caller divides the run's rate among its series). `blocks`: a key per run (its commit); a change
+    starts only where the key changes. None: one run per commit."""
     data = np.asarray(values, dtype=float)
     n = data.size
-    if n < 2 * MIN_RUNS:
-        return Verdict(INSUFFICIENT, why=f"{n} runs; a change needs {MIN_RUNS} on either side", segments=((0, n),))
+    starts = boundaries(blocks, n)
+    if not judgeable(starts):
+        commits = "" if blocks is None else f" of {starts.size - 1} commit{'s' if starts.size > 2 else ''}"
+        return Verdict(INSUFFICIENT, why=f"{n} runs{commits}; a change needs {MIN_RUNS} runs on either side of a commit",
+                       segments=((0, n),))
     z = rule.transform(data)
-    found = locate(z, alpha, permutations=permutations)
+    found = locate(z, alpha, blocks=blocks, permutations=permutations)
     cuts = [t for t, _ in found]
     edges = [0, *cuts, n]
     segments = tuple(pairwise(edges))
@@ -212,14 +287,15 @@ def judge(values: Sequence[float] | np.ndarray, rule: Rule, alpha: float, *, per
     changes = tuple(Change(t, p, medians[i], medians[i + 1], rule) for i, (t, p) in enumerate(found))
     last_start = segments[-1][0]
     outlier = newest_is_outlier(data, last_start, rule)
-    if changes and is_drift(z, cuts, alpha):
-        _, slope = _sse_line(z)
-        total = math.expm1(slope * (n - 1)) if rule.log_scale else slope * (n - 1)
+    if changes and is_drift(z, cuts, alpha, starts):
+        rise, commits = drift_total(z, starts)
+        total = math.expm1(rise) if rule.log_scale else rise
         start = float(np.median(data[: segments[0][1]]))
         end = start * (1 + total) if rule.log_scale else start + total
         worse = rule.beyond(start, end) == 1  # a drift for the worse beyond tolerance over the whole series
         return Verdict(SUSPICIOUS if worse else NO_CHANGE, changes, drift=total, outlier=outlier, segments=segments,
-                       why=f"a gradual drift ({_fmt_change(rule, total)} over {n} runs), not a step at one commit")
+                       why=f"a gradual drift ({_fmt_change(rule, total)} over {n} runs"
+                           + (f" of {commits} commits" if commits != n else "") + "), not a step at one commit")
     if changes and changes[-1].direction == 1:
         return Verdict(REGRESSION, changes, outlier=outlier, gate=True, segments=segments,
                        why=f"the newest {n - last_start} runs are {_fmt_change(rule, rule.change(changes[-1].before, changes[-1].after))} "

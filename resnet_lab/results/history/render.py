@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..compare import format_table
 from .detect import IMPROVEMENT, INSUFFICIENT, NO_CHANGE, REGRESSION, SUSPICIOUS, Change
-from .series import FIGURE_TITLES, Judged, fmt_value, short
+from .series import FIGURE_TITLES, Judged, Point, fmt_value, short
 
 LABEL_ORDER = {REGRESSION: 0, SUSPICIOUS: 1, IMPROVEMENT: 2, NO_CHANGE: 3, INSUFFICIENT: 4}
 LABEL_COLORS = {REGRESSION: "#c0392b", SUSPICIOUS: "#d68910", IMPROVEMENT: "#1e8449", NO_CHANGE: "#5d6d7e", INSUFFICIENT: "#95a5a6"}
@@ -39,18 +39,26 @@ def ordered(judged: Sequence[Judged]) -> list[Judged]:
     return sorted(judged, key=lambda j: (LABEL_ORDER[j.label], j.series.machine, j.series.benchmark, j.series.figure))
 
 
+DIRTY_MARK = "*"  # after a commit's name: the run measured that commit with uncommitted changes
+
+
+def commit_text(point: Point) -> str:
+    """A run's commit as every output names it: its first 8 hex digits, marked when the tree was dirty."""
+    return short(point.commit) + (DIRTY_MARK if point.dirty else "")
+
+
 def change_text(j: Judged, change: Change) -> str:
     s = j.series
     rule_change = change.rule.change(change.before, change.after)
     size = f"{change.ratio:.3f}x" if change.rule.log_scale else f"{rule_change:+.2f} pt"
-    return f"{short(s.points[change.index].commit)} {size} (p={change.p_value:.3g})"
+    return f"{commit_text(s.points[change.index])} {size} (p={change.p_value:.3g})"
 
 
 def newest_text(j: Judged) -> str:
     if not j.series.points:
         return "-"
     p = j.series.points[-1]
-    return f"{fmt_value(j.series.metric, p.value)} @ {short(p.commit)}{'*' if p.dirty else ''}"
+    return f"{fmt_value(j.series.metric, p.value)} @ {commit_text(p)}"
 
 
 def counts(judged: Sequence[Judged]) -> str:
@@ -62,7 +70,7 @@ def footnotes(ctx: Context, judged: Sequence[Judged]) -> list[str]:
     notes = [f"{ctx.runs} runs of {ctx.commits} commits" + (f" since {ctx.since}" if ctx.since else "")
              + f"; false-alarm rate {ctx.alpha:g} over all {len(judged)} series (each tested at {ctx.alpha / max(1, sum(j.label != INSUFFICIENT for j in judged)):.3g})"]
     if any(p.dirty for j in judged for p in j.series.points):
-        notes.append("* a run of a commit with uncommitted changes (dirty)")
+        notes.append(f"{DIRTY_MARK} a run of a commit with uncommitted changes (dirty)")
     notes += [f"skipped {s}" for s in ctx.skipped]
     return notes
 
@@ -84,15 +92,24 @@ def terminal(ctx: Context, judged: Sequence[Judged]) -> str:
     return "\n".join(out)
 
 
+def md_escape(text: str) -> str:
+    """Plain text in a Markdown table cell or list item: `|` would end the cell, `*` and `_` (the dirty mark,
+    names like load_s) could start emphasis, a leading `*` a nested list. Text inside backticks is literal."""
+    parts = text.split("`")
+    for i in range(0, len(parts), 2):  # outside code spans only
+        parts[i] = parts[i].replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
+    return "`".join(parts).replace("|", "\\|")
+
+
 def markdown(ctx: Context, judged: Sequence[Judged]) -> str:
     icon = {0: "✅", 1: "❌", 2: "⚠️"}[ctx.status]
     out = [f"## {icon} resnet-lab history: {ctx.headline}", "", counts(judged), ""]
     out += ["| status | benchmark | figure | machine | runs | newest | changes (first commit, size, p) | why |", "|---|---|---|---|---|---|---|---|"]
     for j in ordered(judged):
-        cells = [f"{LABEL_ICONS[j.label]} {j.label}", f"`{j.series.benchmark}`", j.series.figure, j.series.machine, str(len(j.series.points)),
+        cells = [f"{LABEL_ICONS[j.label]} {j.label}", f"`{j.series.benchmark}`", f"`{j.series.figure}`", j.series.machine, str(len(j.series.points)),
                  newest_text(j), "<br>".join(change_text(j, c) for c in j.verdict.changes) or "-", j.verdict.why]
-        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    out += [""] + [f"- {n}" for n in footnotes(ctx, judged)]
+        out.append("| " + " | ".join(md_escape(c) for c in cells) + " |")
+    out += [""] + [f"- {md_escape(n)}" for n in footnotes(ctx, judged)]
     return "\n".join(out) + "\n"
 
 
@@ -139,12 +156,14 @@ def _draw(j: Judged, number: int) -> str:
         x = change.index + 0.5
         ax.axvline(x, color=LABEL_COLORS[REGRESSION if change.direction == 1 else IMPROVEMENT if change.direction == -1 else NO_CHANGE],
                    linestyle="--", linewidth=1.4, zorder=5, gid=f"changepoint-{number}-{k}")
-        ax.annotate(f"{short(s.points[change.index].commit)}  {change.ratio:.2f}x", (x, 1.0), xycoords=("data", "axes fraction"),
+        ax.annotate(f"{commit_text(s.points[change.index])}  {change.ratio:.2f}x", (x, 1.0), xycoords=("data", "axes fraction"),
                     xytext=(3, -12), textcoords="offset points", fontsize=8, color="#2c3e50")
     if v.outlier and s.points:
         ax.plot([xs[-1]], [ys[-1]], "o", markersize=11, markerfacecolor="none", markeredgecolor=LABEL_COLORS[SUSPICIOUS], zorder=6)
-    ticks = [x for x in xs if x == 1 or s.points[x - 1].commit != s.points[x - 2].commit]
-    ax.set_xticks(ticks, [short(s.points[x - 1].commit) for x in ticks], rotation=35, ha="right", fontsize=7.5, family="monospace")
+    ticks = [x for x in xs if x == 1 or s.points[x - 1].block != s.points[x - 2].block]
+    for x in ticks[1:]:  # where a commit's runs begin: the only places a change can start
+        ax.axvline(x - 0.5, color="#d5dbdb", linewidth=0.8, zorder=1)
+    ax.set_xticks(ticks, [commit_text(s.points[x - 1]) for x in ticks], rotation=35, ha="right", fontsize=7.5, family="monospace")
     ax.set_xlim(0.5, len(xs) + 0.5)
     unit = {"s": "seconds", "%": "percent", "": ""}[s.metric.unit]
     ax.set_ylabel(f"{s.figure}" + (f" ({unit})" if unit else ""), fontsize=9)
@@ -155,7 +174,7 @@ def _draw(j: Judged, number: int) -> str:
     ax.legend(fontsize=7, loc="upper left", frameon=False, ncols=4, bbox_to_anchor=(0, -0.32))
     fig.subplots_adjust(left=0.08, right=0.99, top=0.95, bottom=0.38)
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", metadata={"Date": None})
+    fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight", pad_inches=0.05)
     text = buffer.getvalue()
     return text[text.index("<svg"):]
 

@@ -19,8 +19,16 @@ from ..metrics import (
     unusable_figure,
 )
 from ..runs import Run
-from .detect import INSUFFICIENT, MIN_RUNS, REGRESSION, Rule, Verdict, judge
-from .sources import commit_id, is_dirty
+from .detect import (
+    INSUFFICIENT,
+    REGRESSION,
+    Rule,
+    Verdict,
+    boundaries,
+    judge,
+    judgeable,
+)
+from .sources import block_key, commit_id, is_dirty
 
 # The figures `compare` gates by default (CI_THRESHOLDS), in that order; epoch_s is the benchmark's round time.
 FIGURES: tuple[str, ...] = tuple(dict.fromkeys(t.split(":")[0] for t in CI_THRESHOLDS))
@@ -50,6 +58,11 @@ class Point:
     @property
     def dirty(self) -> bool:
         return is_dirty(self.run)
+
+    @property
+    def block(self) -> tuple[str, ...]:
+        """The code state the run measures: a change point never falls between two runs of one block."""
+        return block_key(self.run)
 
 
 @dataclass(frozen=True)
@@ -111,13 +124,18 @@ def build_series(runs: Sequence[Run], figures: Sequence[str] = FIGURES) -> list[
     return [Series(*key, points=tuple(found.get(key, ())), broken=broken.get(key, "")) for key in newest]
 
 
+def can_judge(s: Series) -> bool:
+    """Some commit boundary of the series has MIN_RUNS runs on either side."""
+    return judgeable(boundaries([p.block for p in s.points], len(s.points)))
+
+
 def judge_all(series: Sequence[Series], *, alpha: float = ALPHA, timing_tolerance: float = TIMING_TOLERANCE) -> list[Judged]:
     """Each series' verdict at alpha / (number of series with enough runs to judge)."""
-    judgeable = [s for s in series if len(s.points) >= 2 * MIN_RUNS] or series
+    judgeable = [s for s in series if can_judge(s)] or series
     per_series = alpha / max(1, len(judgeable))
     out = []
     for s in series:
-        verdict = judge([p.value for p in s.points], rule_for(s.metric, timing_tolerance), per_series)
+        verdict = judge([p.value for p in s.points], rule_for(s.metric, timing_tolerance), per_series, blocks=[p.block for p in s.points])
         if s.broken:
             verdict = Verdict(REGRESSION, verdict.changes, why=s.broken, gate=True, segments=verdict.segments)
         out.append(Judged(s, verdict))

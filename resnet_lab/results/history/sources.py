@@ -60,7 +60,7 @@ def load_sources(specs: Sequence[str], storage: str = DEFAULT_STORAGE) -> Loaded
         runs.append(load_run(path, str(path)))
     if not runs:
         raise LabError("no pytest-benchmark runs in the sources given: " + "; ".join(skipped[:3]))
-    return Loaded(sorted(runs, key=order_key), skipped, files, folders)
+    return Loaded(history_order(runs), skipped, files, folders)
 
 
 def _when(text: object) -> datetime | None:
@@ -79,9 +79,25 @@ def order_key(run: Run) -> tuple[datetime, datetime, str]:
     return (_when(run.commit_info.get("time")) or date, date, str(run.path))
 
 
+def history_order(runs: Sequence[Run]) -> list[Run]:
+    """`runs` by commit time, with the runs of one commit (block_key) kept together, from its first run on:
+    two commits made in the same second (a rebase) would otherwise interleave their runs by date."""
+    first: dict[tuple[str, ...], tuple[datetime, datetime, str]] = {}
+    for run in runs:
+        first[block_key(run)] = min(first.get(block_key(run), order_key(run)), order_key(run))
+    return sorted(runs, key=lambda run: (first[block_key(run)], order_key(run)))
+
+
 def commit_id(run: Run) -> str:
     value = run.commit_info.get("id")
     return value if isinstance(value, str) and value else "unknown"
+
+
+def block_key(run: Run) -> tuple[str, ...]:
+    """The runs that measure one state of the code: those of one commit, its clean and its dirty runs apart
+    (a dirty tree is not its commit). A run with no commit recorded is a block of its own."""
+    commit = commit_id(run)
+    return (commit, "dirty" if is_dirty(run) else "clean") if commit != "unknown" else ("unknown", str(run.path))
 
 
 def is_dirty(run: Run) -> bool:
