@@ -50,8 +50,8 @@ def main() -> None:
         lab_model.F.relu = relu
     total = sum(int(m.numel()) for m in m64)
     print(f"ReLU activations on the other side of the kink in fp32: {sum(flips)} of {total:,} (per ReLU: {flips})")
-    print("fp32 gradients vs fp64, worst tensor: %.3g %s" % worst(g32, g64))
-    print("fp32 with fp64's ReLU masks forced:    %.3g %s" % worst(g32_forced, g64))
+    print("fp32 gradients vs fp64, worst tensor: {:.3g} {}".format(*worst(g32, g64)))
+    print("fp32 with fp64's ReLU masks forced:    {:.3g} {}".format(*worst(g32_forced, g64)))
 
 
 if __name__ == "__main__":
