@@ -58,6 +58,11 @@ from ..optim import make_optimizer
 CHECK_BATCH_SIZE = 16  # a sub-batch of the lab's 128: the step's path is the same at any batch size
 CHECK_PARTIAL = 8  # the epoch's last, smaller batch (the lab's is 50,000 % 128 = 80)
 CHECK_FULL_BATCHES = 2  # two full steps: gradients accumulated across steps show from the second
+# The check trains at a tenth of the run's lr. At the lab's lr 0.1 and the check's batch 16 every step multiplies
+# eager fp32's own distance from fp64 (ReLU kink flips, below) by ~100: the yardstick became chaos, and a legitimate
+# variant's distance a draw of it (the smoke run failed channels-last at 1.6x its bound). One hyperparameter of
+# the same code path; the margins over seeds are in results/equivalence-margins/.
+CHECK_LR_FACTOR = 0.1
 MULTIPLIER = 3.0  # dynamo's same(): 2 for fp32, 3 under autocast; 3 for both here, the tolerances do the rest
 
 KINDS = ("loss", "grad", "param", "optimizer", "buffer")
@@ -78,6 +83,7 @@ def rule_record() -> dict[str, object]:
     return {
         "formula": "per tensor: ||variant - fp64|| <= multiplier * ||eager_fp32 - fp64|| + tolerance[dtype][kind] * ||fp64||",
         "multiplier": MULTIPLIER,
+        "lr_factor": CHECK_LR_FACTOR,
         "tolerances": TOLERANCES,
         "exact": ["batches", "images", "initial weights", "BatchNorm num_batches_tracked"],
         "cosine_fallback": False,
@@ -125,7 +131,8 @@ def path_loader(batches: CheckBatches, config: RunConfig, device: torch.device) 
 
 def check_config(config: RunConfig, seed: int) -> RunConfig:
     """The variant's run for the check: one epoch of the check's batches, every numerics setting its own."""
-    return replace(config, epochs=1, max_batches=None, eval_batches=0, seed=seed, retain_heap=False)
+    return replace(config, epochs=1, max_batches=None, eval_batches=0, seed=seed, retain_heap=False,
+                   optim=replace(config.optim, lr=config.optim.lr * CHECK_LR_FACTOR))
 
 
 def eager_config(config: RunConfig) -> RunConfig:
