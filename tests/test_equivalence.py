@@ -19,6 +19,8 @@ from resnet_lab.perf.variants import VARIANTS
 from resnet_lab.suite.benchmarking import EquivalenceGate, run_training_benchmark
 from resnet_lab.suite.options import LabOptions
 
+pytest_plugins = ["pytester"]
+
 TINY = DataConfig(train_size=256, test_size=16)
 BASE = RunConfig(device="cpu", epochs=1, max_batches=1, eval_batches=0, loader=LoaderConfig(batch_size=8, num_workers=0))
 # Where each plant goes: copy-step and loader bugs into the device-resident loader's path (`best` minus its
@@ -82,6 +84,27 @@ def test_a_failing_variant_runs_no_timed_epoch_and_fails_with_one_line(cache, mo
     assert failures["test_c8_variant[variant=channels-last-device=cpu]"]["worst"]["tensor"] == "loss/epoch"
 
 
+def test_a_failed_check_is_one_failure_not_also_a_teardown_error(pytester):
+    # Under the suite's `filterwarnings = error`, pytest-benchmark's "fixture was not used" teardown warning
+    # would add an ERROR to the failed check's one line (seen in CI); the filter is scoped to the failing test.
+    pytester.makeini("[pytest]\nfilterwarnings =\n    error\n")
+    pytester.makepyfile(
+        """
+        from resnet_lab.suite.benchmarking import fail_before_timing
+
+        def test_fails(benchmark):
+            fail_before_timing("C8 variant 'x' does not train what eager trains")
+
+        def test_forgets(benchmark):
+            pass
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1, errors=1)  # test_forgets still errors: the filter did not leak
+    result.stdout.fnmatch_lines(["FAILED *::test_fails*", "ERROR *::test_forgets*"])
+    assert "ERROR at teardown of test_fails" not in result.stdout.str()
+
+
 def test_best_on_a_cpu_checks_inside_its_own_isolated_process(cache, monkeypatch):
     monkeypatch.setattr(LabOptions, "data_config", property(lambda self: TINY))
     config = replace(variant_config("best"), epochs=1)
@@ -102,6 +125,21 @@ def test_best_on_a_cpu_checks_inside_its_own_isolated_process(cache, monkeypatch
     run_training_benchmark(bench, config, LabOptions(), cache.train_set, None, equivalence=gate)
     assert bench.extra_info["equivalence"]["verdict"] == "pass" and len(bench.rounds) == 1
     assert not seen  # the variant's path ran in the child
+
+
+def test_the_references_see_the_same_first_batch_and_weights(cache):
+    # Guards the reference's inputs: before any update, eager fp32 and fp64 start from the same weights and the
+    # same normalized batch, so their first-batch losses agree to fp32 rounding (measured 1.3e-7 relative at
+    # seed 0). Their later distance (4e-3 on loss/epoch after 3 steps) is not a feeding difference: ReLU
+    # activations within rounding of zero take the other side of the kink in fp32 (8 of ~2.6M at seed 0), which
+    # moves BN-parameter and upstream gradients by ~1e-3, and lr 0.1 at batch 16 amplifies it step by step
+    # (results/equivalence-margins/README.md).
+    batches = eq.check_batches(cache.train_set, 0, full_batches=1, partial=0)
+    fp64 = eq.fp64_path(BASE, batches)
+    eager = eq.run_path(eq.eager_config(BASE), batches)
+    assert fp64.exact == eager.exact and fp64.exact["batches"] == 1
+    loss64, loss32 = float(fp64.tensors["loss/epoch"]), float(eager.tensors["loss/epoch"])
+    assert abs(loss32 - loss64) <= 1e-6 * loss64, (loss32, loss64)
 
 
 def test_the_rule_sees_a_rescaling_that_a_cosine_would_not():

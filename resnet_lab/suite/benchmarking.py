@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
 import torch
@@ -60,7 +61,19 @@ class EquivalenceGate:
         benchmark.extra_info["equivalence"] = record
         if record["verdict"] != "pass":
             self.failures[self.name] = {"variant": self.variant, **record}
-            pytest.fail(failure_line(self.variant, record), pytrace=False)
+            fail_before_timing(failure_line(self.variant, record))
+
+
+def fail_before_timing(line: str) -> NoReturn:
+    """Fail a benchmark's test with one line before its fixture timed anything.
+
+    pytest-benchmark warns at teardown that the fixture was never used, and under the suite's
+    `filterwarnings = error` that warning becomes a second, misleading error. The filter added here
+    lasts for this test only: pytest restores the warning filters after each test."""
+    from pytest_benchmark.logger import PytestBenchmarkWarning
+
+    warnings.filterwarnings("ignore", message="Benchmark fixture was not used", category=PytestBenchmarkWarning)
+    pytest.fail(line, pytrace=False)
 
 
 def run_training_benchmark(
