@@ -25,7 +25,7 @@ from resnet_lab.results.answers import short_answers
 from resnet_lab.results.report.sheet import answer_sheet
 from resnet_lab.results.runs import load_run, parse_run
 from resnet_lab.suite.options import LabOptions, build_options
-from resnet_lab.suite.presets import PRESETS
+from resnet_lab.spec.presets import PRESETS
 from resnet_lab.suite.sweep import SweepState, lab_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,4 +288,4 @@ def test_every_benchmark_module_names_its_group_through_the_marker():
     modules = sorted((ROOT / "benchmarks").glob("test_*.py"))
     assert len(modules) >= 15
     for module in modules:
-        assert "pytest.mark.benchmark(group=groups." in module.read_text(), module.name  # the names are suite/groups.py's
+        assert "pytest.mark.benchmark(group=groups." in module.read_text(), module.name  # the names are spec/groups.py's

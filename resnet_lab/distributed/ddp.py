@@ -32,7 +32,7 @@ from torch.utils.data import DistributedSampler
 
 from ..data import LabDataset, make_test_loader, make_train_loader
 from ..engine.clock import clock_for
-from ..engine.interrupts import deferred_interrupt
+from ..interrupts import deferred_interrupt
 from ..engine.loop import evaluate, train_one_epoch
 from ..engine.metrics import EpochMetrics, num_outputs
 from ..engine.run import LabRun, RunConfig

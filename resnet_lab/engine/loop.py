@@ -35,7 +35,7 @@ from torch.profiler import record_function
 
 from ..errors import DivergenceError, LabError
 from .clock import SyncClock, clock_for
-from .interrupts import deferred_interrupt
+from ..interrupts import deferred_interrupt
 from .metrics import EpochMetrics, num_outputs
 from .phases import CPU_KEYS, EPOCH_CPU_KEY, PHASES
 from .step import StepConfig, StepOps, to_device, train_step

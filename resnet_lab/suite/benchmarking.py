@@ -19,7 +19,7 @@ import torch
 
 from ..data import LabDataset, LoaderConfig, make_train_loader
 from ..engine.clock import SyncClock, clock_for
-from ..engine.isolated import IsolatedRun
+from ..perf.isolated import IsolatedRun
 from ..engine.phases import CPU_KEYS, CPU_PHASE_KEYS, EPOCH_CPU_KEY, PHASE_KEYS
 from ..engine.run import LabRun, RunConfig
 from ..machine import numerics_state
