@@ -24,7 +24,7 @@ def modules_under(folder: str) -> list[str]:
 
 # Every module of the results layer and of the lab's spec, and what the command line and the report import of the rest.
 TORCH_FREE = (
-    "resnet_lab", "resnet_lab.errors", "resnet_lab.fileio", "resnet_lab.argtypes", "resnet_lab.machine", "resnet_lab.procs",
+    "resnet_lab", "resnet_lab.errors", "resnet_lab.devices", "resnet_lab.fileio", "resnet_lab.argtypes", "resnet_lab.machine", "resnet_lab.procs",
     *modules_under("results"), *modules_under("spec"),
     "resnet_lab.cli", "resnet_lab.cli.main", "resnet_lab.cli.report", "resnet_lab.cli.compare", "resnet_lab.cli.estimate", "resnet_lab.cli.scaling", "resnet_lab.cli.ab",
     "resnet_lab.cli.history",
