@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from resnet_lab.distributed.bench import D_PRESETS, batch_sizes
-from resnet_lab.distributed.launch import CUDA_SKIP, default_backend
+from resnet_lab.suite.distributed_bench import D_PRESETS, batch_sizes
+from resnet_lab.devices import device_marks
+from resnet_lab.distributed.launch import default_backend
 
 
 def parametrize(metafunc: pytest.Metafunc, *, single_device: bool = False, batches: bool = True, max_batch: int | None = None) -> None:
@@ -24,7 +25,7 @@ def parametrize(metafunc: pytest.Metafunc, *, single_device: bool = False, batch
     for device in options.devices:
         backend = "none" if single_device else default_backend(device)
         cuda = device.startswith("cuda")
-        marks = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason=CUDA_SKIP)] if cuda else []
+        marks = device_marks(device)
         sizes = [b for b in batch_sizes() if (cuda or b <= preset.cpu_max_batch) and b <= (max_batch or b)] if batches else [None]
         for batch in sizes:
             values = (device, backend) + ((batch,) if batches else ())

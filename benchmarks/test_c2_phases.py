@@ -4,7 +4,7 @@ import pytest
 
 from dataclasses import replace
 
-from resnet_lab.suite import groups
+from resnet_lab.spec import groups
 from resnet_lab.suite.benchmarking import run_training_benchmark
 
 pytestmark = pytest.mark.benchmark(group=groups.C2)

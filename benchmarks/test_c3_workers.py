@@ -10,9 +10,9 @@ from dataclasses import replace
 import pytest
 
 from resnet_lab.data import LoaderConfig, make_train_loader
-from resnet_lab.suite import groups
+from resnet_lab.spec import groups
 from resnet_lab.suite.benchmarking import loader_epoch, run_training_benchmark
-from resnet_lab.suite.presets import still_improving
+from resnet_lab.spec.presets import still_improving
 
 
 def pytest_generate_tests(metafunc):

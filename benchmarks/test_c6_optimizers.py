@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 
 from resnet_lab.optim import OPTIMIZERS
-from resnet_lab.suite import groups
+from resnet_lab.spec import groups
 from resnet_lab.suite.benchmarking import train_or_serve
 
 pytestmark = pytest.mark.benchmark(group=groups.C6)

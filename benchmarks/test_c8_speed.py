@@ -15,7 +15,7 @@ import torch
 from resnet_lab import resnet18
 from resnet_lab.perf.flops import train_step_flops
 from resnet_lab.perf.variants import VARIANTS, step_seconds, work_record
-from resnet_lab.suite import groups
+from resnet_lab.spec import groups
 from resnet_lab.suite.benchmarking import EquivalenceGate, run_training_benchmark
 
 pytestmark = pytest.mark.benchmark(group=groups.C8)
@@ -40,7 +40,7 @@ def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, 
     train_set, _ = lab_data
     base = replace(lab_options.base_config, device=device, epochs=lab_options.c8_epochs, eval_batches=0).with_workers(int(c32["workers"]))
     config = v.run_config(base, lab_options.preset)
-    # A variant that changes process-wide state (`best` on a CPU) trains in a process of its own (engine/isolated.py).
+    # A variant that changes process-wide state (`best` on a CPU) trains in a process of its own (perf/isolated.py).
     gate = EquivalenceGate(equivalence_references, equivalence_failures, variant, request.node.name)
     run = run_training_benchmark(benchmark, config, lab_options, train_set, None, equivalence=gate)
     compile_mode = config.compile_mode

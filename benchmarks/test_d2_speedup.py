@@ -7,8 +7,8 @@ the ranks. On one CPU the ranks share its cores, so a CPU "speedup" mostly measu
 import pytest
 
 from dparams import parametrize
-from resnet_lab.distributed.bench import DSpec, run_parallel
-from resnet_lab.suite import groups
+from resnet_lab.suite.distributed_bench import DSpec, run_parallel
+from resnet_lab.spec import groups
 
 pytestmark = pytest.mark.benchmark(group=groups.D2)  # and a device-synchronizing timer, added by conftest
 

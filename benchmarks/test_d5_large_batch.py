@@ -7,8 +7,8 @@ after a warm-up (Goyal et al., 2017). Full preset only: five full epochs are not
 import pytest
 
 from dparams import parametrize
-from resnet_lab.distributed.bench import D5_EPOCHS, D_PRESETS, DSpec, run_parallel
-from resnet_lab.suite import groups
+from resnet_lab.suite.distributed_bench import D5_EPOCHS, D_PRESETS, DSpec, run_parallel
+from resnet_lab.spec import groups
 
 pytestmark = pytest.mark.benchmark(group=groups.D5)  # and a device-synchronizing timer, added by conftest
 

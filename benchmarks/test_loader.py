@@ -5,9 +5,11 @@ import statistics
 import pytest
 import torch
 
+from resnet_lab.devices import device_marks
+
 from resnet_lab.data import LoaderConfig, make_train_loader
 from resnet_lab.data.device_loader import DeviceLoader
-from resnet_lab.suite import groups
+from resnet_lab.spec import groups
 from resnet_lab.suite.benchmarking import loader_epoch
 
 pytestmark = pytest.mark.benchmark(group=groups.LOADER)
@@ -24,9 +26,7 @@ def pytest_generate_tests(metafunc):
             # The PIL DataLoader runs on host CPUs whatever the training device, so it is measured once, on the CPU.
             devices = ["cpu"] if pipeline == "dataloader" else metafunc.config.lab_options.devices
             for device in devices:
-                marks = []
-                if device.startswith("cuda"):
-                    marks = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available here")]
+                marks = device_marks(device)
                 params.append(pytest.param(pipeline, workers, device, id=f"pipeline={pipeline}-workers={workers}-device={device}", marks=marks))
         metafunc.parametrize(("pipeline", "workers", "device"), params)
 

@@ -6,7 +6,7 @@ import pytest
 
 from resnet_lab.engine.run import LabRun
 from resnet_lab.perf.profiling import PHASE_LABELS, ProfileConfig, profile_run, trace_event_names
-from resnet_lab.suite import groups
+from resnet_lab.spec import groups
 
 pytestmark = pytest.mark.benchmark(group=groups.Q3B)
 

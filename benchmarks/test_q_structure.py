@@ -10,7 +10,7 @@ import pytest
 from resnet_lab import resnet18
 from resnet_lab.optim import make_optimizer
 from resnet_lab.structure import structure_report
-from resnet_lab.suite import groups
+from resnet_lab.spec import groups
 
 pytestmark = pytest.mark.benchmark(group=groups.Q1_Q4)
 STATE_PER_PARAMETER = {"sgd": 1, "adam": 2, "no_bn": 1}  # momentum buffer; Adam's exp_avg and exp_avg_sq

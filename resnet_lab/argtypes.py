@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .devices import ACCELERATORS, DEVICE_TYPES
+
 # Counts (epochs, batches, workers, ranks, bytes): far beyond any run, small enough that every figure
 # computed from them stays a finite float and fits the C ints torch passes them to.
 MAX_COUNT = 2**31 - 1
@@ -243,16 +245,19 @@ def data_source(value: str) -> str:
     return os.path.expanduser(_non_empty(value, "a data source"))
 
 
-DEVICE_KINDS = ("cpu", "cuda")
+DEVICE_KINDS = tuple(DEVICE_TYPES)  # the device table's (resnet_lab/devices.py)
 
 
 def _one_device(text: str) -> str:
     device = text.strip().lower()
     kind, colon, index = device.partition(":")
-    valid = (kind == "cpu" and not colon) or (kind == "cuda" and (not colon or (index.isdigit() and index.isascii() and int(index) <= 1024)))
+    indexed = kind in ACCELERATORS and index.isdigit() and index.isascii() and int(index) <= 1024
+    valid = kind in DEVICE_KINDS and (not colon or indexed)
     if not valid:
-        raise argparse.ArgumentTypeError(f"unknown device '{shown(text)}': use 'cpu' or 'cuda' (optionally 'cuda:N')")
-    return f"cuda:{int(index)}" if colon else device
+        names = " or ".join(f"'{k}'" for k in DEVICE_KINDS)
+        optional = ", ".join(f"'{k}:N'" for k in ACCELERATORS)
+        raise argparse.ArgumentTypeError(f"unknown device '{shown(text)}': use {names} (optionally {optional})")
+    return f"{kind}:{int(index)}" if colon else device
 
 
 @declares(Spec("text"))

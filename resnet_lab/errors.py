@@ -22,7 +22,7 @@ class DivergenceError(RuntimeError):
         )
 
     def __reduce__(self) -> tuple[type, tuple[int, int, float]]:
-        # Rebuilt from its fields when it crosses a process boundary (engine/isolated.py, the ranks).
+        # Rebuilt from its fields when it crosses a process boundary (perf/isolated.py, the ranks).
         return (DivergenceError, (self.epoch, self.batch, self.loss))
 
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .engine.interrupts import deferred_interrupt
+from .interrupts import deferred_interrupt
 from .errors import LabError
 from .procs import TEMP_SUFFIX, remove_stale, temporary_name
 

@@ -124,7 +124,7 @@ def test_dataloader_workers_end_with_train(tmp_path, sig, private_cache):
 
 ISOLATED_PARENT = '''
 from resnet_lab.data import DataConfig, LoaderConfig
-from resnet_lab.engine.isolated import IsolatedRun
+from resnet_lab.perf.isolated import IsolatedRun
 from resnet_lab.engine.run import RunConfig
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ import torch
 
 from ddphelpers import RecordingDataset, run_config
 from resnet_lab.data import train_transform
-from resnet_lab.distributed import bench
-from resnet_lab.distributed.bench import DSpec, DState, batch_sizes, bucket_bytes, speedup_record
+from resnet_lab.suite import distributed_bench as bench
+from resnet_lab.suite.distributed_bench import DSpec, DState, batch_sizes, bucket_bytes, speedup_record
 from resnet_lab.distributed.ddp import DataParallelRun, ParallelConfig
 from resnet_lab.errors import LabError
 from resnet_lab.machine import cpu_count

@@ -349,7 +349,7 @@ def test_tiny(benchmark):
 
 
 @pytest.mark.slow  # a pytest session in a child: about 10-40 s each on 2 cores
-def test_a_benchmark_cut_short_by_sigterm_keeps_its_finished_epochs(suite, tmp_path, capsys):
+def test_a_benchmark_cut_short_by_sigterm_keeps_its_finished_epochs(suite, tmp_path, capsys):  # noqa: F811 (the fixture, imported above)
     (suite.path / "benchmarks" / "test_tiny.py").write_text(CUT_SHORT)
     result = run_suite(suite, "--benchmark-json", "out.json")
     assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str() + result.stderr.str()

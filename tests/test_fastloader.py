@@ -22,11 +22,11 @@ from torchvision import transforms
 
 from resnet_lab.data import CIFAR10_MEAN, CIFAR10_STD
 from resnet_lab.data.device_loader import DeviceLoader, normalize_batch
+from resnet_lab.devices import device_marks, requires
 
-NO_CUDA = "CUDA is not available on this machine"
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)]),
+    pytest.param("cuda", marks=device_marks("cuda")),
 ]
 
 
@@ -144,7 +144,7 @@ def test_gather_granularity_leaves_the_stream_unchanged(
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+@requires("cuda")
 def test_cuda_stream_equals_cpu_stream() -> None:
     images, labels = coded_images(300), np.arange(300)
     on_cpu = DeviceLoader(images, labels, batch_size=100, seed=2)
@@ -155,7 +155,7 @@ def test_cuda_stream_equals_cpu_stream() -> None:
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
+@requires("cuda")
 def test_cuda_batches_need_no_host_sync() -> None:
     loader = DeviceLoader(coded_images(1000), np.arange(1000), batch_size=100, device="cuda")
     batches = iter(loader)

@@ -12,11 +12,11 @@ from resnet_lab.errors import LabError
 from resnet_lab.model import resnet18
 from resnet_lab.perf import flops as flops_module
 from resnet_lab.perf.flops import achieved_flops, fast_dtype_supported, measure_peak_flops, mfu, train_step_flops
+from resnet_lab.devices import device_marks
 
-NO_CUDA = "CUDA is not available on this machine"
 DEVICES = [
     "cpu",
-    pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)]),
+    pytest.param("cuda", marks=device_marks("cuda")),
 ]
 
 

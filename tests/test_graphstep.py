@@ -17,6 +17,7 @@ from resnet_lab.engine.loop import train_one_epoch
 from resnet_lab.engine.run import RunConfig
 from resnet_lab.engine.step import StepConfig
 from resnet_lab.errors import LabError
+from resnet_lab.devices import requires
 
 STEP = StepConfig(channels_last=True)
 
@@ -147,7 +148,7 @@ def test_run_config_refuses_impossible_graph_steps(config: dict, message: str) -
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available here: the real graph capture needs a GPU")
+@requires("cuda")
 def test_real_cuda_graph_trains_like_the_plain_loop() -> None:
     torch.backends.cudnn.deterministic = True
     try:

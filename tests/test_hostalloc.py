@@ -1,5 +1,5 @@
 """malloc tuning for CPU training: applied where glibc is, it stops the page faults it is for, and a run
-that applies it in the suite (engine/isolated.py) leaves the process that started it untouched.
+that applies it in the suite (perf/isolated.py) leaves the process that started it untouched.
 
 Each check runs in a fresh interpreter: the setting is process-wide and irreversible,
 and would otherwise change every test after it.
@@ -15,10 +15,10 @@ import resource, torch, torch.nn.functional as F
 from resnet_lab import resnet18
 from resnet_lab.data import DataConfig, LoaderConfig
 from resnet_lab.engine.hostalloc import retain_freed_memory
-from resnet_lab.engine.isolated import IsolatedRun
+from resnet_lab.perf.isolated import IsolatedRun
 from resnet_lab.engine.run import RunConfig
 
-# A run that tunes malloc, trained in a process of its own first (engine/isolated.py).
+# A run that tunes malloc, trained in a process of its own first (perf/isolated.py).
 config = RunConfig(epochs=1, max_batches=1, eval_batches=0, retain_heap=True, loader=LoaderConfig(batch_size=8, num_workers=0))
 with IsolatedRun(config, DataConfig(train_size=64, test_size=16)) as run:
     run.run_epoch()

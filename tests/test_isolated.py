@@ -1,4 +1,4 @@
-"""A run that changes process-wide state for good trains in a spawned process of its own (engine/isolated.py):
+"""A run that changes process-wide state for good trains in a spawned process of its own (perf/isolated.py):
 the benchmark records the same figures as an in-process run, and this process is never tuned."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 
 from resnet_lab.data import DataConfig, LoaderConfig, load_datasets
 from resnet_lab.engine import run as run_module
-from resnet_lab.engine.isolated import IsolatedRun
+from resnet_lab.perf.isolated import IsolatedRun
 from resnet_lab.engine.run import RunConfig
 from resnet_lab.errors import DataError
 from resnet_lab.suite.benchmarking import run_training_benchmark

@@ -11,7 +11,7 @@ import pytest
 
 from resnet_lab.errors import LabError
 from resnet_lab.results.runs import load_run
-from resnet_lab.suite.outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for, option_path
+from resnet_lab.spec.outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for, option_path
 
 pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[1]

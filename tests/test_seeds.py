@@ -19,7 +19,7 @@ from resnet_lab.results.paired import GateRule
 from resnet_lab.results.report.format import Figures
 from resnet_lab.results.report.seeds import section
 from resnet_lab.results.runs import parse_run, without_seed
-from resnet_lab.suite import groups
+from resnet_lab.spec import groups
 from resnet_lab.suite.options import build_options
 
 pytest_plugins = ["pytester"]
@@ -73,7 +73,7 @@ def test_training_benchmarks_get_a_seed_param_and_the_others_do_not(pytester):
     pytester.makeconftest("from resnet_lab.suite.session import *  # noqa: F401,F403\npytest_plugins = ['resnet_lab.suite.plugin']\n")
     pytester.makepyfile(test_b="""
 import pytest
-from resnet_lab.suite import groups
+from resnet_lab.spec import groups
 
 @pytest.mark.benchmark(group=groups.C6)
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"], ids=lambda o: f"optimizer={o}")

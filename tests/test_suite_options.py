@@ -3,9 +3,9 @@
 import pytest
 
 from resnet_lab.errors import LabError
-from resnet_lab.suite import presets as suite
+from resnet_lab.spec import presets as suite
 from resnet_lab.suite.options import LabOptions, build_options
-from resnet_lab.suite.presets import PRESETS, c32_answer, extension_counts, still_improving
+from resnet_lab.spec.presets import PRESETS, c32_answer, extension_counts, still_improving
 
 pytest_plugins = ["pytester"]
 

@@ -7,6 +7,7 @@ from torch import nn
 from resnet_lab.engine.clock import SyncClock, clock_for, device_sync_fn, synced_timer
 from resnet_lab.engine.loop import train_one_epoch
 from resnet_lab.optim import make_optimizer
+from resnet_lab.devices import requires
 
 
 def test_cpu_clock_makes_no_cuda_call(monkeypatch):
@@ -90,7 +91,7 @@ def test_regions_accumulate():
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA is not available on this machine")
+@requires("cuda")
 def test_cuda_clock_counts_async_kernels():
     """The region's host time spans the kernels' device time, which launches alone would not."""
     x = torch.randn(4096, 4096, device="cuda")

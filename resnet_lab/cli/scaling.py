@@ -16,7 +16,7 @@ from ..errors import LabError
 from ..results.report.dvalues import MODEL_WORLD_SIZES, batch_of, device_of, found, oom
 from ..results.report.scaling import Overrides, scaling_lines
 from ..results.runs import DEFAULT_STORAGE, load_runs
-from ..suite import groups
+from ..spec import groups
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

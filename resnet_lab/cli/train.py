@@ -12,6 +12,7 @@ from ..argtypes import choice, data_source, device, non_negative_int, output_fil
 from ..data import SOURCES_HELP, SYNTHETIC, DataConfig, LoaderConfig, load_datasets
 from ..distributed.ddp import DataParallelRun
 from ..distributed.launch import World, torchrun_world
+from ..engine.phases import EPOCH_S, IMAGES_PER_S, PHASE_LIST
 from ..engine.run import RunConfig
 from ..engine.step import resolve_device
 from ..errors import LabError
@@ -43,19 +44,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def times(record: dict[str, object]) -> str:
+    """Every phase's seconds and the epoch's, in the order the epoch runs them (engine/phases.py)."""
+    return "  ".join(f"{phase.name} {record[phase.key]:.3f}s" for phase in PHASE_LIST) + f"  epoch {record[EPOCH_S]:.3f}s"
+
+
 def epoch_line(record: dict[str, object], epochs: int) -> str:
     return (
-        f"epoch {record['epoch']}/{epochs}  startup {record['startup_s']:.3f}s  load {record['load_s']:.3f}s  copy {record['copy_s']:.3f}s  "
-        f"train {record['train_s']:.3f}s  metrics {record['metrics_s']:.3f}s  shutdown {record['shutdown_s']:.3f}s  epoch {record['epoch_s']:.3f}s  "
-        f"loss {record['loss']:.4f}  top1 {100 * record['top1']:.2f}%  ({record['images_per_s']:.0f} img/s)"
+        f"epoch {record['epoch']}/{epochs}  {times(record)}  "
+        f"loss {record['loss']:.4f}  top1 {100 * record['top1']:.2f}%  ({record[IMAGES_PER_S]:.0f} img/s)"  # type: ignore[operator]  # a float, from the loop
     )
 
 
 def summary_line(summary: dict[str, object]) -> str:
     return (
-        f"mean over {summary['epochs']} epochs: startup {summary['startup_s']:.3f}s  load {summary['load_s']:.3f}s  copy {summary['copy_s']:.3f}s  "
-        f"train {summary['train_s']:.3f}s  metrics {summary['metrics_s']:.3f}s  shutdown {summary['shutdown_s']:.3f}s  epoch {summary['epoch_s']:.3f}s  "
-        f"| last epoch loss {summary['loss']:.4f}  top1 {100 * summary['top1']:.2f}%"
+        f"mean over {summary['epochs']} epochs: {times(summary)}  "
+        f"| last epoch loss {summary['loss']:.4f}  top1 {100 * summary['top1']:.2f}%"  # type: ignore[operator]  # a float, from the loop
     )
 
 

@@ -196,11 +196,9 @@ class DeviceLoader:
         return source * self._image_bytes + top * self._padded_row_bytes + left * 3
 
     def _batches_per_gather(self) -> int:
-        # Measured (scripts/probe_fastloader.py, 50k images): on 2 CPU cores one
-        # gather per batch stays in cache and ran 1.6-6x faster than one 150 MB
-        # gather per epoch (page faults, cache misses); on an H200 one gather per
-        # epoch is a single kernel and ran 4x faster (15M vs 3.8M images/s),
-        # since there the per-batch kernel launches (host time) are the cost.
+        # On a CPU one gather per batch stays in cache (one gather per epoch pays page faults and cache misses);
+        # on a GPU one gather per epoch is a single kernel, where per-batch launches (host time) are the cost.
+        # The measurement (scripts/probe_fastloader.py): results/README.md, "The device-resident loader's gather".
         return 1 if self.device.type == "cpu" else max(1, len(self))
 
     def _train_batches(self, epoch: int) -> Iterator[Batch]:

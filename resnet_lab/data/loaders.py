@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..devices import DEVICE_TYPES
 from ..errors import DataError
 from ..procs import die_with_parent
 from .dataset import one_line, require_int
@@ -99,7 +100,8 @@ def _make_loader(
         device = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise DataError(f"unknown device {device!r} ({one_line(exc)}); use cpu, cuda or cuda:N") from exc
-    pin_memory = device.type == "cuda" if config.pin_memory is None else config.pin_memory
+    kind = DEVICE_TYPES.get(device.type)  # the device table's default (resnet_lab/devices.py)
+    pin_memory = bool(kind and kind.pin_memory) if config.pin_memory is None else config.pin_memory
     extra: dict[str, Any] = {}
     if config.prefetch_factor is not None:
         extra["prefetch_factor"] = config.prefetch_factor

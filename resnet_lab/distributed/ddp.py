@@ -32,9 +32,10 @@ from torch.utils.data import DistributedSampler
 
 from ..data import LabDataset, make_test_loader, make_train_loader
 from ..engine.clock import clock_for
-from ..engine.interrupts import deferred_interrupt
+from ..interrupts import deferred_interrupt
 from ..engine.loop import evaluate, train_one_epoch
 from ..engine.metrics import EpochMetrics, num_outputs
+from ..engine.phases import EPOCH_S, IMAGES_PER_S, RANK_KEYS
 from ..engine.run import LabRun, RunConfig
 from ..engine.step import StepConfig, to_device
 from ..engine.workers import loader_failure
@@ -131,15 +132,15 @@ def combine_rank_records(records: list[dict[str, Any]]) -> dict[str, Any]:
     Every time comes from the one rank whose epoch took longest (the job's epoch ends with it),
     so the phases still add up within the record.
     """
-    job = dict(max(records, key=lambda r: float(r["epoch_s"])))
+    job = dict(max(records, key=lambda r: float(r[EPOCH_S])))
     images = sum(int(r["images"]) for r in records)
     job["images"] = images
     for key in ("loss", "top1"):
         if all(isinstance(r.get(key), (int, float)) for r in records):
             job[key] = sum(float(r[key]) * int(r["images"]) for r in records) / images
     job["per_class_top1"] = None  # per-class counts stay on each rank
-    job["images_per_s"] = images / job["epoch_s"] if job.get("epoch_s") else float("inf")
-    job["ranks"] = [{k: r.get(k) for k in ("startup_s", "load_s", "copy_s", "train_s", "epoch_s", "images", "loss", "top1")} for r in records]
+    job[IMAGES_PER_S] = images / job[EPOCH_S] if job.get(EPOCH_S) else float("inf")
+    job["ranks"] = [{k: r.get(k) for k in RANK_KEYS} for r in records]
     return job
 
 
@@ -325,8 +326,8 @@ class DataParallelRun(LabRun):
         record["allreduce_s"] = allreduce
         record["bucket_bytes"] = buckets
         record["phases_synced"] = True
-        record["epoch_s"] = epoch_s
-        record["images_per_s"] = metrics.images / epoch_s if epoch_s > 0 else float("inf")
+        record[EPOCH_S] = epoch_s
+        record[IMAGES_PER_S] = metrics.images / epoch_s if epoch_s > 0 else float("inf")
         record.update(metrics.summary())
         record.update(comm_derived(record))
         return record

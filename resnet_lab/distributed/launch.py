@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..devices import DEVICE_TYPES, device_type
 from ..errors import LabError
 from ..machine import cpu_count
 
@@ -31,7 +32,7 @@ TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")  # torchrun sets these for e
 # How long a collective waits for a slow peer. A peer that dies is reported at once by gloo (its
 # sockets close); NCCL may only notice through this timeout.
 PG_TIMEOUT_S = 600.0
-CUDA_SKIP = "CUDA is not available here (torch.cuda.is_available() is False); run on a GPU machine or pass --lab-device cpu"
+CUDA_SKIP = DEVICE_TYPES["cuda"].skip_reason
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class RankContext:
 
 
 def default_backend(device: torch.device | str) -> str:
-    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+    return device_type(torch.device(device)).backend
 
 
 def nccl_unavailable_reason() -> str | None:

@@ -20,16 +20,15 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..devices import synchronizer
+
 SyncFn = Callable[[], None]
 Timer = Callable[[], float]
 
 
 def device_sync_fn(device: torch.device | str) -> SyncFn | None:
     """The function that waits for `device`'s queued work, or None where there is none to wait for."""
-    device = torch.device(device)
-    if device.type == "cuda":  # cuda-only
-        return lambda: torch.cuda.synchronize(device)
-    return None
+    return synchronizer(torch.device(device))  # the device table's (resnet_lab/devices.py)
 
 
 @dataclass

@@ -13,7 +13,7 @@ glibc's own switch and needs nothing installed.
 
 The setting is process-wide and cannot be undone (glibc then stops adapting
 its thresholds), so a run that uses it (`RunConfig.changes_process`) runs in a
-process of its own in the suite (`engine/isolated.py`).
+process of its own in the suite (`perf/isolated.py`).
 """
 
 from __future__ import annotations

@@ -35,9 +35,9 @@ from torch.profiler import record_function
 
 from ..errors import DivergenceError, LabError
 from .clock import SyncClock, clock_for
-from .interrupts import deferred_interrupt
+from ..interrupts import deferred_interrupt
 from .metrics import EpochMetrics, num_outputs
-from .phases import CPU_KEYS, EPOCH_CPU_KEY, PHASES
+from .phases import CPU_KEYS, EPOCH_CPU_KEY, EPOCH_S, IMAGES_PER_S, PHASE_LIST, QUALITY_KEYS, TIMED_KEYS
 from .step import StepConfig, StepOps, to_device, train_step
 from .workers import loader_failure
 
@@ -153,13 +153,13 @@ def train_one_epoch(
     if batches == 0:
         raise LabError("the training loader yielded no batches: is the dataset empty?")
     record: dict[str, object] = {"epoch": epoch, "batches": batches, "images": metrics.images}
-    record.update({f"{phase}_s": regions.total(phase) for phase in PHASES})
+    record.update({phase.key: regions.total(phase.name) for phase in PHASE_LIST})
     if regions.keeps_cpu:
-        record.update({f"{phase}_cpu_s": regions.cpu_total(phase) for phase in PHASES})
+        record.update({phase.cpu_key: regions.cpu_total(phase.name) for phase in PHASE_LIST})
         record[EPOCH_CPU_KEY] = epoch_cpu_s
     record["phases_synced"] = sync_phases
-    record["epoch_s"] = epoch_s
-    record["images_per_s"] = metrics.images / epoch_s if epoch_s > 0 else float("inf")
+    record[EPOCH_S] = epoch_s
+    record[IMAGES_PER_S] = metrics.images / epoch_s if epoch_s > 0 else float("inf")
     record.update(metrics.summary())
     return record
 
@@ -211,20 +211,16 @@ def evaluate(
     }
 
 
-SUMMED = ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s", "epoch_s")
-
-
 def summarize(records: list[dict[str, object]]) -> dict[str, object]:
     """Means of the phase times (and CPU times, where every epoch has them) over epochs; loss and top-1 of the last epoch."""
     if not records:
         return {}
-    summed = (*SUMMED, *(key for key in CPU_KEYS if all(key in r for r in records)))
+    summed = (*TIMED_KEYS, *(key for key in CPU_KEYS if all(key in r for r in records)))
     summary: dict[str, object] = {key: sum(float(r[key]) for r in records) / len(records) for key in summed}  # type: ignore[arg-type]
     steady = records[1:] or records
-    summary["steady_epoch_s"] = sum(float(r["epoch_s"]) for r in steady) / len(steady)  # type: ignore[arg-type]
-    summary["first_epoch_s"] = float(records[0]["epoch_s"])  # type: ignore[arg-type]
-    summary["images_per_s"] = sum(int(r["images"]) for r in records) / sum(float(r["epoch_s"]) for r in records)  # type: ignore[arg-type]
-    summary["loss"] = records[-1]["loss"]
-    summary["top1"] = records[-1]["top1"]
+    summary["steady_epoch_s"] = sum(float(r[EPOCH_S]) for r in steady) / len(steady)  # type: ignore[arg-type]
+    summary["first_epoch_s"] = float(records[0][EPOCH_S])  # type: ignore[arg-type]
+    summary[IMAGES_PER_S] = sum(int(r["images"]) for r in records) / sum(float(r[EPOCH_S]) for r in records)  # type: ignore[arg-type]
+    summary.update({key: records[-1][key] for key in QUALITY_KEYS})
     summary["epochs"] = len(records)
     return summary

@@ -17,6 +17,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from ..data.device_loader import normalize_batch
+from ..devices import ACCELERATORS, DEVICE_TYPES
 from ..errors import LabError
 
 
@@ -68,17 +69,21 @@ def configure_backends(device: torch.device, numerics: Numerics = Numerics()) ->
 
 def resolve_device(name: str) -> torch.device:
     """A torch.device for `name`, or a LabError when it is unknown or absent here."""
+    names = " or ".join(f"'{kind}'" for kind in DEVICE_TYPES)  # the device table's (resnet_lab/devices.py)
+    indexed = " (optionally " + ", ".join(f"'{kind}:N'" for kind in ACCELERATORS) + ")" if ACCELERATORS else ""
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise LabError(f"unknown device '{name}': use 'cpu' or 'cuda' (optionally 'cuda:N')") from exc
-    if device.type not in ("cpu", "cuda"):
-        raise LabError(f"unsupported device '{name}': use 'cpu' or 'cuda'")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise LabError("device 'cuda' requested but CUDA is not available on this machine; use --device cpu")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise LabError(f"device '{name}' does not exist: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        raise LabError(f"unknown device '{name}': use {names}{indexed}") from exc
+    kind = DEVICE_TYPES.get(device.type)
+    if kind is None:
+        raise LabError(f"unsupported device '{name}': use {names}")
+    if kind.module is not None:
+        label = kind.name.upper()
+        if not kind.available():
+            raise LabError(f"device '{kind.name}' requested but {label} is not available on this machine; use --device cpu")
+        if device.index is not None and device.index >= kind.count():
+            raise LabError(f"device '{name}' does not exist: this machine has {kind.count()} {label} device(s)")
     return device
 
 

@@ -128,9 +128,9 @@ def measure_peak_flops(
     Warm-up (kernel selection, JIT, clocks ramping) runs for a fifth of
     `seconds`; then `rounds` timed blocks of `repeats` matmuls each fill the
     rest, each block synchronized at both ends. The peak is the best block:
-    other processes can only slow a block down (on a shared 2-core machine one
-    long block measured anywhere from 50 to 170 GFLOP/s), and calibration asks
-    what the device can do. The median block is recorded beside it.
+    other processes can only slow a block down (on a shared machine one long
+    block varies severalfold: results/README.md, "Peak calibration"), and
+    calibration asks what the device can do. The median block is recorded beside it.
 
     Raises LabError for a dtype the device has no native matmul for (e.g.
     bfloat16 on a CPU without AVX512_BF16/AMX), rather than returning the speed

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from ..devices import device_type
+
 _STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
@@ -49,15 +51,17 @@ def host_peak_rss_bytes() -> int | None:
 
 def start_peaks(device: torch.device) -> str:
     """Restart the peak counts (device and host); returns since when the host peak counts."""
-    if device.type == "cuda":  # cuda-only
-        torch.cuda.reset_peak_memory_stats(device)
+    kind = device_type(device)
+    if kind.memory_figures:  # cuda-only
+        kind.torch_module().reset_peak_memory_stats(device)
     return "benchmark" if reset_host_peak() else "process start"
 
 
 def peaks_record(device: torch.device, since: str) -> dict[str, object]:
-    """Peak device bytes (CUDA) and peak/final host RSS bytes since `start_peaks`."""
+    """Peak device bytes (an accelerator with memory figures) and peak/final host RSS bytes since `start_peaks`."""
+    kind = device_type(device)
     return {
-        "device_peak_memory_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+        "device_peak_memory_bytes": kind.torch_module().max_memory_allocated(device) if kind.memory_figures else None,
         "host_peak_rss_bytes": host_peak_rss_bytes(),
         "host_peak_rss_since": since,
         "host_rss_bytes": host_rss_bytes(),

@@ -3,7 +3,7 @@
 Each is a change a fast path could plausibly get wrong, planted in ONE run's path only through
 `LabRun(plant=...)`: it edits that run's model, optimizer, loader or `ops` (copy step, loss) after
 they are built, never code the eager reference runs. Module-level functions, so a plant reaches an
-isolated run's process (engine/isolated.py) by pickling. `PLANTS` names them for the tests and
+isolated run's process (perf/isolated.py) by pickling. `PLANTS` names them for the tests and
 for scripts/equivalence_margins.py.
 """
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
+from ..devices import device_type
 from ..engine.loop import train_one_epoch
 from ..engine.run import LabRun
 from ..fileio import atomic_open, write_json
@@ -34,7 +35,8 @@ class ProfileConfig:
 
 
 def activities(device: torch.device) -> list[ProfilerActivity]:
-    return [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    activity = device_type(device).profiler_activity
+    return [ProfilerActivity.CPU] + ([getattr(ProfilerActivity, activity)] if activity else [])
 
 
 def phase_summary(prof: profile, active_steps: int) -> dict[str, dict[str, float]]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..suite import groups
+from ..spec import groups
 from .report.format import fmt_s, percent
 from .report.values import epoch_time, last_value, phase_mean
 from .runs import Bench, Run, as_number

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..suite import groups
+from ..spec import groups
 
 
 def speedup_record(step_s: float, baseline: dict[str, Any] | None, peak_flops_per_s: float) -> dict[str, object]:

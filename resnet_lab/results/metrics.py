@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..argtypes import shown
-from ..engine.phases import CPU_PHASE_KEYS, EPOCH_CPU_KEY
+from ..engine.phases import CPU_KEYS, EPOCH_S, PHASE_KEYS
 from .runs import Bench, as_number, summarize
 
 # ---------------------------------------------------------------------------
@@ -30,15 +30,10 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {
-    "epoch_s": Metric("epoch_s", "timing", "stats", +1, "s", "median"),
-    "startup_s": Metric("startup_s", "timing", "epochs", +1, "s", "median"),
-    "load_s": Metric("load_s", "timing", "epochs", +1, "s", "median"),
-    "copy_s": Metric("copy_s", "timing", "epochs", +1, "s", "median"),
-    "train_s": Metric("train_s", "timing", "epochs", +1, "s", "median"),
-    "metrics_s": Metric("metrics_s", "timing", "epochs", +1, "s", "median"),
-    "shutdown_s": Metric("shutdown_s", "timing", "epochs", +1, "s", "median"),
-    # CPU runs' CPU seconds beside the wall time (engine/phases.py); runs saved before them read "not recorded".
-    **{key: Metric(key, "timing", "epochs", +1, "s", "median") for key in (*CPU_PHASE_KEYS, EPOCH_CPU_KEY)},
+    EPOCH_S: Metric(EPOCH_S, "timing", "stats", +1, "s", "median"),
+    # Every phase's wall time, and CPU runs' CPU seconds beside it (engine/phases.py); runs saved before the CPU
+    # keys read "not recorded".
+    **{key: Metric(key, "timing", "epochs", +1, "s", "median") for key in (*PHASE_KEYS, *CPU_KEYS)},
     "loss": Metric("loss", "quality", "epochs", +1, "", "last"),
     "top1": Metric("top1", "quality", "epochs", -1, "%", "last"),
     "test_loss": Metric("test_loss", "quality", "scalar", +1, "", "last"),

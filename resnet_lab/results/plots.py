@@ -12,29 +12,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..engine.phases import PHASE_LIST
 from ..fileio import atomic_open
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-PHASE_COLORS = {
-    "startup_s": "#937860",
-    "load_s": "#4c72b0",
-    "copy_s": "#dd8452",
-    "train_s": "#55a868",
-    "metrics_s": "#c44e52",
-    "shutdown_s": "#8172b3",
-    "other_s": "#8c8c8c",
-}
-PHASE_NAMES = {
-    "startup_s": "loader start-up (workers)",
-    "load_s": "data loading",
-    "copy_s": "host→device copy",
-    "train_s": "training (fwd+bwd+step)",
-    "metrics_s": "metric bookkeeping",
-    "shutdown_s": "loader shutdown (workers)",
-    "other_s": "other (epoch − phases)",
-}
+# The epoch's phases (engine/phases.py), then what the epoch spent outside them.
+PHASE_COLORS = {**{phase.key: phase.color for phase in PHASE_LIST}, "other_s": "#8c8c8c"}
+PHASE_NAMES = {**{phase.key: phase.title for phase in PHASE_LIST}, "other_s": "other (epoch − phases)"}
 DPI = 110
 
 

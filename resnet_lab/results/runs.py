@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import LabError
-from ..suite.outputs import LOG_SUFFIX, read_log
+from ..spec.outputs import LOG_SUFFIX, read_log
 
 # The suite's JSON layout (`schema_version` at the top level). 1: runs saved before the key existed.
 # 2: the `lab` key gains `served`, `numerics`, `eval_batches`; benchmarks gain memory, numerics and `test_call_s`.

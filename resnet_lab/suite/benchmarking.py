@@ -3,7 +3,7 @@
 The benchmark modules only choose parameters (a `replace` of `LabOptions.base_config`);
 measuring lives here so it is importable and tested like the rest of the library. A run whose
 configuration changes process-wide state for good (`RunConfig.changes_process`) trains in a
-process of its own (`engine/isolated.py`), so no other benchmark depends on running before it.
+process of its own (`perf/isolated.py`), so no other benchmark depends on running before it.
 """
 
 from __future__ import annotations
@@ -20,8 +20,18 @@ import torch
 
 from ..data import LabDataset, LoaderConfig, make_train_loader
 from ..engine.clock import SyncClock, clock_for
-from ..engine.isolated import IsolatedRun
-from ..engine.phases import CPU_KEYS, CPU_PHASE_KEYS, EPOCH_CPU_KEY, PHASE_KEYS
+from ..perf.isolated import IsolatedRun
+from ..engine.phases import (
+    BATCH_PHASE_KEYS,
+    CPU_KEYS,
+    CPU_PHASE_KEYS,
+    EPOCH_CPU_KEY,
+    EPOCH_PHASE_KEYS,
+    EPOCH_S,
+    IMAGES_PER_S,
+    PHASE_KEYS,
+    QUALITY_KEYS,
+)
 from ..engine.run import LabRun, RunConfig
 from ..machine import numerics_state
 from ..perf.equivalence import ReferenceCache, check_variant, failure_line
@@ -31,13 +41,11 @@ from .options import LabOptions
 if TYPE_CHECKING:
     from .sweep import SweepState
 
-BATCH_PHASE_KEYS = ("load_s", "copy_s", "train_s", "metrics_s")
-EPOCH_PHASE_KEYS = ("startup_s", "shutdown_s")
 # The loop's untimed bookkeeping (progress bar, callbacks) is tiny next to any phase; a
 # remainder above this share of the epoch, and above the floor for very short epochs, is not.
 UNTIMED_SHARE = 0.05
 UNTIMED_FLOOR_S = 0.05
-SUMMARY_KEYS = (*PHASE_KEYS, "epoch_s", "first_epoch_s", "steady_epoch_s", "images_per_s", "loss", "top1")
+SUMMARY_KEYS = (*PHASE_KEYS, EPOCH_S, "first_epoch_s", "steady_epoch_s", IMAGES_PER_S, *QUALITY_KEYS)
 
 
 @dataclass
@@ -174,7 +182,7 @@ def epoch_problems(record: dict[str, object]) -> list[str]:
     for key in EPOCH_PHASE_KEYS:  # no workers to start or stop: 0 is right
         if not float(record[key]) >= 0:  # type: ignore[arg-type]
             problems.append(f"{key} is {record[key]}")
-    epoch_s = float(record["epoch_s"])  # type: ignore[arg-type]
+    epoch_s = float(record[EPOCH_S])  # type: ignore[arg-type]
     phases = sum(float(record[key]) for key in PHASE_KEYS)  # type: ignore[arg-type]
     if not phases <= epoch_s + 1e-6:
         problems.append(f"the phases add up to {phases} s, more than epoch_s {epoch_s} s: time counted twice")

@@ -14,9 +14,8 @@ from ..data import SOURCES_HELP, SYNTHETIC, DataConfig, LoaderConfig
 from ..engine.run import RunConfig
 from ..engine.step import Numerics
 from ..errors import LabError
-from .presets import C3_DEFAULT_WORKERS, PRESETS, extension_counts
+from ..spec.presets import C3_DEFAULT_WORKERS, DEFAULT_SEEDS, PRESETS, extension_counts
 
-DEFAULT_SEEDS = (0,)
 
 
 @dataclass(frozen=True)

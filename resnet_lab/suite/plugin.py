@@ -22,9 +22,9 @@ from ..argtypes import choice, data_source, device_list, non_negative_int, on_of
 from ..data import SOURCES_HELP, SYNTHETIC, check_source
 from ..errors import LabError
 from ..fileio import check_outputs
-from . import groups
+from ..spec import groups
 from .options import build_options
-from .presets import C3_DEFAULT_WORKERS, PRESETS
+from ..spec.presets import C3_DEFAULT_WORKERS, PRESETS
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from _pytest.fixtures import FixtureFunctionDefinition  # pytest exports no public type for a fixture
 import torch
 
 from ..data import load_datasets
-from ..distributed.bench import DState
+from ..devices import device_marks
+from .distributed_bench import DState
 from ..engine.clock import synced_timer
 from ..errors import LabError
 from ..machine import environment_info
@@ -32,17 +34,10 @@ from ..results.answers import short_answers
 from ..results.derived import add_cross_benchmark_figures
 from ..results.runs import SCHEMA_VERSION, machine_id, parse_run, storage_root
 from .options import LabOptions
-from .outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for, option_path
+from ..spec.outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for, option_path
 from .sweep import SweepState, lab_record
 
-__all__ = [  # what benchmarks/conftest.py loads
-    "pytest_generate_tests", "pytest_collection_modifyitems", "pytest_configure", "seed", "lab_options", "lab_data", "sweep", "c32",
-    "peak_flops", "equivalence_references", "equivalence_failures", "d_state", "pytest_benchmark_update_machine_info", "pytest_benchmark_update_json",
-    "pytest_benchmark_generate_json", "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_terminal_summary",
-    "pytest_runtest_call", "pytest_unconfigure",
-]
 
-CUDA_SKIP = "CUDA is not available here (torch.cuda.is_available() is False); run on a GPU machine or pass --lab-device cpu"
 RUN_LOG = pytest.StashKey[RunLog]()
 SIGTERM_BEFORE = pytest.StashKey[object]()
 STORAGE_RUN_LOG = "run.jsonl"  # in --lab-out: the run log of a session saved only to pytest-benchmark's storage
@@ -54,10 +49,7 @@ EQUIVALENCE_FAILURES = pytest.StashKey[dict]()  # benchmark name -> its failed e
 
 
 def device_param(device: str):
-    marks = []
-    if device.startswith("cuda"):
-        marks = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason=CUDA_SKIP)]
-    return pytest.param(device, id=f"device={device}", marks=marks)
+    return pytest.param(device, id=f"device={device}", marks=device_marks(device))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -344,3 +336,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.write_line(f"JSON: {saved}; the answer sheet: resnet-lab report {saved} --out {saved.parent / 'report'}")
     else:
         terminalreporter.write_line("No JSON was saved: add --benchmark-json PATH to keep this run for resnet-lab report and compare")
+
+
+def hooks_and_fixtures() -> dict[str, object]:
+    """Every hook (`pytest_*`) and fixture this module defines: what benchmarks/conftest.py puts in its namespace, so
+    that they apply to benchmarks/ only and none can be left out (tests/test_layering.py reads them from the source)."""
+    return {name: value for name, value in globals().items()
+            if (name.startswith("pytest_") and callable(value)) or isinstance(value, FixtureFunctionDefinition)}

@@ -16,7 +16,7 @@ from ..data import LabDataset
 from ..engine.run import LabRun, RunConfig
 from .benchmarking import loader_only_sweep
 from .options import LabOptions
-from .presets import c32_answer
+from ..spec.presets import c32_answer
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...suite import groups
+from ...spec import groups
 from .. import plots
 from ..runs import Run, as_number
 from .format import NR, Figures, fmt_int, fmt_loss, fmt_pct, fmt_rate, fmt_s, from_line, md_table, not_run

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...suite import groups
-from ...suite.presets import c32_answer  # the suite's own rule, not a copy of it
+from ...spec import groups
+from ...spec.presets import c32_answer  # the suite's own rule, not a copy of it
 from .. import plots
 from ..runs import Run, as_number
 from .format import NR, Figures, fmt_int, fmt_rate, fmt_s, from_line, md_table, not_run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ...suite import groups
+from ...spec import groups
 from .. import plots
 from ..runs import Run
 from .format import NR, Figures, answered_by, fmt_int, fmt_rate, fmt_s, md_table, not_run, sources_line

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ...suite import groups
+from ...spec import groups
 from ..runs import Run
 from .format import Figures
 from .training import training_table_section

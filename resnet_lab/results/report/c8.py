@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ...suite import groups
+from ...spec import groups
 from .. import plots
 from ..derived import equivalence_verdict
 from ..runs import Bench, Run

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ...distributed.scaling import GB, ring_bytes_per_rank, scaling_table
-from ...suite import groups
+from ...spec import groups
 from .. import plots_distributed
 from ..runs import Bench, Run, as_number
 from .dvalues import MODEL_WORLD_SIZES, batch_of, device_of, fmt_ms, fmt_share, found, oom, per_step, ranks_of, steps

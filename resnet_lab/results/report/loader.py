@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ...suite import groups
+from ...spec import groups
 from ..runs import Run, as_number
 from .format import NR, Figures, fmt_num, fmt_rate, fmt_s, md_table, not_run, sources_line
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...suite import groups
+from ...spec import groups
 from ..runs import Run
 from .format import Figures, fmt_int, from_line, md_table, not_run
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...distributed.scaling import BACKWARD_FRACTION, ScalingInputs, predict, relative_error, scaling_table
-from ...suite import groups
+from ...spec import groups
 from ..runs import Run, as_number
 from .dvalues import MODEL_WORLD_SIZES, PUBLISHED_NVLINK_BUSBW, batch_of, device_of, fmt_pct_signed, fmt_share, found, oom, per_step, ranks_of
 from .format import Figures, fmt_int, fmt_num, fmt_s, md_table, not_run, sources_line

@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 
-from ...suite.groups import GROUPS
+from ...spec.groups import GROUPS
 from .. import plots
 from ..runs import SEED_PARAM, Bench, Run
 from .format import Figures, from_line, md_table

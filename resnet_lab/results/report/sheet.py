@@ -2,7 +2,7 @@
 
 DIR/answers.md has (one section per question, each naming the run, machine
 and preset its numbers come from) and links the PNG figures written beside it. The sections are
-the report modules `suite.groups.QUESTIONS` names, in that order; a question that
+the report modules `spec.groups.QUESTIONS` names, in that order; a question that
 is absent from every input is listed as "not run"; a figure a run did not record
 reads "not recorded". Nothing here measures anything.
 """
@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from ...suite.groups import GROUPS, QUESTIONS
+from ...spec.groups import GROUPS, QUESTIONS
 from ..runs import Run
 from .format import NR, Figures, fmt_s, md_table
 

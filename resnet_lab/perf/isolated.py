@@ -25,10 +25,10 @@ from ..data import DataConfig, load_datasets
 from ..errors import DivergenceError, LabError
 from ..procs import die_with_parent
 from ..machine import numerics_state
-from ..perf.memory import peaks_record, start_peaks
-from .loop import summarize
-from .run import LabRun, RunConfig
-from .workers import LoaderWorkerError
+from .memory import peaks_record, start_peaks
+from ..engine.loop import summarize
+from ..engine.run import LabRun, RunConfig
+from ..engine.workers import LoaderWorkerError
 
 POLL_S = 0.5  # how often a waiting parent checks that the child is still alive
 CLOSE_S = 10.0  # how long a closing child may take to finish before it is terminated
@@ -136,7 +136,7 @@ def _serve(conn: Connection, config: RunConfig, data: DataConfig, with_test: boo
     except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent, which raises it
         conn.send(("error", _portable(exc)))
         return
-    from ..perf.equivalence import observe_variant  # the check's own path, built here as in the parent
+    from .equivalence import observe_variant  # the check's own path, built here as in the parent
 
     commands = {
         "observe": lambda batches, plant: observe_variant(config, batches, plant),

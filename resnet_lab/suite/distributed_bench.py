@@ -22,13 +22,13 @@ import torch
 from ..data import DataConfig, LabDataset, LoaderConfig, load_datasets
 from ..engine.loop import summarize
 from ..engine.run import RunConfig
-from ..suite.benchmarking import SUMMARY_KEYS
-from ..suite.groups import D1
-from ..suite.options import LabOptions
-from .allreduce import allreduce_round, allreduce_summary
-from .ddp import DDP_BUCKET_CAP_MB, DataParallelRun, ParallelConfig
-from .launch import RankContext, World, capacity_reason, default_backend
-from .ranks import RankGroup
+from .benchmarking import SUMMARY_KEYS
+from ..spec.groups import D1
+from .options import LabOptions
+from ..distributed.allreduce import allreduce_round, allreduce_summary
+from ..distributed.ddp import DDP_BUCKET_CAP_MB, DataParallelRun, ParallelConfig
+from ..distributed.launch import RankContext, World, capacity_reason, default_backend
+from ..distributed.ranks import RankGroup
 
 D_EPOCHS = 2  # the lab: two epochs, the second one reported
 D5_EPOCHS = 5

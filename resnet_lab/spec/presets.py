@@ -18,6 +18,8 @@ C3_STEP = 4
 # a loader epoch on 2 cores and below any change worth buying workers for.
 C3_TOLERANCE = 0.10
 C4_BASELINE_WORKERS = 1
+# --lab-seeds' default; with any other, training benchmarks are named with their seed (`-seed=N` last).
+DEFAULT_SEEDS = (0,)
 
 
 @dataclass(frozen=True)
