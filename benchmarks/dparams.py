@@ -9,14 +9,15 @@ machine cannot hold is skipped at run time, with the reason, by `DState.skip_rea
 from __future__ import annotations
 
 import pytest
-import torch
 
-from resnet_lab.suite.distributed_bench import D_PRESETS, batch_sizes
 from resnet_lab.devices import device_marks
 from resnet_lab.distributed.launch import default_backend
+from resnet_lab.suite.distributed_bench import D_PRESETS, batch_sizes
 
 
-def parametrize(metafunc: pytest.Metafunc, *, single_device: bool = False, batches: bool = True, max_batch: int | None = None) -> None:
+def parametrize(
+    metafunc: pytest.Metafunc, *, single_device: bool = False, batches: bool = True, max_batch: int | None = None
+) -> None:
     """device+backend(+batch_per_rank up to `max_batch`) jointly, then world_size: 1 for `single_device`, else the preset's."""
     options = metafunc.config.lab_options
     preset = D_PRESETS[options.preset]
@@ -26,11 +27,17 @@ def parametrize(metafunc: pytest.Metafunc, *, single_device: bool = False, batch
         backend = "none" if single_device else default_backend(device)
         cuda = device.startswith("cuda")
         marks = device_marks(device)
-        sizes = [b for b in batch_sizes() if (cuda or b <= preset.cpu_max_batch) and b <= (max_batch or b)] if batches else [None]
+        sizes = (
+            [b for b in batch_sizes() if (cuda or b <= preset.cpu_max_batch) and b <= (max_batch or b)]
+            if batches
+            else [None]
+        )
         for batch in sizes:
             values = (device, backend) + ((batch,) if batches else ())
             ident = f"device={device}-backend={backend}" + (f"-batch_per_rank={batch}" if batches else "")
             params.append(pytest.param(*values, id=ident, marks=marks))
     metafunc.parametrize(names, params)
     if "world_size" in metafunc.fixturenames:
-        metafunc.parametrize("world_size", (1,) if single_device else preset.world_sizes, ids=lambda n: f"world_size={n}")
+        metafunc.parametrize(
+            "world_size", (1,) if single_device else preset.world_sizes, ids=lambda n: f"world_size={n}"
+        )

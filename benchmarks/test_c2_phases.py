@@ -1,8 +1,8 @@
 """C1/C2: per-epoch loading, copy, training and metrics time, loss and top-1, at the lab's defaults."""
 
-import pytest
-
 from dataclasses import replace
+
+import pytest
 
 from resnet_lab.spec import groups
 from resnet_lab.suite.benchmarking import run_training_benchmark

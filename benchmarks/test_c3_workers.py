@@ -11,8 +11,8 @@ import pytest
 
 from resnet_lab.data import LoaderConfig, make_train_loader
 from resnet_lab.spec import groups
-from resnet_lab.suite.benchmarking import loader_epoch, run_training_benchmark
 from resnet_lab.spec.presets import still_improving
+from resnet_lab.suite.benchmarking import loader_epoch, run_training_benchmark
 
 
 def pytest_generate_tests(metafunc):
@@ -44,9 +44,13 @@ def test_c3_workers(request, benchmark, device, workers, lab_options, lab_data, 
 
 @pytest.mark.benchmark(group=groups.C3_LOADER)
 def test_c3_loader_only(request, benchmark, workers, lab_options, lab_data, sweep):
-    if lab_options.max_batches is None and any(getattr(item, "originalname", "") == "test_c3_workers" for item in request.session.items):
-        pytest.skip("epochs are not capped, so C3 with training measures whole loader epochs and gives C3.2 itself; "
-                    "the loader-only view would repeat it")
+    if lab_options.max_batches is None and any(
+        getattr(item, "originalname", "") == "test_c3_workers" for item in request.session.items
+    ):
+        pytest.skip(
+            "epochs are not capped, so C3 with training measures whole loader epochs and gives C3.2 itself; "
+            "the loader-only view would repeat it"
+        )
     skip_unless_improving(sweep.loader, workers, lab_options)
     train_set, _ = lab_data
     loader = make_train_loader(train_set, LoaderConfig(num_workers=workers))

@@ -5,8 +5,8 @@ from dataclasses import replace
 import pytest
 
 from resnet_lab.spec import groups
-from resnet_lab.suite.benchmarking import train_or_serve
 from resnet_lab.spec.presets import C4_BASELINE_WORKERS
+from resnet_lab.suite.benchmarking import train_or_serve
 
 pytestmark = pytest.mark.benchmark(group=groups.C4)
 

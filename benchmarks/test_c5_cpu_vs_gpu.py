@@ -15,4 +15,12 @@ pytestmark = pytest.mark.benchmark(group=groups.C5)
 
 def test_c5_device(request, benchmark, device, lab_options, lab_data, c32, sweep):
     config = replace(lab_options.base_config, device=device, eval_batches=0).with_workers(int(c32["workers"]))
-    train_or_serve(request, benchmark, config, lab_options, lab_data, sweep, {"c32_workers": c32["workers"], "c32_rule": c32["rule"]})
+    train_or_serve(
+        request,
+        benchmark,
+        config,
+        lab_options,
+        lab_data,
+        sweep,
+        {"c32_workers": c32["workers"], "c32_rule": c32["rule"]},
+    )

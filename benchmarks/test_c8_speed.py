@@ -27,18 +27,32 @@ def step_flops():
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS), ids=lambda v: f"variant={v}")
-def test_c8_variant(request, benchmark, device, variant, lab_options, lab_data, peak_flops, step_flops,
-                    equivalence_references, equivalence_failures):
+def test_c8_variant(
+    request,
+    benchmark,
+    device,
+    variant,
+    lab_options,
+    lab_data,
+    peak_flops,
+    step_flops,
+    equivalence_references,
+    equivalence_failures,
+):
     v = VARIANTS[variant]
     dev = torch.device(device)
     reason = v.skip_reason(dev, lab_options.preset)
     if reason:
         pytest.skip(reason)
-    peaks = peak_flops(device)  # calibrated once per device in this run, before any variant of it; recorded in lab.peaks
+    peaks = peak_flops(
+        device
+    )  # calibrated once per device in this run, before any variant of it; recorded in lab.peaks
     # Requested after the calibration, so a C3.2 sweep it may start (DataLoader workers) cannot overlap it.
     c32 = request.getfixturevalue("c32")
     train_set, _ = lab_data
-    base = replace(lab_options.base_config, device=device, epochs=lab_options.c8_epochs, eval_batches=0).with_workers(int(c32["workers"]))
+    base = replace(lab_options.base_config, device=device, epochs=lab_options.c8_epochs, eval_batches=0).with_workers(
+        int(c32["workers"])
+    )
     config = v.run_config(base, lab_options.preset)
     # A variant that changes process-wide state (`best` on a CPU) trains in a process of its own (perf/isolated.py).
     gate = EquivalenceGate(equivalence_references, equivalence_failures, variant, request.node.name)

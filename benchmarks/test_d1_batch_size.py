@@ -6,10 +6,10 @@ JSON with `out_of_memory`, not a failure; larger batches are then skipped.
 """
 
 import pytest
-
 from dparams import parametrize
-from resnet_lab.suite.distributed_bench import DSpec, run_d1
+
 from resnet_lab.spec import groups
+from resnet_lab.suite.distributed_bench import DSpec, run_d1
 
 pytestmark = pytest.mark.benchmark(group=groups.D1)  # and a device-synchronizing timer, added by conftest
 

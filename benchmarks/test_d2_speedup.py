@@ -5,10 +5,10 @@ the ranks. On one CPU the ranks share its cores, so a CPU "speedup" mostly measu
 """
 
 import pytest
-
 from dparams import parametrize
-from resnet_lab.suite.distributed_bench import DSpec, run_parallel
+
 from resnet_lab.spec import groups
+from resnet_lab.suite.distributed_bench import DSpec, run_parallel
 
 pytestmark = pytest.mark.benchmark(group=groups.D2)  # and a device-synchronizing timer, added by conftest
 

@@ -6,10 +6,10 @@ allreduce; the difference between the two reveals how much allreduce overlapped 
 """
 
 import pytest
-
 from dparams import parametrize
-from resnet_lab.suite.distributed_bench import D_PRESETS, DSpec, run_parallel
+
 from resnet_lab.spec import groups
+from resnet_lab.suite.distributed_bench import D_PRESETS, DSpec, run_parallel
 
 pytestmark = pytest.mark.benchmark(group=groups.D3)  # and a device-synchronizing timer, added by conftest
 

@@ -5,13 +5,13 @@ ring-allreduce time they imply against D3's communication time (the lab's utiliz
 """
 
 import pytest
-
 from dparams import parametrize
+
 from resnet_lab import resnet18
-from resnet_lab.suite.distributed_bench import bucket_bytes, run_d4
 from resnet_lab.distributed.ddp import gradient_size
 from resnet_lab.distributed.launch import capacity_reason
 from resnet_lab.spec import groups
+from resnet_lab.suite.distributed_bench import bucket_bytes, run_d4
 
 pytestmark = pytest.mark.benchmark(group=groups.D4)  # and a device-synchronizing timer, added by conftest
 

@@ -5,10 +5,10 @@ after a warm-up (Goyal et al., 2017). Full preset only: five full epochs are not
 """
 
 import pytest
-
 from dparams import parametrize
-from resnet_lab.suite.distributed_bench import D5_EPOCHS, D_PRESETS, DSpec, run_parallel
+
 from resnet_lab.spec import groups
+from resnet_lab.suite.distributed_bench import D5_EPOCHS, D_PRESETS, DSpec, run_parallel
 
 pytestmark = pytest.mark.benchmark(group=groups.D5)  # and a device-synchronizing timer, added by conftest
 
@@ -30,7 +30,15 @@ def test_d5_large_batch(benchmark, device, backend, world_size, batch, lr_rule, 
     if batch == "baseline" and world_size != D_PRESETS[lab_options.preset].world_sizes[0]:
         pytest.skip("the batch-128 baseline runs once, on one rank")
     per_rank, ranks = (128, 1) if batch == "baseline" else (largest, world_size)
-    spec = DSpec(groups.D5, device=device, world_size=ranks, batch_per_rank=per_rank, epochs=D5_EPOCHS, lr_rule=lr_rule, evaluate=True)
+    spec = DSpec(
+        groups.D5,
+        device=device,
+        world_size=ranks,
+        batch_per_rank=per_rank,
+        epochs=D5_EPOCHS,
+        lr_rule=lr_rule,
+        evaluate=True,
+    )
     reason = d_state.skip_reason(spec, lab_options, len(lab_data[0]))
     if reason:
         pytest.skip(reason)

@@ -20,5 +20,7 @@ def test_q3b_profile(benchmark, device, lab_options, lab_data):
     names = trace_event_names(result["trace_path"])
     assert set(PHASE_LABELS) <= names, f"phases missing from the trace: {set(PHASE_LABELS) - names}"
     # each phase once per step: the summary covers exactly the active steps
-    assert {label: row["count"] for label, row in result["phases"].items()} == {label: config.active for label in PHASE_LABELS}
+    assert {label: row["count"] for label, row in result["phases"].items()} == {
+        label: config.active for label in PHASE_LABELS
+    }
     benchmark.extra_info.update(result, device=device, preset=lab_options.preset, data=train_set.source)

@@ -120,7 +120,9 @@ def integer(low: int, high: int = MAX_COUNT, what: str = "an integer") -> Conver
     return _declared(Spec("int", low, high), convert, "integer")
 
 
-def number(low: float | None, high: float = MAX_FLOAT, *, low_open: bool = False, high_open: bool = False, rule: str = "") -> Converter:
+def number(
+    low: float | None, high: float = MAX_FLOAT, *, low_open: bool = False, high_open: bool = False, rule: str = ""
+) -> Converter:
     """A finite float in the interval; an open end excludes the bound itself. `rule` words the range for messages."""
     if not rule:
         left = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
@@ -186,7 +188,9 @@ def choice_list(*names: str, what: str = "names") -> Converter:
     def convert(value: str) -> tuple[str, ...]:
         chosen = tuple(dict.fromkeys(one(p.strip()) for p in _non_empty(value, what).split(",") if p.strip()))
         if not chosen:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {what} from {', '.join(names)}, got '{shown(value)}'")
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {what} from {', '.join(names)}, got '{shown(value)}'"
+            )
         return chosen
 
     return _declared(Spec("choice", choices=names), convert, "choice_list")
@@ -198,7 +202,6 @@ def on_off(text: str) -> bool:
     if value not in ("on", "off"):
         raise argparse.ArgumentTypeError(f"expected 'on' or 'off', got '{shown(text)}'")
     return value == "on"
-
 
 
 def _non_empty(text: str, what: str) -> str:
@@ -266,7 +269,6 @@ def device(text: str) -> str:
     return _one_device(_non_empty(text, "a device"))
 
 
-
 @declares(Spec("text"))
 def device_list(text: str) -> tuple[str, ...]:
     """'cpu,cuda' -> ('cpu', 'cuda'): each a device, in order, without duplicates."""
@@ -274,7 +276,6 @@ def device_list(text: str) -> tuple[str, ...]:
     if not parts:
         raise argparse.ArgumentTypeError("expected at least one device, e.g. cpu or cpu,cuda")
     return tuple(dict.fromkeys(_one_device(p) for p in parts))
-
 
 
 def spec_of(action: argparse.Action) -> Spec | None:

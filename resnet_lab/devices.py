@@ -39,16 +39,27 @@ class DeviceType:
     @property
     def skip_reason(self) -> str:
         """Why a test or benchmark on this device type is skipped here, and how to run it."""
-        return (f"{self.name.upper()} is not available here (torch.{self.module}.is_available() is False); "
-                f"run on {self.machine} or pass --lab-device cpu")
+        return (
+            f"{self.name.upper()} is not available here (torch.{self.module}.is_available() is False); "
+            f"run on {self.machine} or pass --lab-device cpu"
+        )
 
 
 DEVICE_TYPES: dict[str, DeviceType] = {
     device.name: device
     for device in (
-        DeviceType("cpu", None, backend="gloo", profiler_activity="", pin_memory=False, memory_figures=False, machine=""),
-        DeviceType("cuda", "cuda", backend="nccl", profiler_activity="CUDA", pin_memory=True, memory_figures=True,
-                   machine="a GPU machine"),
+        DeviceType(
+            "cpu", None, backend="gloo", profiler_activity="", pin_memory=False, memory_figures=False, machine=""
+        ),
+        DeviceType(
+            "cuda",
+            "cuda",
+            backend="nccl",
+            profiler_activity="CUDA",
+            pin_memory=True,
+            memory_figures=True,
+            machine="a GPU machine",
+        ),
     )
 }
 ACCELERATORS = tuple(name for name, device in DEVICE_TYPES.items() if device.module)

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from .interrupts import deferred_interrupt
 from .errors import LabError
+from .interrupts import deferred_interrupt
 from .procs import TEMP_SUFFIX, remove_stale, temporary_name
 
 STAGING_SUFFIX = TEMP_SUFFIX
@@ -119,8 +119,10 @@ def check_outputs(outputs: Iterable[tuple[str, str]], inputs: Iterable[tuple[str
         for in_option, in_path, real in reals:
             if out == real or out.is_relative_to(real):
                 where = "is" if out == real else "lies inside"
-                raise LabError(f"{out_option} {out_path} {where} {in_option} {in_path}, an input of this command: "
-                               f"writing it would destroy that input; pass another {out_option}")
+                raise LabError(
+                    f"{out_option} {out_path} {where} {in_option} {in_path}, an input of this command: "
+                    f"writing it would destroy that input; pass another {out_option}"
+                )
 
 
 # ----------------------------------------------------------------------------- folders of outputs

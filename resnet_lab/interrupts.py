@@ -21,7 +21,10 @@ def deferred_interrupt() -> Iterator[None]:
     Ctrl-C right after an epoch line lands exactly there. Forked workers inherit the holding
     handler, so they leave Ctrl-C to the main process, which shuts them down.
     """
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
         yield  # someone else handles SIGINT here; leave it alone
         return
     pending: list[int] = []

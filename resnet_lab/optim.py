@@ -35,7 +35,9 @@ def _adagrad(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
 
 
 def _adadelta(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adadelta(params, lr=c.lr, weight_decay=c.weight_decay)  # rho plays momentum's role; left at default
+    return torch.optim.Adadelta(
+        params, lr=c.lr, weight_decay=c.weight_decay
+    )  # rho plays momentum's role; left at default
 
 
 def _adam(params: Params, c: OptimConfig) -> torch.optim.Optimizer:
@@ -49,7 +51,12 @@ OPTIMIZERS: dict[str, Callable[[Params, OptimConfig], torch.optim.Optimizer]] = 
     "adadelta": _adadelta,
     "adam": _adam,
 }
-ALIASES = {"nesterov": "sgd-nesterov", "sgd_nesterov": "sgd-nesterov", "sgdnesterov": "sgd-nesterov", "nag": "sgd-nesterov"}
+ALIASES = {
+    "nesterov": "sgd-nesterov",
+    "sgd_nesterov": "sgd-nesterov",
+    "sgdnesterov": "sgd-nesterov",
+    "nag": "sgd-nesterov",
+}
 
 
 def canonical_optimizer(name: str) -> str:

@@ -159,7 +159,7 @@ def remove_stale(folder: str | os.PathLike[str], prefix: str) -> None:
     """Remove `<prefix><pid>.*.tmp` entries in `folder` whose process is gone: what a SIGKILLed run left."""
     with contextlib.suppress(OSError):
         for entry in Path(folder).glob(f"{prefix}*{TEMP_SUFFIX}"):
-            pid = entry.name[len(prefix):].split(".", 1)[0]
+            pid = entry.name[len(prefix) :].split(".", 1)[0]
             if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry, ignore_errors=True)

@@ -57,13 +57,20 @@ def trial_rows(name: str, out: Path) -> list[str]:
         else:
             unpaired = statistics.median(row.new) / statistics.median(row.base)
             cpu = f"{row.cpu_estimate.ratio:.3f}" if row.cpu_estimate else "n/r"
-            cells += [f"{e.ratio:.3f}", f"[{e.low:.3f}, {e.high:.3f}]", f"{unpaired:.3f}", cpu, e.verdict + (f", {row.kind}" if row.kind else "")]
+            cells += [
+                f"{e.ratio:.3f}",
+                f"[{e.low:.3f}, {e.high:.3f}]",
+                f"{unpaired:.3f}",
+                cpu,
+                e.verdict + (f", {row.kind}" if row.kind else ""),
+            ]
         rows.append("| " + " | ".join(cells) + " |")
     return rows
 
 
-def recentred_power(trials: list[Path], figure_index: int, rule: GateRule, pairs: int, draws: int,
-                    effect: float = 0.10) -> tuple[float | None, int, float]:
+def recentred_power(
+    trials: list[Path], figure_index: int, rule: GateRule, pairs: int, draws: int, effect: float = 0.10
+) -> tuple[float | None, int, float]:
     """Power at +effect on one figure, resampled from the planted trials' own pairs with each trial's estimate
     taken out, the pool's size, and the sd of its log ratios; power None when the pool has no more pairs than
     a gate run draws (every draw would be the same pairs)."""
@@ -111,7 +118,9 @@ def side_values(out: Path) -> dict[str, dict[str, list[float]]]:
                 b = next(x for x in run.benchmarks if x.name == g.name)
                 values[g.figure][side].append(figure(b, g.figure))
                 if g.figure == "train_s":
-                    values[g.figure]["within"].append(cv([r["train_s"] for r in b.epochs() if r.get("warmup") is False]))
+                    values[g.figure]["within"].append(
+                        cv([r["train_s"] for r in b.epochs() if r.get("warmup") is False])
+                    )
     return values
 
 
@@ -128,10 +137,23 @@ def noise_rows(name: str, out: Path) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--aa", nargs="*", type=Path, default=[], metavar="DIR", help="A/A trials (same code on both sides)")
-    parser.add_argument("--planted", nargs="*", type=Path, default=[], metavar="DIR", help="trials with a planted slowdown")
-    parser.add_argument("--compute", nargs="*", type=Path, default=[], metavar="DIR", help="trials with a planted slowdown that computes")
-    parser.add_argument("--wait", nargs="*", type=Path, default=[], metavar="DIR", help="trials with a planted slowdown that waits")
+    parser.add_argument(
+        "--aa", nargs="*", type=Path, default=[], metavar="DIR", help="A/A trials (same code on both sides)"
+    )
+    parser.add_argument(
+        "--planted", nargs="*", type=Path, default=[], metavar="DIR", help="trials with a planted slowdown"
+    )
+    parser.add_argument(
+        "--compute",
+        nargs="*",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="trials with a planted slowdown that computes",
+    )
+    parser.add_argument(
+        "--wait", nargs="*", type=Path, default=[], metavar="DIR", help="trials with a planted slowdown that waits"
+    )
     parser.add_argument("--pairs", type=int, nargs="+", default=[6], help="pairs per simulated gate run (one or more)")
     parser.add_argument("--draws", type=int, default=20_000)
     parser.add_argument("--tolerance", type=float, default=GateRule().tolerance)
@@ -140,8 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     rule = GateRule(tolerance=args.tolerance, confidence=args.confidence)
 
     print("## Trials\n")
-    print("| trial | design | pairs x C2 epochs | load avg (1 min) first -> last run | minutes of runs (wall) | figure | ratio (paired) | "
-          "interval | ratio of medians (unpaired) | CPU time ratio | verdict |")
+    print(
+        "| trial | design | pairs x C2 epochs | load avg (1 min) first -> last run | minutes of runs (wall) | figure | ratio (paired) | "
+        "interval | ratio of medians (unpaired) | CPU time ratio | verdict |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for out in [*args.aa, *args.planted, *args.compute, *args.wait]:
         for row in trial_rows(out.name, out):
@@ -149,34 +173,57 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.aa:  # the noise and the resampled rates need A/A pairs
         print("\n## Noise\n")
-        print("| trial | figure | cv of base runs | cv of new runs | within-run cv (steady epochs) | sd of paired log ratios |")
+        print(
+            "| trial | figure | cv of base runs | cv of new runs | within-run cv (steady epochs) | sd of paired log ratios |"
+        )
         print("|---|---|---|---|---|---|")
         for out in args.aa:
             for row in noise_rows(out.name, out):
                 print(row)
-        steady = min(sum(1 for r in paired_runs(out)[0][0].benchmarks[0].epochs() if r.get("warmup") is False) for out in args.aa)
-        print("\nC2 train_s, sd of the pooled A/A paired log ratios by steady epochs per run: "
-              + ", ".join(f"{k}: {statistics.stdev(p[0] for out in args.aa for p in log_ratio_pairs(out, k)):.3f}" for k in range(1, steady + 1)))
+        steady = min(
+            sum(1 for r in paired_runs(out)[0][0].benchmarks[0].epochs() if r.get("warmup") is False) for out in args.aa
+        )
+        print(
+            "\nC2 train_s, sd of the pooled A/A paired log ratios by steady epochs per run: "
+            + ", ".join(
+                f"{k}: {statistics.stdev(p[0] for out in args.aa for p in log_ratio_pairs(out, k)):.3f}"
+                for k in range(1, steady + 1)
+            )
+        )
 
         pool = [p for out in args.aa for p in log_ratio_pairs(out)]
-        print(f"\n## Resampled rates ({len(pool)} pooled A/A pairs, {args.draws} draws without replacement per cell, "
-              f"rule: {rule.confidence:.0%} interval, tolerance {rule.tolerance:g})\n")
-        print("| pairs | false alarm (any figure) | power, C2 train_s +5% | power, C2 train_s +10% | power, loader +10% |")
+        print(
+            f"\n## Resampled rates ({len(pool)} pooled A/A pairs, {args.draws} draws without replacement per cell, "
+            f"rule: {rule.confidence:.0%} interval, tolerance {rule.tolerance:g})\n"
+        )
+        print(
+            "| pairs | false alarm (any figure) | power, C2 train_s +5% | power, C2 train_s +10% | power, loader +10% |"
+        )
         print("|---|---|---|---|---|")
         for n in args.pairs:
             fa = resampled_flag_rate(pool, n, rule, draws=args.draws)
-            power = [resampled_flag_rate(pool, n, rule, shift=[math.log(1 + e), 0.0], draws=args.draws) for e in EFFECTS]
+            power = [
+                resampled_flag_rate(pool, n, rule, shift=[math.log(1 + e), 0.0], draws=args.draws) for e in EFFECTS
+            ]
             loader = resampled_flag_rate(pool, n, rule, shift=[0.0, math.log(1.10)], draws=args.draws)
             print(f"| {n} | {fa:.1%} | {power[0]:.1%} | {power[1]:.1%} | {loader:.1%} |")
     for out in args.planted:
         pairs = log_ratio_pairs(out)
         e = paired_estimate([1.0] * len(pairs), [math.exp(p[0]) for p in pairs], rule)
         print(f"\nplanted trial {out.name}: C2 train_s ratio {e.ratio:.3f} [{e.low:.3f}, {e.high:.3f}] -> {e.verdict}")
-    kinds = [(kind, trials, k, fig) for kind, trials in (("computes", args.compute), ("waits", args.wait)) if trials
-             for k, fig in enumerate(("C2 train_s", "loader round_s"))]
+    kinds = [
+        (kind, trials, k, fig)
+        for kind, trials in (("computes", args.compute), ("waits", args.wait))
+        if trials
+        for k, fig in enumerate(("C2 train_s", "loader round_s"))
+    ]
     if kinds:
-        print(f"\n## Power at +10% resampled from the planted trials' own pairs (recentred), {args.pairs[-1]} pairs, {args.draws} draws\n")
-        print("| planted change | figure | trials | pooled pairs | sd of paired log ratios (recentred) | power at +10% |")
+        print(
+            f"\n## Power at +10% resampled from the planted trials' own pairs (recentred), {args.pairs[-1]} pairs, {args.draws} draws\n"
+        )
+        print(
+            "| planted change | figure | trials | pooled pairs | sd of paired log ratios (recentred) | power at +10% |"
+        )
         print("|---|---|---|---|---|---|")
         for kind, trials, k, fig in kinds:
             power, n, sd = recentred_power(trials, k, rule, args.pairs[-1], args.draws)

@@ -29,8 +29,15 @@ from resnet_lab.model import resnet18  # noqa: E402
 from resnet_lab.optim import make_optimizer  # noqa: E402
 
 
-def train(base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: torch.dtype, steps: int, compiled: bool,
-          channels_last: bool = False) -> dict[str, dict[str, torch.Tensor]]:
+def train(
+    base: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    dtype: torch.dtype,
+    steps: int,
+    compiled: bool,
+    channels_last: bool = False,
+) -> dict[str, dict[str, torch.Tensor]]:
     model = copy.deepcopy(base).to(dtype)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -57,11 +64,15 @@ def train(base: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, dtype: torch.
     }
 
 
-def distance(a: dict[str, dict[str, torch.Tensor]], b: dict[str, dict[str, torch.Tensor]]) -> dict[str, tuple[float, str]]:
+def distance(
+    a: dict[str, dict[str, torch.Tensor]], b: dict[str, dict[str, torch.Tensor]]
+) -> dict[str, tuple[float, str]]:
     out = {}
     for kind in b:
         worst = max(((a[kind][n] - b[kind][n]).norm() / b[kind][n].norm().clamp_min(1e-30)).item() for n in b[kind])
-        name = max(b[kind], key=lambda n: ((a[kind][n] - b[kind][n]).norm() / b[kind][n].norm().clamp_min(1e-30)).item())
+        name = max(
+            b[kind], key=lambda n: ((a[kind][n] - b[kind][n]).norm() / b[kind][n].norm().clamp_min(1e-30)).item()
+        )
         out[kind] = (worst, name)
     return out
 
@@ -84,13 +95,19 @@ def main() -> int:
         "compiled fp64": train(base, x, y, torch.float64, args.steps, compiled=True),
     }
     kinds = list(reference)
-    print(f"ResNet-18, batch {args.batch}, {args.steps} lab SGD steps, seed {args.seed}, torch {torch.__version__}: "
-          "worst relative distance from eager fp64 (tensor)")
+    print(
+        f"ResNet-18, batch {args.batch}, {args.steps} lab SGD steps, seed {args.seed}, torch {torch.__version__}: "
+        "worst relative distance from eager fp64 (tensor)"
+    )
     print("| run | " + " | ".join(kinds) + " |")
     print("|---|" + "---|" * len(kinds))
     for name, run in runs.items():
         d = distance(run, reference)
-        print(f"| {name} | " + " | ".join(f"{d[k][0]:.1e} ({d[k][1]})" if k != "loss" else f"{d[k][0]:.1e}" for k in kinds) + " |")
+        print(
+            f"| {name} | "
+            + " | ".join(f"{d[k][0]:.1e} ({d[k][1]})" if k != "loss" else f"{d[k][0]:.1e}" for k in kinds)
+            + " |"
+        )
     return 0
 
 

@@ -41,8 +41,16 @@ def paths(base: RunConfig, compiled: bool) -> dict[str, tuple[RunConfig, str | N
         "channels-last": (VARIANTS["channels-last"].run_config(base, "smoke"), None, "pass"),
         "best-fp32-path": (fp32_best, None, "pass"),
         "bf16": (replace(base, step=bf16), None, "pass"),
-        "channels-last-bf16": (replace(base, step=StepConfig(channels_last=True, amp_dtype=torch.bfloat16)), None, "pass"),
-        "best-bf16-path": (replace(fp32_best, step=StepConfig(channels_last=True, amp_dtype=torch.bfloat16)), None, "pass"),
+        "channels-last-bf16": (
+            replace(base, step=StepConfig(channels_last=True, amp_dtype=torch.bfloat16)),
+            None,
+            "pass",
+        ),
+        "best-bf16-path": (
+            replace(fp32_best, step=StepConfig(channels_last=True, amp_dtype=torch.bfloat16)),
+            None,
+            "pass",
+        ),
     }
     if compiled:
         for mode in ("compile-default", "compile-reduce-overhead", "compile-max-autotune"):
@@ -111,24 +119,40 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 started = time.perf_counter()
                 config = replace(config, seed=seed)
-                observe = eq.run_path if config.compile_mode else eq.observe_variant  # compiled: caches kept across seeds
+                observe = (
+                    eq.run_path if config.compile_mode else eq.observe_variant
+                )  # compiled: caches kept across seeds
                 record = eq.check_variant(config, cache, PLANTS[plant] if plant else None, observe_fn=observe)
-                row = {"seed": seed, "path": label, "expected": expected, "verdict": record["verdict"], "data": train_set.source,
-                       "worst_ratio": record["worst"]["ratio"], "worst_tensor": record["worst"]["tensor"],
-                       "mismatches": record["mismatches"], "kinds": {k: v["ratio"] for k, v in record["kinds"].items()},
-                       "relative_errors": {k: v["relative_error"] for k, v in record["kinds"].items()},
-                       "needed": {k: v["needed_tolerance"] for k, v in record["kinds"].items()},
-                       "seconds": time.perf_counter() - started, "torch": torch.__version__}
+                row = {
+                    "seed": seed,
+                    "path": label,
+                    "expected": expected,
+                    "verdict": record["verdict"],
+                    "data": train_set.source,
+                    "worst_ratio": record["worst"]["ratio"],
+                    "worst_tensor": record["worst"]["tensor"],
+                    "mismatches": record["mismatches"],
+                    "kinds": {k: v["ratio"] for k, v in record["kinds"].items()},
+                    "relative_errors": {k: v["relative_error"] for k, v in record["kinds"].items()},
+                    "needed": {k: v["needed_tolerance"] for k, v in record["kinds"].items()},
+                    "seconds": time.perf_counter() - started,
+                    "torch": torch.__version__,
+                }
                 with runs.open("a") as handle:
                     handle.write(json.dumps(row) + "\n")
-                print(f"seed {seed} {label:40s} {record['verdict']:4s} (expected {expected}) worst {row['worst_tensor']} "
-                      f"{row['worst_ratio']:.3g}x bound  {row['seconds']:.0f} s  needed " + " ".join(f"{k} {v:.2g}" for k, v in row["needed"].items()),
-                      flush=True)
+                print(
+                    f"seed {seed} {label:40s} {record['verdict']:4s} (expected {expected}) worst {row['worst_tensor']} "
+                    f"{row['worst_ratio']:.3g}x bound  {row['seconds']:.0f} s  needed "
+                    + " ".join(f"{k} {v:.2g}" for k, v in row["needed"].items()),
+                    flush=True,
+                )
     summary = summarize(runs)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     wrong = {p: s for p, s in summary["paths"].items() if s["as_expected"] != s["runs"]}  # type: ignore[union-attr]
     for path, s in summary["paths"].items():  # type: ignore[union-attr]
-        print(f"{path:40s} expected {s['expected']:4s} {s['as_expected']}/{s['runs']} as expected, margin {s['margin']:.3g}")
+        print(
+            f"{path:40s} expected {s['expected']:4s} {s['as_expected']}/{s['runs']} as expected, margin {s['margin']:.3g}"
+        )
     return 1 if wrong else 0
 
 

@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "history" / "rates.md")
     args = parser.parse_args(argv)
     spreads = ab_gate_spread(ROOT / "results" / "ab-gate")
-    levels = [("3 % (the issue's)", 0.03)] + [(f"{s:.1%} (A/A run-to-run spread of {name}, results/ab-gate)", s) for name, s in spreads.items()]
+    levels = [("3 % (the issue's)", 0.03)] + [
+        (f"{s:.1%} (A/A run-to-run spread of {name}, results/ab-gate)", s) for name, s in spreads.items()
+    ]
     lines = [
         "# `resnet-lab history`: the detector on synthetic histories",
         "",
@@ -52,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, sigma in levels:
             for scenario in SCENARIOS:
                 r = rates(scenario, sigma, args.histories, runs_per_commit=runs_per_commit)
-                lines.append(f"| {name} | {scenario} | {r.regression:.1%} | {r.located:.1%} | {r.exact:.1%} | {r.drift:.1%} | {r.suspicious:.1%} |")
+                lines.append(
+                    f"| {name} | {scenario} | {r.regression:.1%} | {r.located:.1%} | {r.exact:.1%} | {r.drift:.1%} | {r.suspicious:.1%} |"
+                )
 
     table(1)
     lines += [

@@ -28,7 +28,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-OLD = {"note": "results of an earlier run; must survive any interrupted overwrite", "epochs": [{"epoch": 1, "loss": 2.3}]}
+OLD = {
+    "note": "results of an earlier run; must survive any interrupted overwrite",
+    "epochs": [{"epoch": 1, "loss": 2.3}],
+}
 OLD_BYTES = (json.dumps(OLD, indent=2) + "\n").encode()
 NEW_KEYS = {"config", "data", "machine", "epochs", "summary", "test"}
 AT_WRITE = "at-write"
@@ -56,8 +59,24 @@ class Trial:
 
 def train_command(out: Path, data: str) -> list[str]:
     return [
-        sys.executable, "-m", "resnet_lab", "train", "--data", data, "--epochs", "1", "--max-batches", "1",
-        "--batch-size", "8", "--eval-batches", "1", "--num-workers", "0", "--json", str(out),
+        sys.executable,
+        "-m",
+        "resnet_lab",
+        "train",
+        "--data",
+        data,
+        "--epochs",
+        "1",
+        "--max-batches",
+        "1",
+        "--batch-size",
+        "8",
+        "--eval-batches",
+        "1",
+        "--num-workers",
+        "0",
+        "--json",
+        str(out),
     ]
 
 
@@ -71,7 +90,9 @@ def classify(out: Path) -> str:
         record = json.loads(payload)
     except ValueError:
         return "partial"
-    complete = isinstance(record, dict) and NEW_KEYS <= set(record) and len(record["epochs"]) == 1 and payload.endswith(b"}\n")
+    complete = (
+        isinstance(record, dict) and NEW_KEYS <= set(record) and len(record["epochs"]) == 1 and payload.endswith(b"}\n")
+    )
     return "new" if complete else "partial"
 
 
@@ -80,7 +101,11 @@ def _tmp_files(folder: Path, name: str) -> list[Path]:
 
 
 def run_trial(
-    folder: Path, sig: signal.Signals, trigger: float | str, data: str = "synthetic", env: dict[str, str] | None = None,
+    folder: Path,
+    sig: signal.Signals,
+    trigger: float | str,
+    data: str = "synthetic",
+    env: dict[str, str] | None = None,
     timeout: float = 180.0,
 ) -> Trial:
     """One trial in `folder`: write the old out.json, start the run, signal it, classify what is left."""
@@ -153,8 +178,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("trials", type=int, help="number of trials (>= 20 for a useful table)")
     parser.add_argument("--seed", type=int, default=0, help="seed for signal order and delays. Default: 0")
     parser.add_argument("--data", default="synthetic", help="--data for the runs. Default: synthetic")
-    parser.add_argument("--at-write", type=float, default=0.34, metavar="FRACTION",
-                        help="fraction of trials signalled as the JSON is written; the rest after a random delay. Default: 0.34")
+    parser.add_argument(
+        "--at-write",
+        type=float,
+        default=0.34,
+        metavar="FRACTION",
+        help="fraction of trials signalled as the JSON is written; the rest after a random delay. Default: 0.34",
+    )
     args = parser.parse_args(argv)
     if args.trials < 1:
         parser.error("trials must be >= 1")
@@ -175,9 +205,12 @@ def main(argv: list[str] | None = None) -> int:
             trigger: float | str = AT_WRITE if rng.random() < args.at_write else rng.uniform(0.0, 1.05 * duration)
             trial = run_trial(Path(scratch) / f"trial-{i:03d}", sig, trigger, args.data, env)
             trials.append(trial)
-            print(f"{i + 1:3d} {trial.signal:7s} {trial.trigger:14s} sent={trial.sent!s:5s} seen={trial.write_seen!s:5s} "
-                  f"exit={trial.returncode:4d} {trial.outcome:8s} tmp={trial.leftover_tmp} traceback={trial.traceback} "
-                  f"{'ok' if trial.ok else 'BROKEN'}", flush=True)
+            print(
+                f"{i + 1:3d} {trial.signal:7s} {trial.trigger:14s} sent={trial.sent!s:5s} seen={trial.write_seen!s:5s} "
+                f"exit={trial.returncode:4d} {trial.outcome:8s} tmp={trial.leftover_tmp} traceback={trial.traceback} "
+                f"{'ok' if trial.ok else 'BROKEN'}",
+                flush=True,
+            )
             last = trial.stderr.strip().splitlines()[-1:] if trial.stderr.strip() else []
             if last and last[0] != INTERRUPTED:
                 print(f"    stderr ends: {last[0][:160]}")

@@ -79,11 +79,14 @@ EQUIVALENT: dict[str, str] = {
     "resnet_lab.engine.metrics.xǁEpochMetricsǁsummary__mutmut_17": 'float("NAN") is float("nan")',
     "resnet_lab.engine.metrics.xǁEpochMetricsǁsummary__mutmut_25": 'float("NAN") is float("nan")',
     "resnet_lab.engine.loop.x_train_one_epoch__mutmut_223": 'float("INF") is float("inf")',
-    **{name: _DROPPED for name in (
-        "resnet_lab.engine.loop.x_train_one_epoch__mutmut_167",
-        "resnet_lab.engine.loop.x_train_one_epoch__mutmut_192",
-        "resnet_lab.engine.loop.x_evaluate__mutmut_70",
-    )},
+    **{
+        name: _DROPPED
+        for name in (
+            "resnet_lab.engine.loop.x_train_one_epoch__mutmut_167",
+            "resnet_lab.engine.loop.x_train_one_epoch__mutmut_192",
+            "resnet_lab.engine.loop.x_evaluate__mutmut_70",
+        )
+    },
 }
 # Survivors that are not equivalent but that no deterministic test on a CPU-only machine can see;
 # they count against the score, and the summary gives the reason.
@@ -120,46 +123,218 @@ REGION_END = "            self.add(name, self.now() - start)"
 
 SCRIPTED = (
     # SyncClock.region: mutmut skips decorated functions
-    Scripted("timing.region: end minus start reversed", "resnet_lab/engine/clock.py", REGION_END, "            self.add(name, start - self.now())", (PINNED, TIMING)),
-    Scripted("timing.region: adds the end time, not the span", "resnet_lab/engine/clock.py", REGION_END, "            self.add(name, self.now())", (PINNED, TIMING)),
-    Scripted("timing.region: overwrites the total", "resnet_lab/engine/clock.py", REGION_END,
-             "            self.totals[name] = self.now() - start", (PINNED, TIMING)),
-    Scripted("timing.region: no sync at the start", "resnet_lab/engine/clock.py", "        start = self.now()\n", "        start = self.timer()\n", (PINNED, TIMING)),
-    Scripted("timing.region: no sync at the end", "resnet_lab/engine/clock.py", REGION_END, "            self.add(name, self.timer() - start)", (PINNED, TIMING)),
-    Scripted("timing.region: a raising body is not counted", "resnet_lab/engine/clock.py",
-             "        try:\n            yield\n        finally:\n" + REGION_END,
-             "        yield\n" + REGION_END.replace("            ", "        "), (PINNED, TIMING)),
-    Scripted("timing.SyncClock: CPU time instead of wall time", "resnet_lab/engine/clock.py",
-             "    timer: Timer = time.perf_counter", "    timer: Timer = time.process_time", (PINNED, TIMING)),
+    Scripted(
+        "timing.region: end minus start reversed",
+        "resnet_lab/engine/clock.py",
+        REGION_END,
+        "            self.add(name, start - self.now())",
+        (PINNED, TIMING),
+    ),
+    Scripted(
+        "timing.region: adds the end time, not the span",
+        "resnet_lab/engine/clock.py",
+        REGION_END,
+        "            self.add(name, self.now())",
+        (PINNED, TIMING),
+    ),
+    Scripted(
+        "timing.region: overwrites the total",
+        "resnet_lab/engine/clock.py",
+        REGION_END,
+        "            self.totals[name] = self.now() - start",
+        (PINNED, TIMING),
+    ),
+    Scripted(
+        "timing.region: no sync at the start",
+        "resnet_lab/engine/clock.py",
+        "        start = self.now()\n",
+        "        start = self.timer()\n",
+        (PINNED, TIMING),
+    ),
+    Scripted(
+        "timing.region: no sync at the end",
+        "resnet_lab/engine/clock.py",
+        REGION_END,
+        "            self.add(name, self.timer() - start)",
+        (PINNED, TIMING),
+    ),
+    Scripted(
+        "timing.region: a raising body is not counted",
+        "resnet_lab/engine/clock.py",
+        "        try:\n            yield\n        finally:\n" + REGION_END,
+        "        yield\n" + REGION_END.replace("            ", "        "),
+        (PINNED, TIMING),
+    ),
+    Scripted(
+        "timing.SyncClock: CPU time instead of wall time",
+        "resnet_lab/engine/clock.py",
+        "    timer: Timer = time.perf_counter",
+        "    timer: Timer = time.process_time",
+        (PINNED, TIMING),
+    ),
     # module constants
-    Scripted("train.PHASES without startup", "resnet_lab/engine/loop.py", 'PHASES = ("startup", "load",', 'PHASES = ("load",', (PINNED,)),
-    Scripted("train.SUMMED without startup_s", "resnet_lab/engine/loop.py", 'SUMMED = ("startup_s", ', "SUMMED = (", (PINNED,)),
+    Scripted(
+        "train.PHASES without startup",
+        "resnet_lab/engine/loop.py",
+        'PHASES = ("startup", "load",',
+        'PHASES = ("load",',
+        (PINNED,),
+    ),
+    Scripted(
+        "train.SUMMED without startup_s",
+        "resnet_lab/engine/loop.py",
+        'SUMMED = ("startup_s", ',
+        "SUMMED = (",
+        (PINNED,),
+    ),
     Scripted("suite.C3_STEP 4 -> 3", "resnet_lab/spec/presets.py", "C3_STEP = 4", "C3_STEP = 3", (SUITE,)),
     Scripted("suite.C3_STEP 4 -> 5", "resnet_lab/spec/presets.py", "C3_STEP = 4", "C3_STEP = 5", (SUITE,)),
-    Scripted("suite.C3_TOLERANCE 0.10 -> 0.05", "resnet_lab/spec/presets.py", "C3_TOLERANCE = 0.10", "C3_TOLERANCE = 0.05", (SUITE,)),
-    Scripted("suite.C3_TOLERANCE 0.10 -> 0.15", "resnet_lab/spec/presets.py", "C3_TOLERANCE = 0.10", "C3_TOLERANCE = 0.15", (SUITE,)),
-    Scripted("suite.C3_DEFAULT_WORKERS without 16", "resnet_lab/spec/presets.py", "C3_DEFAULT_WORKERS = (0, 4, 8, 12, 16)",
-             "C3_DEFAULT_WORKERS = (0, 4, 8, 12)", (SUITE,)),
-    Scripted("suite.PRESETS smoke epochs 2 -> 3", "resnet_lab/spec/presets.py", 'Preset("smoke", epochs=2,', 'Preset("smoke", epochs=3,', (SUITE,)),
-    Scripted("suite.PRESETS smoke max_batches 2 -> 3", "resnet_lab/spec/presets.py", "epochs=2, max_batches=2,", "epochs=2, max_batches=3,", (SUITE,)),
-    Scripted("suite.PRESETS smoke eval_batches 2 -> 3", "resnet_lab/spec/presets.py", "max_batches=2, eval_batches=2,", "max_batches=2, eval_batches=3,", (SUITE,)),
-    Scripted("suite.PRESETS smoke profile_steps 3 -> 4", "resnet_lab/spec/presets.py", "profile_steps=3, c8_epochs=2", "profile_steps=4, c8_epochs=2", (SUITE,)),
-    Scripted("suite.PRESETS smoke c8_epochs 2 -> 3", "resnet_lab/spec/presets.py", "profile_steps=3, c8_epochs=2", "profile_steps=3, c8_epochs=3", (SUITE,)),
-    Scripted("suite.PRESETS full epochs 5 -> 4", "resnet_lab/spec/presets.py", 'Preset("full", epochs=5,', 'Preset("full", epochs=4,', (SUITE,)),
-    Scripted("suite.PRESETS full max_batches None -> 391", "resnet_lab/spec/presets.py", "epochs=5, max_batches=None,", "epochs=5, max_batches=391,", (SUITE,)),
-    Scripted("suite.PRESETS full eval_batches None -> 100", "resnet_lab/spec/presets.py", "max_batches=None, eval_batches=None,",
-             "max_batches=None, eval_batches=100,", (SUITE,)),
-    Scripted("suite.PRESETS full profile_steps 5 -> 4", "resnet_lab/spec/presets.py", "profile_steps=5, c8_epochs=10", "profile_steps=4, c8_epochs=10", (SUITE,)),
-    Scripted("suite.PRESETS full c8_epochs 10 -> 9", "resnet_lab/spec/presets.py", "profile_steps=5, c8_epochs=10", "profile_steps=5, c8_epochs=9", (SUITE,)),
-    Scripted("compare.NOISE_K 1.5 -> 1.0", "resnet_lab/results/metrics.py", "NOISE_K = 1.5", "NOISE_K = 1.0", (COMPARE,)),
-    Scripted("compare.NOISE_K 1.5 -> 2.0", "resnet_lab/results/metrics.py", "NOISE_K = 1.5", "NOISE_K = 2.0", (COMPARE,)),
-    Scripted("compare.MIN_DELTA_S 0.05 -> 0.03", "resnet_lab/results/metrics.py", "MIN_DELTA_S = 0.05", "MIN_DELTA_S = 0.03", (COMPARE,)),
-    Scripted("compare.MIN_DELTA_S 0.05 -> 0.07", "resnet_lab/results/metrics.py", "MIN_DELTA_S = 0.05", "MIN_DELTA_S = 0.07", (COMPARE,)),
-    Scripted("flops.DEFAULT_MATMUL_N cpu 2048 -> 1024", "resnet_lab/perf/flops.py", '{"cpu": 2048,', '{"cpu": 1024,', (FLOPS,)),
-    Scripted("benchmarking.UNTIMED_SHARE 0.05 -> 0.04", "resnet_lab/suite/benchmarking.py", "UNTIMED_SHARE = 0.05", "UNTIMED_SHARE = 0.04", (BENCH,)),
-    Scripted("benchmarking.UNTIMED_SHARE 0.05 -> 0.06", "resnet_lab/suite/benchmarking.py", "UNTIMED_SHARE = 0.05", "UNTIMED_SHARE = 0.06", (BENCH,)),
-    Scripted("benchmarking.UNTIMED_FLOOR_S 0.05 -> 0.04", "resnet_lab/suite/benchmarking.py", "UNTIMED_FLOOR_S = 0.05", "UNTIMED_FLOOR_S = 0.04", (BENCH,)),
-    Scripted("benchmarking.UNTIMED_FLOOR_S 0.05 -> 0.06", "resnet_lab/suite/benchmarking.py", "UNTIMED_FLOOR_S = 0.05", "UNTIMED_FLOOR_S = 0.06", (BENCH,)),
+    Scripted(
+        "suite.C3_TOLERANCE 0.10 -> 0.05",
+        "resnet_lab/spec/presets.py",
+        "C3_TOLERANCE = 0.10",
+        "C3_TOLERANCE = 0.05",
+        (SUITE,),
+    ),
+    Scripted(
+        "suite.C3_TOLERANCE 0.10 -> 0.15",
+        "resnet_lab/spec/presets.py",
+        "C3_TOLERANCE = 0.10",
+        "C3_TOLERANCE = 0.15",
+        (SUITE,),
+    ),
+    Scripted(
+        "suite.C3_DEFAULT_WORKERS without 16",
+        "resnet_lab/spec/presets.py",
+        "C3_DEFAULT_WORKERS = (0, 4, 8, 12, 16)",
+        "C3_DEFAULT_WORKERS = (0, 4, 8, 12)",
+        (SUITE,),
+    ),
+    Scripted(
+        "suite.PRESETS smoke epochs 2 -> 3",
+        "resnet_lab/spec/presets.py",
+        'Preset("smoke", epochs=2,',
+        'Preset("smoke", epochs=3,',
+        (SUITE,),
+    ),
+    Scripted(
+        "suite.PRESETS smoke max_batches 2 -> 3",
+        "resnet_lab/spec/presets.py",
+        "epochs=2, max_batches=2,",
+        "epochs=2, max_batches=3,",
+        (SUITE,),
+    ),
+    Scripted(
+        "suite.PRESETS smoke eval_batches 2 -> 3",
+        "resnet_lab/spec/presets.py",
+        "max_batches=2, eval_batches=2,",
+        "max_batches=2, eval_batches=3,",
+        (SUITE,),
+    ),
+    Scripted(
+        "suite.PRESETS smoke profile_steps 3 -> 4",
+        "resnet_lab/spec/presets.py",
+        "profile_steps=3, c8_epochs=2",
+        "profile_steps=4, c8_epochs=2",
+        (SUITE,),
+    ),
+    Scripted(
+        "suite.PRESETS smoke c8_epochs 2 -> 3",
+        "resnet_lab/spec/presets.py",
+        "profile_steps=3, c8_epochs=2",
+        "profile_steps=3, c8_epochs=3",
+        (SUITE,),
+    ),
+    Scripted(
+        "suite.PRESETS full epochs 5 -> 4",
+        "resnet_lab/spec/presets.py",
+        'Preset("full", epochs=5,',
+        'Preset("full", epochs=4,',
+        (SUITE,),
+    ),
+    Scripted(
+        "suite.PRESETS full max_batches None -> 391",
+        "resnet_lab/spec/presets.py",
+        "epochs=5, max_batches=None,",
+        "epochs=5, max_batches=391,",
+        (SUITE,),
+    ),
+    Scripted(
+        "suite.PRESETS full eval_batches None -> 100",
+        "resnet_lab/spec/presets.py",
+        "max_batches=None, eval_batches=None,",
+        "max_batches=None, eval_batches=100,",
+        (SUITE,),
+    ),
+    Scripted(
+        "suite.PRESETS full profile_steps 5 -> 4",
+        "resnet_lab/spec/presets.py",
+        "profile_steps=5, c8_epochs=10",
+        "profile_steps=4, c8_epochs=10",
+        (SUITE,),
+    ),
+    Scripted(
+        "suite.PRESETS full c8_epochs 10 -> 9",
+        "resnet_lab/spec/presets.py",
+        "profile_steps=5, c8_epochs=10",
+        "profile_steps=5, c8_epochs=9",
+        (SUITE,),
+    ),
+    Scripted(
+        "compare.NOISE_K 1.5 -> 1.0", "resnet_lab/results/metrics.py", "NOISE_K = 1.5", "NOISE_K = 1.0", (COMPARE,)
+    ),
+    Scripted(
+        "compare.NOISE_K 1.5 -> 2.0", "resnet_lab/results/metrics.py", "NOISE_K = 1.5", "NOISE_K = 2.0", (COMPARE,)
+    ),
+    Scripted(
+        "compare.MIN_DELTA_S 0.05 -> 0.03",
+        "resnet_lab/results/metrics.py",
+        "MIN_DELTA_S = 0.05",
+        "MIN_DELTA_S = 0.03",
+        (COMPARE,),
+    ),
+    Scripted(
+        "compare.MIN_DELTA_S 0.05 -> 0.07",
+        "resnet_lab/results/metrics.py",
+        "MIN_DELTA_S = 0.05",
+        "MIN_DELTA_S = 0.07",
+        (COMPARE,),
+    ),
+    Scripted(
+        "flops.DEFAULT_MATMUL_N cpu 2048 -> 1024",
+        "resnet_lab/perf/flops.py",
+        '{"cpu": 2048,',
+        '{"cpu": 1024,',
+        (FLOPS,),
+    ),
+    Scripted(
+        "benchmarking.UNTIMED_SHARE 0.05 -> 0.04",
+        "resnet_lab/suite/benchmarking.py",
+        "UNTIMED_SHARE = 0.05",
+        "UNTIMED_SHARE = 0.04",
+        (BENCH,),
+    ),
+    Scripted(
+        "benchmarking.UNTIMED_SHARE 0.05 -> 0.06",
+        "resnet_lab/suite/benchmarking.py",
+        "UNTIMED_SHARE = 0.05",
+        "UNTIMED_SHARE = 0.06",
+        (BENCH,),
+    ),
+    Scripted(
+        "benchmarking.UNTIMED_FLOOR_S 0.05 -> 0.04",
+        "resnet_lab/suite/benchmarking.py",
+        "UNTIMED_FLOOR_S = 0.05",
+        "UNTIMED_FLOOR_S = 0.04",
+        (BENCH,),
+    ),
+    Scripted(
+        "benchmarking.UNTIMED_FLOOR_S 0.05 -> 0.06",
+        "resnet_lab/suite/benchmarking.py",
+        "UNTIMED_FLOOR_S = 0.05",
+        "UNTIMED_FLOOR_S = 0.06",
+        (BENCH,),
+    ),
 )
 COPIED = ("resnet_lab", "tests", "conftest.py", "pytest.ini")
 
@@ -175,11 +350,23 @@ def child_env() -> dict[str, str]:
 def run_mutmut(log: Path) -> dict[str, str]:
     """Run mutmut on MUTMUT_TARGETS; return {mutant name: status} for them."""
     with log.open("w", encoding="utf-8") as out:
-        proc = subprocess.run([sys.executable, "-m", "mutmut", "run", *MUTMUT_TARGETS], cwd=ROOT, env=child_env(), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.run(
+            [sys.executable, "-m", "mutmut", "run", *MUTMUT_TARGETS],
+            cwd=ROOT,
+            env=child_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     if proc.returncode != 0:
         raise SystemExit(f"mutmut run failed (exit {proc.returncode}); see {log}")
-    listing = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=ROOT, env=child_env(),
-                             capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        [sys.executable, "-m", "mutmut", "results", "--all", "true"],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     statuses = {}
     for line in listing.splitlines():
         name, _, status = line.strip().rpartition(": ")
@@ -203,20 +390,35 @@ def run_scripted(mutation: Scripted | None, tests: tuple[str, ...] = ()) -> str:
             target = tree / mutation.path
             text = target.read_text(encoding="utf-8")
             if text.count(mutation.old) != 1:
-                raise SystemExit(f"scripted mutation '{mutation.name}': the original text occurs {text.count(mutation.old)} times in {mutation.path}")
+                raise SystemExit(
+                    f"scripted mutation '{mutation.name}': the original text occurs {text.count(mutation.old)} times in {mutation.path}"
+                )
             target.write_text(text.replace(mutation.old, mutation.new), encoding="utf-8")
         env = child_env() | {"PYTHONPATH": str(tree)}
         # -k as in [tool.mutmut]: the end-to-end compare tests run the CLI twice in subprocesses and pin nothing here
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-k", "not end_to_end", *tests],
-                              cwd=tree, env=env, capture_output=True, text=True)
-    return "survived" if proc.returncode == 0 else "killed" if proc.returncode == 1 else f"error (pytest exit {proc.returncode})"
+        proc = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-k", "not end_to_end", *tests],
+            cwd=tree,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+    return (
+        "survived"
+        if proc.returncode == 0
+        else "killed"
+        if proc.returncode == 1
+        else f"error (pytest exit {proc.returncode})"
+    )
 
 
 def run_all_scripted() -> dict[str, str]:
     """The scripted mutations, two at a time, after checking that their tests pass on the unmutated tree."""
     every_test = tuple(sorted({test for mutation in SCRIPTED for test in mutation.tests}))
     if run_scripted(None, every_test) != "survived":
-        raise SystemExit(f"the scripted mutations' tests fail on the unmutated tree: python -m pytest {' '.join(every_test)}")
+        raise SystemExit(
+            f"the scripted mutations' tests fail on the unmutated tree: python -m pytest {' '.join(every_test)}"
+        )
     results = {}
     with ThreadPoolExecutor(max_workers=2) as pool:
         for mutation, status in zip(SCRIPTED, pool.map(run_scripted, SCRIPTED)):
@@ -247,12 +449,16 @@ def summary(mutmut: dict[str, str], scripted: dict[str, str], seconds: float, co
         per_function.setdefault(function_of(name), []).append(status)
     for name, status in scripted.items():
         per_function.setdefault("scripted: " + name.split(":")[0].split(" ")[0], []).append(status)
-    survivors = sorted(n for n, s in mutmut.items() if s not in DETECTED) + sorted(n for n, s in scripted.items() if s != "killed")
+    survivors = sorted(n for n, s in mutmut.items() if s not in DETECTED) + sorted(
+        n for n, s in scripted.items() if s != "killed"
+    )
     equivalent = [n for n in survivors if n in EQUIVALENT]
     counted = len(mutmut) + len(scripted) - len(equivalent)
     killed = sum(s in DETECTED for s in mutmut.values()) + sum(s == "killed" for s in scripted.values())
     score = killed / counted if counted else 0.0
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
     lines = [
         "# Mutation testing of the measuring core",
         "",
@@ -271,7 +477,11 @@ def summary(mutmut: dict[str, str], scripted: dict[str, str], seconds: float, co
         lines.append(f"| {function} | {len(statuses)} | {detected} | {len(statuses) - detected} |")
     stale = sorted(n for n in (*EQUIVALENT, *UNDETECTABLE) if n in mutmut and mutmut[n] in DETECTED)
     if stale:
-        lines += ["", "Explained as survivors but killed in this run (update scripts/mutation.py): " + ", ".join(f"`{n}`" for n in stale)]
+        lines += [
+            "",
+            "Explained as survivors but killed in this run (update scripts/mutation.py): "
+            + ", ".join(f"`{n}`" for n in stale),
+        ]
     lines += ["", "## Survivors", ""]
     if not survivors:
         lines.append("none")
@@ -288,8 +498,12 @@ def summary(mutmut: dict[str, str], scripted: dict[str, str], seconds: float, co
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scripted-only", action="store_true", help="skip mutmut; run only the scripted mutations")
-    parser.add_argument("--out", default=str(ROOT / "results" / "mutation" / "summary.md"), metavar="PATH",
-                        help="where to write the summary. Default: results/mutation/summary.md")
+    parser.add_argument(
+        "--out",
+        default=str(ROOT / "results" / "mutation" / "summary.md"),
+        metavar="PATH",
+        help="where to write the summary. Default: results/mutation/summary.md",
+    )
     args = parser.parse_args(argv)
     start = time.monotonic()
     mutmut: dict[str, str] = {}

@@ -104,7 +104,12 @@ def worker(batch: int) -> None:
         elif cmd["do"] == "load":
             out = loader_phase(cmd["batches"], plant)
         elif cmd["do"] == "free":  # whole blocks, no synchronisation with the other side
-            out = {"blocks": [{**train_phase(cmd["steps"], plant), **loader_phase(cmd["batches"], plant)} for _ in range(cmd["blocks"])]}
+            out = {
+                "blocks": [
+                    {**train_phase(cmd["steps"], plant), **loader_phase(cmd["batches"], plant)}
+                    for _ in range(cmd["blocks"])
+                ]
+            }
         elif cmd["do"] == "calibrate":
             step({})
             out = {**train_phase(cmd["steps"], {}), **loader_phase(cmd["batches"], {}), "forward_s": forward_s(2)}
@@ -121,8 +126,13 @@ def worker(batch: int) -> None:
 class Worker:
     def __init__(self, batch: int) -> None:
         env = {**os.environ, "OMP_NUM_THREADS": str(os.cpu_count() or 2)}
-        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", "--batch", str(batch)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", "--batch", str(batch)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         assert json.loads(self.proc.stdout.readline())["ready"]
 
     def send(self, **cmd) -> None:
@@ -147,20 +157,37 @@ def together(workers: list[Worker], cmds: list[dict]) -> list[dict]:
     return [w.receive() for w in workers]
 
 
-def run_design(design: str, base: Worker, new: Worker, plant: dict, args: argparse.Namespace, threads: int) -> list[dict]:
+def run_design(
+    design: str, base: Worker, new: Worker, plant: dict, args: argparse.Namespace, threads: int
+) -> list[dict]:
     """Per block: {"base": {...}, "new": {...}} with train_s, train_cpu_s, load_s, load_cpu_s."""
     common = {"steps": args.steps, "batches": args.loader_batches}
     blocks = []
     if design == "side-by-side":
         for half in range(2):  # which side is sent first alternates, as in the gate's ABBA
             order = [(base, {}), (new, plant)] if half == 0 else [(new, plant), (base, {})]
-            res = together([w for w, _ in order], [{"do": "free", "threads": 1, "plant": p, "blocks": args.blocks // 2, **common} for _, p in order])
+            res = together(
+                [w for w, _ in order],
+                [{"do": "free", "threads": 1, "plant": p, "blocks": args.blocks // 2, **common} for _, p in order],
+            )
             by_side = dict(zip([("base" if w is base else "new") for w, _ in order], res))
             blocks += [{"base": b, "new": n} for b, n in zip(by_side["base"]["blocks"], by_side["new"]["blocks"])]
     elif design == "barrier":
         for _ in range(args.blocks):
-            t = together([base, new], [{"do": "train", "threads": 1, "plant": {}, **common}, {"do": "train", "threads": 1, "plant": plant, **common}])
-            l = together([base, new], [{"do": "load", "threads": 1, "plant": {}, **common}, {"do": "load", "threads": 1, "plant": plant, **common}])
+            t = together(
+                [base, new],
+                [
+                    {"do": "train", "threads": 1, "plant": {}, **common},
+                    {"do": "train", "threads": 1, "plant": plant, **common},
+                ],
+            )
+            l = together(
+                [base, new],
+                [
+                    {"do": "load", "threads": 1, "plant": {}, **common},
+                    {"do": "load", "threads": 1, "plant": plant, **common},
+                ],
+            )
             blocks.append({"base": {**t[0], **l[0]}, "new": {**t[1], **l[1]}})
     else:
         for b in range(args.blocks):
@@ -169,7 +196,10 @@ def run_design(design: str, base: Worker, new: Worker, plant: dict, args: argpar
                 order.reverse()
             res = {}
             for name, w, p in order:
-                res[name] = {**w.ask(do="train", threads=threads, plant=p, **common), **w.ask(do="load", threads=threads, plant=p, **common)}
+                res[name] = {
+                    **w.ask(do="train", threads=threads, plant=p, **common),
+                    **w.ask(do="load", threads=threads, plant=p, **common),
+                }
             blocks.append(res)
     return blocks
 
@@ -194,36 +224,57 @@ def main(argv: list[str] | None = None) -> int:
     threads = os.cpu_count() or 2
     base, new = Worker(args.batch), Worker(args.batch)
     try:
-        cal = [base.ask(do="calibrate", threads=threads, steps=args.steps, batches=args.loader_batches) for _ in range(2)][-1]
+        cal = [
+            base.ask(do="calibrate", threads=threads, steps=args.steps, batches=args.loader_batches) for _ in range(2)
+        ][-1]
         step_s, batch_s = cal["train_s"] / args.steps, cal["load_s"] / args.loader_batches
         plants = {
             "compute": {"extra_images": max(1, round(args.batch * args.effect * step_s / cal["forward_s"]))},
             "wait": {"step_sleep_s": args.effect * step_s, "batch_sleep_s": args.effect * batch_s},
         }
-        print(f"calibration ({threads} threads, alone): step {step_s:.3f} s, no-grad forward of the batch {cal['forward_s']:.3f} s, "
-              f"loader batch {batch_s:.3f} s -> plants {plants}", flush=True)
+        print(
+            f"calibration ({threads} threads, alone): step {step_s:.3f} s, no-grad forward of the batch {cal['forward_s']:.3f} s, "
+            f"loader batch {batch_s:.3f} s -> plants {plants}",
+            flush=True,
+        )
         results = {}
         for plant_name in PLANTS:
             for design in DESIGNS:
                 start = time.perf_counter()
                 blocks = run_design(design, base, new, plants[plant_name], args, threads)
                 results[f"{design}/{plant_name}"] = blocks
-                print(f"{design:13s} {plant_name:8s} train {ratio(blocks, 'train_s'):.3f} (cpu {ratio(blocks, 'train_cpu_s'):.3f})  "
-                      f"loader {ratio(blocks, 'load_s'):.3f} (cpu {ratio(blocks, 'load_cpu_s'):.3f})  "
-                      f"base train {statistics.median(b['base']['train_s'] for b in blocks):.2f} s  [{time.perf_counter() - start:.0f} s]", flush=True)
+                print(
+                    f"{design:13s} {plant_name:8s} train {ratio(blocks, 'train_s'):.3f} (cpu {ratio(blocks, 'train_cpu_s'):.3f})  "
+                    f"loader {ratio(blocks, 'load_s'):.3f} (cpu {ratio(blocks, 'load_cpu_s'):.3f})  "
+                    f"base train {statistics.median(b['base']['train_s'] for b in blocks):.2f} s  [{time.perf_counter() - start:.0f} s]",
+                    flush=True,
+                )
     finally:
         base.close()
         new.close()
-    print("\n| design | planted | train wall ratio | train CPU ratio | loader wall ratio | loader CPU ratio | base train s (median) |")
+    print(
+        "\n| design | planted | train wall ratio | train CPU ratio | loader wall ratio | loader CPU ratio | base train s (median) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for key, blocks in results.items():
         design, plant_name = key.split("/")
-        print(f"| {design} | {plant_name} +{args.effect:.0%} | {ratio(blocks, 'train_s'):.3f} | {ratio(blocks, 'train_cpu_s'):.3f} | "
-              f"{ratio(blocks, 'load_s'):.3f} | {ratio(blocks, 'load_cpu_s'):.3f} | {statistics.median(b['base']['train_s'] for b in blocks):.2f} |")
+        print(
+            f"| {design} | {plant_name} +{args.effect:.0%} | {ratio(blocks, 'train_s'):.3f} | {ratio(blocks, 'train_cpu_s'):.3f} | "
+            f"{ratio(blocks, 'load_s'):.3f} | {ratio(blocks, 'load_cpu_s'):.3f} | {statistics.median(b['base']['train_s'] for b in blocks):.2f} |"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "json"}, "calibration": cal,
-                                         "plants": plants, "results": results}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "args": {k: v for k, v in vars(args).items() if k != "json"},
+                    "calibration": cal,
+                    "plants": plants,
+                    "results": results,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -97,8 +97,15 @@ def grouped_offsets(images: torch.Tensor, labels: torch.Tensor, generator: torch
     return epoch
 
 
-def row_gather(images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator, *, use_index_select: bool,
-               per_epoch: bool, mirror: bool) -> Callable[[], Iterator]:
+def row_gather(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    use_index_select: bool,
+    per_epoch: bool,
+    mirror: bool,
+) -> Callable[[], Iterator]:
     """Padded HWC store, overlapping 96-byte row view, one gather of row starts.
 
     mirror=True keeps a flipped copy so flips are offsets; mirror=False flips with torch.where after the gather.
@@ -139,11 +146,20 @@ def row_gather(images: torch.Tensor, labels: torch.Tensor, generator: torch.Gene
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=50_000, metavar="N", help="Images in the split. Default: 50000.")
-    parser.add_argument("--device", default="cpu", metavar="DEV", help="Device of the device-resident variants. Default: cpu.")
-    parser.add_argument("--workers", type=int, nargs="*", default=[0, 2], metavar="W",
-                        help="num_workers values for the PIL DataLoader baseline. Default: 0 2.")
-    parser.add_argument("--repeats", type=int, default=3, metavar="R",
-                        help="Epochs timed per device variant (best kept). Default: 3.")
+    parser.add_argument(
+        "--device", default="cpu", metavar="DEV", help="Device of the device-resident variants. Default: cpu."
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        default=[0, 2],
+        metavar="W",
+        help="num_workers values for the PIL DataLoader baseline. Default: 0 2.",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, metavar="R", help="Epochs timed per device variant (best kept). Default: 3."
+    )
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -151,24 +167,37 @@ def main() -> None:
     rng = np.random.default_rng(0)
     images_np = rng.integers(0, 256, size=(args.images, 32, 32, 3), dtype=np.uint8)
     labels_np = rng.integers(0, 10, size=args.images, dtype=np.int64)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.images} images, batch {BATCH}, "
-          f"device variants on {device}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.images} images, batch {BATCH}, "
+        f"device variants on {device}"
+    )
 
     results: dict[str, float] = {}
     for workers in args.workers:
         loader = DataLoader(PilCifar(images_np, labels_np), batch_size=BATCH, shuffle=True, num_workers=workers)
         results[f"pil_dataloader_w{workers}"] = images_per_s(lambda: loader, lambda: None)
-        print(f"{'pil_dataloader_w' + str(workers):32s} {results[f'pil_dataloader_w{workers}']:>12,.0f} images/s", flush=True)
+        print(
+            f"{'pil_dataloader_w' + str(workers):32s} {results[f'pil_dataloader_w{workers}']:>12,.0f} images/s",
+            flush=True,
+        )
 
     images = torch.from_numpy(images_np).to(device)
     labels = torch.from_numpy(labels_np).to(device)
     generator = torch.Generator().manual_seed(0)
     # Setup (padding, stores) happens here, outside the timed epochs, as DeviceLoader does at construction.
     variants: dict[str, Callable[[], Iterable]] = {
-        "row_gather_isel_batch_mirror": row_gather(images, labels, generator, use_index_select=True, per_epoch=False, mirror=True),
-        "row_gather_index_batch_mirror": row_gather(images, labels, generator, use_index_select=False, per_epoch=False, mirror=True),
-        "row_gather_isel_epoch_mirror": row_gather(images, labels, generator, use_index_select=True, per_epoch=True, mirror=True),
-        "row_gather_isel_batch_where_flip": row_gather(images, labels, generator, use_index_select=True, per_epoch=False, mirror=False),
+        "row_gather_isel_batch_mirror": row_gather(
+            images, labels, generator, use_index_select=True, per_epoch=False, mirror=True
+        ),
+        "row_gather_index_batch_mirror": row_gather(
+            images, labels, generator, use_index_select=False, per_epoch=False, mirror=True
+        ),
+        "row_gather_isel_epoch_mirror": row_gather(
+            images, labels, generator, use_index_select=True, per_epoch=True, mirror=True
+        ),
+        "row_gather_isel_batch_where_flip": row_gather(
+            images, labels, generator, use_index_select=True, per_epoch=False, mirror=False
+        ),
     }
     if device.type == "cpu":  # its grouping reads offsets on the host: a sync per batch on CUDA
         variants["grouped_offsets"] = grouped_offsets(images, labels, generator)

@@ -77,8 +77,13 @@ class Config:
     def run_config(self, base: RunConfig, seed: int) -> RunConfig:
         step = StepConfig(channels_last=self.channels_last, amp_dtype=torch.bfloat16 if self.bf16 else None)
         return replace(
-            base, seed=seed, loader=replace(base.loader, seed=seed), step=step, compile_mode=self.compile_mode,
-            device_loader=self.device_loader, sync_phases=self.sync_phases,
+            base,
+            seed=seed,
+            loader=replace(base.loader, seed=seed),
+            step=step,
+            compile_mode=self.compile_mode,
+            device_loader=self.device_loader,
+            sync_phases=self.sync_phases,
         )
 
 
@@ -91,7 +96,9 @@ CONFIGS: dict[str, Config] = {
     c.name: c
     for c in (
         Config("eager", seeds=(0, 1, 2, 3, 4)),
-        Config("unsynced", seeds=(0,), sync_phases=False),  # on a CPU it must be bit-identical to eager: one seed says so
+        Config(
+            "unsynced", seeds=(0,), sync_phases=False
+        ),  # on a CPU it must be bit-identical to eager: one seed says so
         Config("device-loader", seeds=(0, 1, 2), device_loader=True),
         Config("channels-last", seeds=(0, 1, 2), channels_last=True),
         Config("compile", seeds=(0, 1, 2), compile_mode="default"),
@@ -139,8 +146,13 @@ def recording_steps() -> Iterator[list[StepRecorder]]:
 
 
 def one_run(config: Config, seed: int, args: argparse.Namespace, train_set, test_set) -> dict[str, object]:
-    base = RunConfig(device="cpu", epochs=1, max_batches=args.steps, eval_batches=args.eval_batches,
-                     loader=LoaderConfig(batch_size=args.batch, test_batch_size=100, num_workers=0))
+    base = RunConfig(
+        device="cpu",
+        epochs=1,
+        max_batches=args.steps,
+        eval_batches=args.eval_batches,
+        loader=LoaderConfig(batch_size=args.batch, test_batch_size=100, num_workers=0),
+    )
     run_config = config.run_config(base, seed)
     start = time.perf_counter()
     run = LabRun(run_config, train_set, test_set)
@@ -154,21 +166,35 @@ def one_run(config: Config, seed: int, args: argparse.Namespace, train_set, test
     test = evaluate(run.model, run.test_loader, "cpu", max_batches=args.eval_batches, step=StepConfig())
     params = torch.cat([p.detach().double().flatten() for p in run.model.parameters()])
     return {
-        "config": config.name, "seed": seed, "steps": args.steps, "batch": args.batch,
+        "config": config.name,
+        "seed": seed,
+        "steps": args.steps,
+        "batch": args.batch,
         "run_config": run_config.as_record(),
-        "step_loss": losses, "step_correct": hits,
-        "train_loss": record["loss"], "train_top1": record["top1"], "images": record["images"],
-        "test_loss": test["test_loss"], "test_top1": test["test_top1"], "test_images": test["test_images"],
-        "param_norm": float(params.norm()), "param_sum": float(params.sum()),
+        "step_loss": losses,
+        "step_correct": hits,
+        "train_loss": record["loss"],
+        "train_top1": record["top1"],
+        "images": record["images"],
+        "test_loss": test["test_loss"],
+        "test_top1": test["test_top1"],
+        "test_images": test["test_images"],
+        "param_norm": float(params.norm()),
+        "param_sum": float(params.sum()),
         "train_wall_s": train_s,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "commit": commit(), "cpu": platform.processor() or cpu_model(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "commit": commit(),
+        "cpu": platform.processor() or cpu_model(),
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
 def commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -210,13 +236,30 @@ def append(path: Path, run: dict[str, object]) -> None:
 # seeds of those, then channels_last, then the bf16 configurations, which are emulated on CPUs
 # without AVX512_BF16/AMX and cost several fp32 runs each. A log cut short is still paired by seed.
 ORDER = (
-    ("eager", 0), ("device-loader", 0), ("compile", 0), ("unsynced", 0),
-    ("eager", 1), ("device-loader", 1), ("compile", 1),
-    ("eager", 2), ("device-loader", 2), ("compile", 2),
-    ("channels-last", 0), ("channels-last", 1), ("channels-last", 2), ("eager", 3), ("eager", 4),
-    ("fast-compiled", 0), ("fast-uncompiled", 0), ("bf16", 0),
-    ("fast-compiled", 1), ("fast-uncompiled", 1), ("bf16", 1),
-    ("fast-compiled", 2), ("fast-uncompiled", 2), ("bf16", 2),
+    ("eager", 0),
+    ("device-loader", 0),
+    ("compile", 0),
+    ("unsynced", 0),
+    ("eager", 1),
+    ("device-loader", 1),
+    ("compile", 1),
+    ("eager", 2),
+    ("device-loader", 2),
+    ("compile", 2),
+    ("channels-last", 0),
+    ("channels-last", 1),
+    ("channels-last", 2),
+    ("eager", 3),
+    ("eager", 4),
+    ("fast-compiled", 0),
+    ("fast-uncompiled", 0),
+    ("bf16", 0),
+    ("fast-compiled", 1),
+    ("fast-uncompiled", 1),
+    ("bf16", 1),
+    ("fast-compiled", 2),
+    ("fast-uncompiled", 2),
+    ("bf16", 2),
 )
 
 
@@ -242,8 +285,11 @@ def train_all(args: argparse.Namespace) -> int:
         print(f"{time.strftime('%H:%M:%S')} {config.name} seed {seed} ...", flush=True)
         run = one_run(config, seed, args, train_set, test_set)
         append(args.log, run)
-        print(f"  {run['train_wall_s']:.0f} s, train loss {run['train_loss']:.4f} top-1 {run['train_top1']:.3f}, "
-              f"test top-1 {run['test_top1']:.3f}", flush=True)
+        print(
+            f"  {run['train_wall_s']:.0f} s, train loss {run['train_loss']:.4f} top-1 {run['train_top1']:.3f}, "
+            f"test top-1 {run['test_top1']:.3f}",
+            flush=True,
+        )
     return 0
 
 
@@ -251,7 +297,7 @@ def train_all(args: argparse.Namespace) -> int:
 
 
 def tail_mean(values: list[float]) -> float:
-    tail = values[int(len(values) * (1 - TAIL_FRACTION)):]
+    tail = values[int(len(values) * (1 - TAIL_FRACTION)) :]
     return statistics.fmean(tail)
 
 
@@ -288,15 +334,25 @@ def summarize(runs: list[dict[str, object]]) -> str:
     r0 = runs[0]
     lines.append(f"{len(runs)} runs; batch {r0['batch']}, {r0['steps']} steps; torch {r0['torch']}; {r0['cpu']}")
     lines.append("")
-    lines.append("| config | seeds | train loss, last half (mean ± sd) | train top-1 (all steps) | test top-1 | loss rel. diff vs eager at steps 1/2/3 (per seed) | steps until parted (>1e-3) |")
+    lines.append(
+        "| config | seeds | train loss, last half (mean ± sd) | train top-1 (all steps) | test top-1 | loss rel. diff vs eager at steps 1/2/3 (per seed) | steps until parted (>1e-3) |"
+    )
     lines.append("|---|---|---|---|---|---|---|")
     for name in configs:
         mine = [by[(name, s)] for s in sorted(s for c, s in by if c == name)]
         tails = [tail_mean(r["step_loss"]) for r in mine]
         top1 = [r["train_top1"] for r in mine]
         test = [r["test_top1"] for r in mine]
-        first = [early_difference(r["step_loss"], eager[r["seed"]]["step_loss"]) for r in mine if r["seed"] in eager and name != "eager"]
-        parted = [first_parting(r["step_loss"], eager[r["seed"]]["step_loss"]) for r in mine if r["seed"] in eager and name != "eager"]
+        first = [
+            early_difference(r["step_loss"], eager[r["seed"]]["step_loss"])
+            for r in mine
+            if r["seed"] in eager and name != "eager"
+        ]
+        parted = [
+            first_parting(r["step_loss"], eager[r["seed"]]["step_loss"])
+            for r in mine
+            if r["seed"] in eager and name != "eager"
+        ]
         sd = lambda v: statistics.stdev(v) if len(v) > 1 else float("nan")  # noqa: E731
         lines.append(
             f"| {name} | {','.join(str(r['seed']) for r in mine)} | {statistics.fmean(tails):.4f} ± {sd(tails):.4f} | "
@@ -304,11 +360,17 @@ def summarize(runs: list[dict[str, object]]) -> str:
             f"{'; '.join(first) or '-'} | {', '.join('never' if p is None else str(p) for p in parted) or '-'} |"
         )
     lines.append("")
-    lines.append("Paired against eager at the same seed: d_s = variant's minus eager's per-step loss, averaged over the last half of the steps.")
+    lines.append(
+        "Paired against eager at the same seed: d_s = variant's minus eager's per-step loss, averaged over the last half of the steps."
+    )
     lines.append("Seed-to-seed noise: the same figure between eager runs of different seeds (all pairs).")
     lines.append("")
     seeds = sorted(eager)
-    noise = [tail_mean([a - b for a, b in zip(eager[s]["step_loss"], eager[t]["step_loss"])]) for i, s in enumerate(seeds) for t in seeds[i + 1:]]
+    noise = [
+        tail_mean([a - b for a, b in zip(eager[s]["step_loss"], eager[t]["step_loss"])])
+        for i, s in enumerate(seeds)
+        for t in seeds[i + 1 :]
+    ]
     noise_sd = statistics.stdev(noise) if len(noise) > 1 else float("nan")
     lines.append(f"eager vs eager, {len(noise)} seed pairs: sd of the tail loss difference {noise_sd:.4f}")
     lines.append("")
@@ -317,11 +379,17 @@ def summarize(runs: list[dict[str, object]]) -> str:
     for name in configs:
         if name == "eager":
             continue
-        ds = [tail_mean([a - b for a, b in zip(by[(name, s)]["step_loss"], eager[s]["step_loss"])]) for s in seeds if (name, s) in by]
+        ds = [
+            tail_mean([a - b for a, b in zip(by[(name, s)]["step_loss"], eager[s]["step_loss"])])
+            for s in seeds
+            if (name, s) in by
+        ]
         if not ds:
             continue
         mean, low, high = t_interval(ds)
-        lines.append(f"| {name} | {len(ds)} | {', '.join(f'{d:+.4f}' for d in ds)} | {mean:+.4f} | [{low:+.4f}, {high:+.4f}] | {mean / noise_sd:+.2f} |")
+        lines.append(
+            f"| {name} | {len(ds)} | {', '.join(f'{d:+.4f}' for d in ds)} | {mean:+.4f} | [{low:+.4f}, {high:+.4f}] | {mean / noise_sd:+.2f} |"
+        )
     return "\n".join(lines)
 
 

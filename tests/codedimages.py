@@ -37,7 +37,6 @@ def decode(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return shift_y, shift_x, flipped
 
 
-
 def indexed_images(n: int) -> np.ndarray:
     """coded_images whose channel 2 is the image's index everywhere, so any output names its source."""
     if n > 256:

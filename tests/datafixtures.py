@@ -50,9 +50,16 @@ def write_cifar_root(root: Path, per_batch: int = 10, test_count: int = 20, seed
         hwc = images[split][rows]
         # CIFAR's format: each row is the R plane, then G, then B, each 32x32 row-major.
         chw_rows = hwc.transpose(0, 3, 1, 2).reshape(len(hwc), 3072)
-        entry = {"batch_label": name, "labels": labels[split][rows].tolist(), "data": chw_rows, "filenames": [f"{name}_{i}.png" for i in range(len(hwc))]}
+        entry = {
+            "batch_label": name,
+            "labels": labels[split][rows].tolist(),
+            "data": chw_rows,
+            "filenames": [f"{name}_{i}.png" for i in range(len(hwc))],
+        }
         (folder / name).write_bytes(pickle.dumps(entry))
-    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": list(CLASSES), "num_cases_per_batch": per_batch, "num_vis": 3072}))
+    (folder / "batches.meta").write_bytes(
+        pickle.dumps({"label_names": list(CLASSES), "num_cases_per_batch": per_batch, "num_vis": 3072})
+    )
     return Expected(images["train"], labels["train"], images["test"], labels["test"], CLASSES)
 
 

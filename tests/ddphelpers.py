@@ -16,14 +16,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-
 from datafixtures import CLASSES, random_images
+
 from resnet_lab.data import LabDataset, LoaderConfig, test_transform, train_transform
 from resnet_lab.distributed.ddp import DataParallelRun
 from resnet_lab.distributed.launch import RankContext
+from resnet_lab.engine.run import RunConfig
 from resnet_lab.model import resnet18
 from resnet_lab.optim import make_optimizer
-from resnet_lab.engine.run import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -53,7 +53,9 @@ def one_step_vs_halves(context: RankContext) -> float:
     """
     data = RecordingDataset(8, test_transform())
     run = DataParallelRun(run_config(batch=4, max_batches=1), data, world=context.world)
-    start = {k: v.detach().clone() for k, v in run.model.state_dict().items()}  # identical on every rank after DDP's broadcast
+    start = {
+        k: v.detach().clone() for k, v in run.model.state_dict().items()
+    }  # identical on every rank after DDP's broadcast
     run.sampler.set_epoch(0)
     shards: list[list[int] | None] = [None] * context.world.world_size
     dist.all_gather_object(shards, list(run.sampler))
@@ -75,7 +77,9 @@ def one_step_vs_halves(context: RankContext) -> float:
         p.grad = g
     optimizer.step()
     with torch.no_grad():
-        return max(float((a - b).abs().max()) for a, b in zip(run.model.parameters(), reference.parameters(), strict=True))
+        return max(
+            float((a - b).abs().max()) for a, b in zip(run.model.parameters(), reference.parameters(), strict=True)
+        )
 
 
 def digest_after_steps(context: RankContext, steps: int) -> str:
@@ -115,7 +119,9 @@ class DyingRun(DataParallelRun):
 
 def train_until_a_rank_dies(context: RankContext) -> None:
     """An epoch with a DataLoader worker per rank in which rank 1 is killed after two steps."""
-    run = DyingRun(run_config(batch=4, max_batches=40, workers=1), RecordingDataset(256, train_transform()), world=context.world)
+    run = DyingRun(
+        run_config(batch=4, max_batches=40, workers=1), RecordingDataset(256, train_transform()), world=context.world
+    )
     run.run_epoch()
 
 
@@ -131,7 +137,11 @@ def torchrun(*args: str, cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen(
         [str(TORCHRUN), "--standalone", "--nproc-per-node", "2", "-m", "resnet_lab", "train", *args],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 

@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-TEMPLATE = next((Path(__file__).resolve().parents[1] / "results" / "ab-gate" / "gate-aa-1" / "storage").glob("*/0001_*.json"))
+TEMPLATE = next(
+    (Path(__file__).resolve().parents[1] / "results" / "ab-gate" / "gate-aa-1" / "storage").glob("*/0001_*.json")
+)
 MACHINE_DIR = "Linux-CPython-3.11-64bit"
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -18,7 +20,9 @@ def commit_sha(i: int) -> str:
     return f"{i:02x}" * 20
 
 
-def scaled_run(scale: float, commit: int, run: int, *, dirty: bool = False, cpu: str | None = None, loss: float | None = None) -> dict:
+def scaled_run(
+    scale: float, commit: int, run: int, *, dirty: bool = False, cpu: str | None = None, loss: float | None = None
+) -> dict:
     """The template with every timing (per-epoch phases, rounds, stats) times `scale`, committed at `commit`."""
     data = copy.deepcopy(json.loads(TEMPLATE.read_text()))
     for bench in data["benchmarks"]:
@@ -38,7 +42,9 @@ def scaled_run(scale: float, commit: int, run: int, *, dirty: bool = False, cpu:
             if isinstance(bench["extra_info"].get(key), (int, float)):
                 bench["extra_info"][key] *= scale
     when = T0 + timedelta(hours=commit)
-    data["commit_info"].update(id=commit_sha(commit), time=when.isoformat(), author_time=when.isoformat(), dirty=dirty, branch="main")
+    data["commit_info"].update(
+        id=commit_sha(commit), time=when.isoformat(), author_time=when.isoformat(), dirty=dirty, branch="main"
+    )
     data["datetime"] = (when + timedelta(minutes=5 + run)).isoformat()
     if cpu is not None:
         data["machine_info"]["cpu"]["brand_raw"] = cpu
@@ -62,6 +68,13 @@ def write_history(storage: Path, scales: Sequence[float], runs_per_commit: int =
 
 def as_run_log(data: dict) -> str:
     """The same run as the suite's run log (run.jsonl) holds it."""
-    header = {"kind": "header", **{k: data[k] for k in ("machine_info", "commit_info", "datetime", "version") if k in data}}
-    lines = [header, *({"kind": "benchmark", "benchmark": b} for b in data["benchmarks"]), {"kind": "lab", "lab": data.get("lab", {})}]
+    header = {
+        "kind": "header",
+        **{k: data[k] for k in ("machine_info", "commit_info", "datetime", "version") if k in data},
+    }
+    lines = [
+        header,
+        *({"kind": "benchmark", "benchmark": b} for b in data["benchmarks"]),
+        {"kind": "lab", "lab": data.get("lab", {})},
+    ]
     return "".join(json.dumps(line) + "\n" for line in lines)

@@ -10,13 +10,12 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-import pytest
-
 from fixtures.labruns import bench, machine_info, training_bench
+
 from resnet_lab import cli
 from resnet_lab.results.ab import BASE, NEW, NO_GATED, figure, gated_benchmarks
-from resnet_lab.suite.ab_runs import AbConfig, next_pair_fits, run_order
 from resnet_lab.results.runs import Bench, machine_id
+from resnet_lab.suite.ab_runs import AbConfig, next_pair_fits, run_order
 
 C2_NAME = "test_c2_phases[device=cpu]"
 LOADER_NAME = "test_loader_throughput[pipeline=dataloader-workers=0-device=cpu]"
@@ -43,21 +42,46 @@ def assert_one_line_error(rc: int, out: str, err: str, message: str) -> None:
 # ---------------------------------------------------------------------------
 
 
-def suite_run(train_s: float, loader_s: float, *, epochs: int = 3, torch_version: str = "2.14.1", nan_epoch: int | None = None,
-              cpu: tuple[float, float] | None = None) -> dict:
+def suite_run(
+    train_s: float,
+    loader_s: float,
+    *,
+    epochs: int = 3,
+    torch_version: str = "2.14.1",
+    nan_epoch: int | None = None,
+    cpu: tuple[float, float] | None = None,
+) -> dict:
     """`cpu`: (train_cpu_s, round_cpu_s) recorded beside the wall times, as CPU runs do since issue 23; None: an older run."""
     rng = random.Random(0)
-    c2 = training_bench(rng, "C2", "test_c2_phases", {"device": "cpu"}, epochs=epochs, jitter=0.0,
-                        phases={"load_s": 0.2, "copy_s": 0.001, "train_s": train_s, "metrics_s": 0.001})
+    c2 = training_bench(
+        rng,
+        "C2",
+        "test_c2_phases",
+        {"device": "cpu"},
+        epochs=epochs,
+        jitter=0.0,
+        phases={"load_s": 0.2, "copy_s": 0.001, "train_s": train_s, "metrics_s": 0.001},
+    )
     if nan_epoch is not None:
         c2["extra_info"]["epochs"][nan_epoch]["train_s"] = float("nan")
-    loader = bench("loader", "test_loader_throughput", {"pipeline": "dataloader", "workers": 0, "device": "cpu"}, [loader_s], {"images": 50000})
+    loader = bench(
+        "loader",
+        "test_loader_throughput",
+        {"pipeline": "dataloader", "workers": 0, "device": "cpu"},
+        [loader_s],
+        {"images": 50000},
+    )
     if cpu is not None:
         for record in c2["extra_info"]["epochs"]:
             record["train_cpu_s"] = cpu[0]
         loader["extra_info"]["round_cpu_s"] = cpu[1]
-    return {"machine_info": {**machine_info(), "torch": torch_version}, "commit_info": {}, "benchmarks": [c2, loader],
-            "datetime": "2026-11-28T00:00:00+00:00", "version": "5.3.1"}
+    return {
+        "machine_info": {**machine_info(), "torch": torch_version},
+        "commit_info": {},
+        "benchmarks": [c2, loader],
+        "datetime": "2026-11-28T00:00:00+00:00",
+        "version": "5.3.1",
+    }
 
 
 def write_pairs(out: Path, base: list[dict], new: list[dict]) -> Path:
@@ -82,7 +106,13 @@ def scenario(tmp_path: Path, train_effect: float = 1.0, loader_effect: float = 1
     base, new = [], []
     for load in loads():
         base.append(suite_run(4.0 * load * rng.uniform(0.99, 1.01), 9.0 * load * rng.uniform(0.99, 1.01)))
-        new.append(suite_run(4.0 * load * train_effect * rng.uniform(0.99, 1.01), 9.0 * load * loader_effect * rng.uniform(0.99, 1.01), **new_kwargs))
+        new.append(
+            suite_run(
+                4.0 * load * train_effect * rng.uniform(0.99, 1.01),
+                9.0 * load * loader_effect * rng.uniform(0.99, 1.01),
+                **new_kwargs,
+            )
+        )
     return write_pairs(tmp_path / "ab", base, new)
 
 
@@ -99,12 +129,21 @@ def test_time_box_lets_a_pair_start_only_if_the_longest_pair_so_far_would_end_in
     assert next_pair_fits(config, done=5, elapsed_s=590.0, longest_pair_s=100.0)  # the box leaves at least 6 pairs
     assert next_pair_fits(config, done=6, elapsed_s=500.0, longest_pair_s=100.0)
     assert not next_pair_fits(config, done=6, elapsed_s=500.5, longest_pair_s=100.0)
-    assert next_pair_fits(AbConfig(time_box_s=600.0, boxed_pairs=2), done=4, elapsed_s=590.0, longest_pair_s=100.0)  # the interval's 5
+    assert next_pair_fits(
+        AbConfig(time_box_s=600.0, boxed_pairs=2), done=4, elapsed_s=590.0, longest_pair_s=100.0
+    )  # the interval's 5
     assert next_pair_fits(AbConfig(time_box_s=None), done=50, elapsed_s=1e6, longest_pair_s=1e3)
 
 
 def as_bench(record: dict) -> Bench:
-    return Bench(record["group"], record["name"], record["fullname"], record["params"] or {}, record["stats"], record["extra_info"])
+    return Bench(
+        record["group"],
+        record["name"],
+        record["fullname"],
+        record["params"] or {},
+        record["stats"],
+        record["extra_info"],
+    )
 
 
 def test_figure_is_the_median_of_the_steady_epochs():
@@ -150,8 +189,13 @@ def cpu_scenario(tmp_path: Path, train: tuple[float, float], loader: tuple[float
     for load in loads():
         noise = [rng.uniform(0.99, 1.01) for _ in range(2)]
         base.append(suite_run(4.0 * load * noise[0], 9.0 * load * noise[1], cpu=(7.5 * noise[0], 8.0 * noise[1])))
-        new.append(suite_run(4.0 * load * noise[0] * train[0], 9.0 * load * noise[1] * loader[0],
-                             cpu=(7.5 * noise[0] * train[1], 8.0 * noise[1] * loader[1])))
+        new.append(
+            suite_run(
+                4.0 * load * noise[0] * train[0],
+                9.0 * load * noise[1] * loader[0],
+                cpu=(7.5 * noise[0] * train[1], 8.0 * noise[1] * loader[1]),
+            )
+        )
     return write_pairs(tmp_path / "ab", base, new)
 
 
@@ -246,8 +290,16 @@ def test_fewer_pairs_than_the_interval_needs_exit_2(capsys, tmp_path):
 
 
 def git(repo: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env).stdout.strip()
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True, env=env
+    ).stdout.strip()
 
 
 def commit(repo: Path, files: dict[str, str], message: str) -> str:
@@ -275,8 +327,13 @@ def test_a_base_that_is_not_a_commit_exits_2(capsys, tmp_path, monkeypatch):
     repo = make_repo(tmp_path / "repo")
     tree = commit(repo, {"README.md": "one\n"}, "first")
     monkeypatch.chdir(repo)
-    assert_one_line_error(*run_cli(capsys, "--out", str(tmp_path / "ab")), "--base 'HEAD~1' is not a commit")  # one commit: no HEAD~1
-    assert_one_line_error(*run_cli(capsys, "--base", "no-such-branch", "--out", str(tmp_path / "ab")), "--base 'no-such-branch' is not a commit")
+    assert_one_line_error(
+        *run_cli(capsys, "--out", str(tmp_path / "ab")), "--base 'HEAD~1' is not a commit"
+    )  # one commit: no HEAD~1
+    assert_one_line_error(
+        *run_cli(capsys, "--base", "no-such-branch", "--out", str(tmp_path / "ab")),
+        "--base 'no-such-branch' is not a commit",
+    )
     blob = git(repo, "rev-parse", "HEAD:README.md")
     assert_one_line_error(*run_cli(capsys, "--base", blob, "--out", str(tmp_path / "ab")), "is not a commit")
     assert tree
@@ -330,16 +387,25 @@ FAKE_C2 = """
 
 def test_end_to_end_each_side_runs_its_own_code(capsys, tmp_path, monkeypatch):
     repo = make_repo(tmp_path / "repo")
-    files = {"resnet_lab/__init__.py": "FACTOR = 1.0\n", "conftest.py": FAKE_CONFTEST, "benchmarks/test_c2_phases.py": FAKE_C2,
-             ".gitignore": "__pycache__/\n"}
+    files = {
+        "resnet_lab/__init__.py": "FACTOR = 1.0\n",
+        "conftest.py": FAKE_CONFTEST,
+        "benchmarks/test_c2_phases.py": FAKE_C2,
+        ".gitignore": "__pycache__/\n",
+    }
     base = commit(repo, files, "base")
     (repo / "resnet_lab" / "__init__.py").write_text("FACTOR = 1.25\n")  # the working tree, uncommitted
     monkeypatch.chdir(repo)
     out_dir = tmp_path / "ab"
     # --pairs 7 under a time box that every pair overruns: the gate stops at the 6 pairs the box leaves
-    rc, out, err = run_cli(capsys, "--base", "HEAD", "--pairs", "7", "--epochs", "2", "--time-box", "0.001", "--out", str(out_dir))
+    rc, out, err = run_cli(
+        capsys, "--base", "HEAD", "--pairs", "7", "--epochs", "2", "--time-box", "0.001", "--out", str(out_dir)
+    )
     assert rc == 1, out + err
-    assert f"base {base[:12]} (HEAD) vs new working tree of {base[:7]} + uncommitted changes, 6 of 7 pairs (12 runs)" in out
+    assert (
+        f"base {base[:12]} (HEAD) vs new working tree of {base[:7]} + uncommitted changes, 6 of 7 pairs (12 runs)"
+        in out
+    )
     assert "time box: 6 pairs done in" in out
     row = next(line for line in out.splitlines() if line.startswith("C2 "))
     assert "1.250x" in row and "[1.250, 1.250]" in row and "FAIL" in row
@@ -352,7 +418,9 @@ def test_end_to_end_each_side_runs_its_own_code(capsys, tmp_path, monkeypatch):
     assert all(r["returncode"] == 0 and 0 < r["wall_s"] <= summary["elapsed_s"] for r in summary["runs"])
     base_run = json.loads(next(out_dir.glob("storage/*/*_ab-base-00.json")).read_text())
     assert base_run["commit_info"]["id"] == base  # the base ran in a checkout of its commit
-    written = [line.strip() for line in git(repo, "status", "--porcelain").splitlines() if ".coverage" not in line]  # CI's coverage data
+    written = [
+        line.strip() for line in git(repo, "status", "--porcelain").splitlines() if ".coverage" not in line
+    ]  # CI's coverage data
     assert written == ["M resnet_lab/__init__.py"]  # nothing else written into the repository
     # the same runs decide the same way again, without running anything
     rc_again, out_again, _ = run_cli(capsys, "--from", str(out_dir))

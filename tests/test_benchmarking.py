@@ -20,15 +20,28 @@ from resnet_lab.suite.sweep import SweepState
 def record(**changes: object) -> dict[str, object]:
     """A sound epoch record: phases 0.25 + 1 + 0.5 + 2 + 0.125 + 0.125 = 4 s of a 4.125 s epoch."""
     base = {
-        "epoch": 1, "batches": 2, "images": 256, "startup_s": 0.25, "load_s": 1.0, "copy_s": 0.5, "train_s": 2.0,
-        "metrics_s": 0.125, "shutdown_s": 0.125, "epoch_s": 4.125, "images_per_s": 256 / 4.125, "loss": 2.25, "top1": 0.125,
+        "epoch": 1,
+        "batches": 2,
+        "images": 256,
+        "startup_s": 0.25,
+        "load_s": 1.0,
+        "copy_s": 0.5,
+        "train_s": 2.0,
+        "metrics_s": 0.125,
+        "shutdown_s": 0.125,
+        "epoch_s": 4.125,
+        "images_per_s": 256 / 4.125,
+        "loss": 2.25,
+        "top1": 0.125,
     }
     return {**base, **changes}
 
 
 def test_a_sound_record_has_no_problem():
     assert epoch_problems(record()) == []
-    assert epoch_problems(record(startup_s=0.0, shutdown_s=0.0, epoch_s=3.625, top1=1.0)) == []  # no workers, phases = epoch, all correct
+    assert (
+        epoch_problems(record(startup_s=0.0, shutdown_s=0.0, epoch_s=3.625, top1=1.0)) == []
+    )  # no workers, phases = epoch, all correct
     assert epoch_problems(record(top1=0.0, images=2, batches=2)) == []
 
 
@@ -60,7 +73,15 @@ def test_each_wrong_figure_is_named(changes, problem):
 
 def test_untimed_remainder_has_a_floor_for_short_epochs():
     # phases 0.125 s of a 0.171875 s epoch: 27% left over, but 0.046875 s is under the 0.05 s floor
-    short = record(startup_s=0.0, load_s=0.03125, copy_s=0.03125, train_s=0.03125, metrics_s=0.03125, shutdown_s=0.0, epoch_s=0.171875)
+    short = record(
+        startup_s=0.0,
+        load_s=0.03125,
+        copy_s=0.03125,
+        train_s=0.03125,
+        metrics_s=0.03125,
+        shutdown_s=0.0,
+        epoch_s=0.171875,
+    )
     assert epoch_problems(short) == []
     assert epoch_problems({**short, "epoch_s": 0.1796875}) == ["0.0547 s of the 0.1797 s epoch is in no phase"]
 
@@ -72,20 +93,43 @@ def test_unsynced_phases_may_leave_device_time_to_the_epoch():
 
 
 def fake_run(config: RunConfig, records: list[dict[str, object]]) -> SimpleNamespace:
-    return SimpleNamespace(config=config, records=records, device=torch.device("cpu"), summary=lambda: summarize(records))
+    return SimpleNamespace(
+        config=config, records=records, device=torch.device("cpu"), summary=lambda: summarize(records)
+    )
 
 
 def test_training_extra_info_by_hand():
     records = [
         record(epoch=1, batches=3, images=300, epoch_s=4.5, loss=2.0, top1=0.25, warmup=True),
-        record(epoch=2, batches=3, images=300, startup_s=0.75, load_s=2.0, shutdown_s=0.375, epoch_s=6.75, loss=1.5, top1=0.5, warmup=False),
+        record(
+            epoch=2,
+            batches=3,
+            images=300,
+            startup_s=0.75,
+            load_s=2.0,
+            shutdown_s=0.375,
+            epoch_s=6.75,
+            loss=1.5,
+            top1=0.5,
+            warmup=False,
+        ),
     ]
     config = RunConfig(optimizer="nesterov", batch_norm=False, loader=LoaderConfig(batch_size=64, num_workers=3))
     options = LabOptions(preset="full", data="/data/cifar", max_batches=None)
     info = training_extra_info(fake_run(config, records), options, SimpleNamespace(source="cifar-10-batches-py"))
     assert info == {
-        "startup_s": 0.5, "load_s": 1.5, "copy_s": 0.5, "train_s": 2.0, "metrics_s": 0.125, "shutdown_s": 0.25, "epoch_s": 5.625,
-        "first_epoch_s": 4.5, "steady_epoch_s": 6.75, "images_per_s": 600 / 11.25, "loss": 1.5, "top1": 0.5,
+        "startup_s": 0.5,
+        "load_s": 1.5,
+        "copy_s": 0.5,
+        "train_s": 2.0,
+        "metrics_s": 0.125,
+        "shutdown_s": 0.25,
+        "epoch_s": 5.625,
+        "first_epoch_s": 4.5,
+        "steady_epoch_s": 6.75,
+        "images_per_s": 600 / 11.25,
+        "loss": 1.5,
+        "top1": 0.5,
         "epochs": records,
         "data": "cifar-10-batches-py",
         "data_source": "/data/cifar",
@@ -99,7 +143,13 @@ def test_training_extra_info_by_hand():
         "batch_size": 64,
     }
     smoke = training_extra_info(fake_run(RunConfig(), records[:1]), LabOptions(), SimpleNamespace(source="synthetic"))
-    assert (smoke["full_epoch"], smoke["batches_per_epoch"], smoke["optimizer"], smoke["workers"], smoke["batch_size"]) == (False, 3, "sgd", 2, 128)
+    assert (
+        smoke["full_epoch"],
+        smoke["batches_per_epoch"],
+        smoke["optimizer"],
+        smoke["workers"],
+        smoke["batch_size"],
+    ) == (False, 3, "sgd", 2, 128)
 
 
 class TimedLoader:
@@ -134,7 +184,9 @@ def test_c32_comes_from_full_training_epochs_when_c3_ran_them():
 
 
 @pytest.mark.parametrize(
-    ("full", "training"), [(False, {0: 10.0, 4: 5.0}), (True, {0: 10.0})], ids=["capped-epochs", "one-count"],
+    ("full", "training"),
+    [(False, {0: 10.0, 4: 5.0}), (True, {0: 10.0})],
+    ids=["capped-epochs", "one-count"],
 )
 def test_c32_falls_back_to_the_loader_sweep(full, training):
     state = SweepState(training=training, training_full_epochs=full, loader={0: 8.0, 4: 2.0, 8: 2.125})

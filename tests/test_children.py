@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_ab import FAKE_CONFTEST, commit, make_repo
 
 from resnet_lab import procs
@@ -61,13 +60,27 @@ def clones_of(pid: int) -> list[Path]:
 
 def start_ab(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     repo = make_repo(tmp_path / "repo")
-    commit(repo, {"resnet_lab/__init__.py": "", "conftest.py": FAKE_CONFTEST, "benchmarks/test_c2_phases.py": SLOW_C2,
-                  ".gitignore": "__pycache__/\n"}, "base")
+    commit(
+        repo,
+        {
+            "resnet_lab/__init__.py": "",
+            "conftest.py": FAKE_CONFTEST,
+            "benchmarks/test_c2_phases.py": SLOW_C2,
+            ".gitignore": "__pycache__/\n",
+        },
+        "base",
+    )
     pids = tmp_path / "pids"
     pids.mkdir()
     # -P: the parent imports the real resnet_lab, not the fake repo's (its runs get the repo's through PYTHONPATH).
-    parent = subprocess.Popen([sys.executable, "-P", "-m", "resnet_lab", "ab", "--base", "HEAD", "--out", str(tmp_path / "ab")],
-                              cwd=repo, env={**os.environ, "AB_PIDS": str(pids)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, "-P", "-m", "resnet_lab", "ab", "--base", "HEAD", "--out", str(tmp_path / "ab")],
+        cwd=repo,
+        env={**os.environ, "AB_PIDS": str(pids)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert wait_until(lambda: len(list(pids.iterdir())) >= 1 or parent.poll() is not None, 120), "no run started"
     assert parent.poll() is None, parent.communicate()
     assert clones_of(parent.pid), "the base's clone should exist while the runs do"
@@ -111,9 +124,16 @@ def worker_pids(pid: int) -> list[int]:
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_dataloader_workers_end_with_train(tmp_path, sig, private_cache):
-    parent = subprocess.Popen([sys.executable, "-m", "resnet_lab", "train", "--num-workers", "2", "--epochs", "100", "--batch-size", "8"],
-                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert wait_until(lambda: len(worker_pids(parent.pid)) >= 2 or parent.poll() is not None, 240), "no DataLoader worker started"
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "resnet_lab", "train", "--num-workers", "2", "--epochs", "100", "--batch-size", "8"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert wait_until(lambda: len(worker_pids(parent.pid)) >= 2 or parent.poll() is not None, 240), (
+        "no DataLoader worker started"
+    )
     workers = worker_pids(parent.pid)
     parent.send_signal(sig)
     _, err = parent.communicate(timeout=30)
@@ -122,7 +142,7 @@ def test_dataloader_workers_end_with_train(tmp_path, sig, private_cache):
     assert wait_until(lambda: not any(alive(pid) for pid in workers), GONE_S), "a DataLoader worker outlived train"
 
 
-ISOLATED_PARENT = '''
+ISOLATED_PARENT = """
 from resnet_lab.data import DataConfig, LoaderConfig
 from resnet_lab.perf.isolated import IsolatedRun
 from resnet_lab.engine.run import RunConfig
@@ -133,13 +153,15 @@ if __name__ == "__main__":
     run = IsolatedRun(config, DataConfig(train_size=20000, test_size=16))
     print(run.pid, flush=True)
     run.run_epoch()
-'''
+"""
 
 
 def test_the_isolated_run_ends_when_its_parent_is_sigkilled_mid_epoch(tmp_path, private_cache):
     script = tmp_path / "parent.py"
     script.write_text(ISOLATED_PARENT)
-    parent = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     child = int(parent.stdout.readline())
     time.sleep(1.0)  # into the epoch
     assert alive(child)
@@ -148,7 +170,7 @@ def test_the_isolated_run_ends_when_its_parent_is_sigkilled_mid_epoch(tmp_path, 
     assert wait_until(lambda: not alive(child), GONE_S), "the isolated run outlived its SIGKILLed parent"
 
 
-RANKS_PARENT = '''
+RANKS_PARENT = """
 import sys
 
 sys.path.insert(0, {tests!r})
@@ -159,13 +181,15 @@ if __name__ == "__main__":
     ranks = RankGroup(2, "cpu").start()
     print(" ".join(map(str, ranks.pids)), flush=True)
     ranks.run(ddphelpers.busy_for, 300)  # rank 1 busy in a command: it does not poll for its parent then
-'''
+"""
 
 
 def test_the_d_ranks_end_when_rank_0_is_sigkilled_mid_command(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(RANKS_PARENT.format(tests=str(Path(__file__).parent)))
-    parent = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parent = subprocess.Popen(
+        [sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     ranks = [int(pid) for pid in parent.stdout.readline().split()]
     assert ranks, parent.communicate()
     time.sleep(1.0)  # into the command

@@ -22,10 +22,38 @@ import torch
 from resnet_lab import cli, fileio
 
 EPOCH_KEYS = {
-    "epoch", "batches", "images", "startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s", "epoch_s",
-    "images_per_s", "loss", "top1", "per_class_top1", "warmup", "phases_synced",
+    "epoch",
+    "batches",
+    "images",
+    "startup_s",
+    "load_s",
+    "copy_s",
+    "train_s",
+    "metrics_s",
+    "shutdown_s",
+    "epoch_s",
+    "images_per_s",
+    "loss",
+    "top1",
+    "per_class_top1",
+    "warmup",
+    "phases_synced",
 }
-SUMMARY_KEYS = {"startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s", "epoch_s", "steady_epoch_s", "first_epoch_s", "images_per_s", "loss", "top1", "epochs"}
+SUMMARY_KEYS = {
+    "startup_s",
+    "load_s",
+    "copy_s",
+    "train_s",
+    "metrics_s",
+    "shutdown_s",
+    "epoch_s",
+    "steady_epoch_s",
+    "first_epoch_s",
+    "images_per_s",
+    "loss",
+    "top1",
+    "epochs",
+}
 TINY = ["--epochs", "1", "--max-batches", "1", "--batch-size", "4", "--eval-batches", "1", "--num-workers", "0"]
 NUMBER = r"(-?\d+\.\d+)"
 
@@ -74,14 +102,30 @@ def assert_usage_error(rc: int, out: str, err: str, message: str) -> None:
 
 def test_tiny_synthetic_run_prints_epochs_and_averages_and_writes_json(tmp_path: Path) -> None:
     out_json = tmp_path / "results" / "run.json"  # a missing folder is created
-    rc, out, err = finish(lab(
-        "train", "--epochs", "2", "--max-batches", "1", "--batch-size", "8", "--eval-batches", "1",
-        "--num-workers", "2", "--json", str(out_json), cwd=tmp_path,
-    ))
+    rc, out, err = finish(
+        lab(
+            "train",
+            "--epochs",
+            "2",
+            "--max-batches",
+            "1",
+            "--batch-size",
+            "8",
+            "--eval-batches",
+            "1",
+            "--num-workers",
+            "2",
+            "--json",
+            str(out_json),
+            cwd=tmp_path,
+        )
+    )
     assert rc == 0, err
     assert "Traceback" not in err
     lines = out.splitlines()
-    assert lines[0].startswith("resnet-lab train: synthetic data (50000 train / 10000 test), device cpu, optimizer sgd, workers 2")
+    assert lines[0].startswith(
+        "resnet-lab train: synthetic data (50000 train / 10000 test), device cpu, optimizer sgd, workers 2"
+    )
     epoch_re = re.compile(
         rf"epoch (\d)/2  startup {NUMBER}s  load {NUMBER}s  copy {NUMBER}s  train {NUMBER}s  metrics {NUMBER}s  shutdown {NUMBER}s  epoch {NUMBER}s  "
         rf"loss {NUMBER}  top1 {NUMBER}%  \((\d+) img/s\)"
@@ -91,7 +135,8 @@ def test_tiny_synthetic_run_prints_epochs_and_averages_and_writes_json(tmp_path:
     mean_line = next(line for line in lines if line.startswith("mean over 2 epochs:"))
     assert re.fullmatch(
         rf"mean over 2 epochs: startup {NUMBER}s  load {NUMBER}s  copy {NUMBER}s  train {NUMBER}s  metrics {NUMBER}s  shutdown {NUMBER}s  epoch {NUMBER}s  "
-        rf"\| last epoch loss {NUMBER}  top1 {NUMBER}%", mean_line,
+        rf"\| last epoch loss {NUMBER}  top1 {NUMBER}%",
+        mean_line,
     ), mean_line
     assert re.fullmatch(rf"test: loss {NUMBER}  top1 {NUMBER}% on 100 images", lines[-2]), out
     assert lines[-1] == f"wrote {out_json}"
@@ -99,7 +144,12 @@ def test_tiny_synthetic_run_prints_epochs_and_averages_and_writes_json(tmp_path:
     record = json.loads(out_json.read_text())
     assert set(record) == {"config", "data", "machine", "epochs", "summary", "test"}
     config = record["config"]
-    assert config["epochs"] == 2 and config["max_batches"] == 1 and config["optimizer"] == "sgd" and config["device"] == "cpu"
+    assert (
+        config["epochs"] == 2
+        and config["max_batches"] == 1
+        and config["optimizer"] == "sgd"
+        and config["device"] == "cpu"
+    )
     assert config["loader"]["batch_size"] == 8 and config["loader"]["num_workers"] == 2
     assert record["data"] == {"source": "synthetic", "kind": "synthetic", "train_images": 50000, "test_images": 10000}
     epochs = record["epochs"]
@@ -107,13 +157,32 @@ def test_tiny_synthetic_run_prints_epochs_and_averages_and_writes_json(tmp_path:
     for e, match in zip(epochs, epoch_lines):
         assert EPOCH_KEYS <= set(e)
         assert e["batches"] == 1 and e["images"] == 8 and e["phases_synced"] is True
-        for key in ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s", "epoch_s", "images_per_s", "loss"):
+        for key in (
+            "startup_s",
+            "load_s",
+            "copy_s",
+            "train_s",
+            "metrics_s",
+            "shutdown_s",
+            "epoch_s",
+            "images_per_s",
+            "loss",
+        ):
             assert isinstance(e[key], float) and math.isfinite(e[key]) and e[key] >= 0, key
-        assert 0 < e["startup_s"] + e["load_s"] + e["copy_s"] + e["train_s"] + e["metrics_s"] + e["shutdown_s"] <= e["epoch_s"]
+        assert (
+            0
+            < e["startup_s"] + e["load_s"] + e["copy_s"] + e["train_s"] + e["metrics_s"] + e["shutdown_s"]
+            <= e["epoch_s"]
+        )
         assert e["images_per_s"] == pytest.approx(8 / e["epoch_s"])
         assert 0 <= e["top1"] <= 1 and len(e["per_class_top1"]) == 10
         # What was printed is what was saved.
-        printed = dict(zip(("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s", "epoch_s"), map(float, match.groups()[1:8])))
+        printed = dict(
+            zip(
+                ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s", "epoch_s"),
+                map(float, match.groups()[1:8]),
+            )
+        )
         for key, value in printed.items():
             assert value == pytest.approx(e[key], abs=5e-4), key
         assert float(match.group(9)) == pytest.approx(e["loss"], abs=5e-5)
@@ -129,10 +198,14 @@ def test_tiny_synthetic_run_prints_epochs_and_averages_and_writes_json(tmp_path:
     assert [p.name for p in out_json.parent.iterdir()] == ["run.json"], "no temporary file is left behind"
 
 
-def test_quiet_run_on_a_tiny_image_folder(capsys: pytest.CaptureFixture[str], tiny_folder: Path, tmp_path: Path) -> None:
+def test_quiet_run_on_a_tiny_image_folder(
+    capsys: pytest.CaptureFixture[str], tiny_folder: Path, tmp_path: Path
+) -> None:
     """--quiet prints only the averages; a test split smaller than the test batch (100) is evaluated whole."""
     out_json = tmp_path / "run.json"
-    rc, out, err = in_process(capsys, "train", "--data", str(tiny_folder), *TINY, "--eval-batches", "5", "--quiet", "--json", str(out_json))
+    rc, out, err = in_process(
+        capsys, "train", "--data", str(tiny_folder), *TINY, "--eval-batches", "5", "--quiet", "--json", str(out_json)
+    )
     assert rc == 0, err
     lines = out.splitlines()
     assert len(lines) == 2 and lines[0].startswith("mean over 1 epochs:") and lines[1].endswith("on 10 images"), out
@@ -144,7 +217,11 @@ def test_quiet_run_on_a_tiny_image_folder(capsys: pytest.CaptureFixture[str], ti
 def test_help(tmp_path: Path) -> None:
     script = shutil.which("resnet-lab", path=str(Path(sys.executable).parent)) or shutil.which("resnet-lab")
     top = lab("--help", cwd=tmp_path)
-    train = subprocess.Popen([script, "train", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) if script else None
+    train = (
+        subprocess.Popen([script, "train", "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if script
+        else None
+    )
     rc, out, err = finish(top)
     assert rc == 0 and err == ""
     assert "usage: resnet-lab" in out and "train" in out and "where does training time go" in out
@@ -152,8 +229,21 @@ def test_help(tmp_path: Path) -> None:
         pytest.skip("the resnet-lab console script is not installed")
     rc, out, err = finish(train)
     assert rc == 0 and err == ""
-    for option in ("--device", "--num-workers", "--epochs", "--optimizer", "--batch-size", "--data", "--no-batch-norm",
-                   "--max-batches", "--eval-batches", "--seed", "--download", "--json", "--quiet"):
+    for option in (
+        "--device",
+        "--num-workers",
+        "--epochs",
+        "--optimizer",
+        "--batch-size",
+        "--data",
+        "--no-batch-norm",
+        "--max-batches",
+        "--eval-batches",
+        "--seed",
+        "--download",
+        "--json",
+        "--quiet",
+    ):
         assert option in out
     assert "adadelta" in out and "atomically" in out
 
@@ -168,12 +258,18 @@ def cuda_absent() -> bool:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--optimizer", "adadelat"], "unknown optimizer 'adadelat': choose one of sgd, sgd-nesterov, adagrad, adadelta, adam; did you mean 'adadelta'?"),
+        (
+            ["--optimizer", "adadelat"],
+            "unknown optimizer 'adadelat': choose one of sgd, sgd-nesterov, adagrad, adadelta, adam; did you mean 'adadelta'?",
+        ),
         (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
         (["--device", "tpu"], "argument --device: unknown device 'tpu': use 'cpu' or 'cuda'"),
         (["--device", "meta"], "argument --device: unknown device 'meta'"),
-        pytest.param(["--device", "cuda"], "device 'cuda' requested but CUDA is not available on this machine; use --device cpu",
-                     marks=pytest.mark.skipif(not cuda_absent(), reason="this machine has CUDA")),
+        pytest.param(
+            ["--device", "cuda"],
+            "device 'cuda' requested but CUDA is not available on this machine; use --device cpu",
+            marks=pytest.mark.skipif(not cuda_absent(), reason="this machine has CUDA"),
+        ),
         (["--num-workers", "-1"], "argument --num-workers: must be a worker count from 0 to 1024, got -1"),
         (["--batch-size", "0"], "argument --batch-size: must be a positive integer (>= 1), got 0"),
         (["--batch-size", "-8"], "argument --batch-size: must be a positive integer (>= 1), got -8"),
@@ -203,7 +299,9 @@ def test_batch_larger_than_the_dataset(capsys: pytest.CaptureFixture[str], tiny_
     assert_usage_error(rc, out, err, "--batch-size 64 is larger than the training set (20 images)")
 
 
-def test_unwritable_json_fails_before_training(capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unwritable_json_fails_before_training(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_data(*args: object, **kwargs: object) -> None:
         raise AssertionError("data was loaded before --json was checked")
 
@@ -226,6 +324,7 @@ def test_json_write_failure_keeps_the_existing_file(
     out_json = tmp_path / "out.json"
     old = '{"earlier": "results"}\n'
     out_json.write_text(old)
+
     def half_then_full(data: object, handle, **kwargs: object) -> None:
         text = json.dumps(data, **kwargs)
         handle.write(text[: len(text) // 2])
@@ -235,10 +334,15 @@ def test_json_write_failure_keeps_the_existing_file(
     monkeypatch.setattr(fileio, "json", SimpleNamespace(dump=half_then_full))  # fileio's own name only
     rc, out, err = in_process(capsys, "train", "--data", str(tiny_folder), *TINY, "--json", str(out_json))
     assert rc == 2 and "Traceback" not in err
-    assert err.strip() == f"resnet-lab: error: cannot write --json {out_json}: No space left on device; an existing file there was left unchanged"
+    assert (
+        err.strip()
+        == f"resnet-lab: error: cannot write --json {out_json}: No space left on device; an existing file there was left unchanged"
+    )
     assert "mean over 1 epochs" in out, "the results were still printed"
     assert out_json.read_text() == old
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "out.json", "tiny"], "no temporary file is left behind"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "out.json", "tiny"], (
+        "no temporary file is left behind"
+    )
 
 
 def test_errors_from_real_processes(tmp_path: Path) -> None:

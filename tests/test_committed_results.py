@@ -9,8 +9,8 @@ import pytest
 
 from resnet_lab.errors import LabError
 from resnet_lab.results.ab import decide_runs, gated_benchmarks, paired_runs
-from resnet_lab.results.paired import GateRule
 from resnet_lab.results.compare import CI_THRESHOLDS, compare_runs, parse_threshold
+from resnet_lab.results.paired import GateRule
 from resnet_lab.results.report.sheet import answer_sheet
 from resnet_lab.results.runs import SCHEMA_VERSION, load_run, parse_run
 
@@ -34,14 +34,22 @@ def test_there_are_committed_runs():
 def test_a_study_output_names_the_script_that_writes_it(path):
     script = STUDY_SCRIPT[path.name]
     readmes = [folder / "README.md" for folder in (path.parent, path.parent.parent) if (folder / "README.md").exists()]
-    assert (RESULTS.parent / script).is_file() and any(script in r.read_text() for r in readmes), f"{path}: no README names {script}"
+    assert (RESULTS.parent / script).is_file() and any(script in r.read_text() for r in readmes), (
+        f"{path}: no README names {script}"
+    )
     assert isinstance(json.loads(path.read_text()), dict)
 
 
-@pytest.mark.parametrize("path", [p for p in ALL_JSON if p not in COMMITTED + AB_SUMMARIES + STUDIES], ids=lambda p: str(p.relative_to(RESULTS)))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in ALL_JSON if p not in COMMITTED + AB_SUMMARIES + STUDIES],
+    ids=lambda p: str(p.relative_to(RESULTS)),
+)
 def test_every_other_committed_json_is_a_train_output(path):
     data = json.loads(path.read_text())
-    assert {"config", "summary", "epochs"} <= set(data), f"{path} is neither a suite run nor `resnet-lab train --json` output"
+    assert {"config", "summary", "epochs"} <= set(data), (
+        f"{path} is neither a suite run nor `resnet-lab train --json` output"
+    )
 
 
 @pytest.mark.parametrize("path", COMMITTED, ids=lambda p: str(p.relative_to(RESULTS)))

@@ -10,8 +10,8 @@ import statistics
 import textwrap
 
 import pytest
-
 from fixtures.labruns import make_run, stats_of, write_run
+
 from resnet_lab import cli
 from resnet_lab.results.compare import (
     CI_THRESHOLDS,
@@ -123,7 +123,9 @@ def test_phase_values_are_pytest_benchmark_statistics_over_epochs(tmp_path):
     assert value.spread == pytest.approx(abs(loads[2] - loads[1]))
     epoch = metric_value(bench, METRICS["epoch_s"], "median")
     rounds = bench.stats["data"]
-    assert epoch.value == pytest.approx(bench.stats["median"]) and epoch.spread == pytest.approx(abs(rounds[2] - rounds[1]))
+    assert epoch.value == pytest.approx(bench.stats["median"]) and epoch.spread == pytest.approx(
+        abs(rounds[2] - rounds[1])
+    )
     assert summarize(bench.epoch_values("epoch_s"))["median"] == pytest.approx(bench.stats["median"])
     top1 = metric_value(bench, METRICS["top1"], "last")
     assert top1.value == pytest.approx(100 * bench.extra_info["epochs"][-1]["top1"]) and top1.spread is None
@@ -143,7 +145,11 @@ def test_rounds_without_epoch_records_all_count_as_steady(tmp_path):
     rounds = [0.5, 0.75, 1.0]
     data["benchmarks"][1]["stats"] = stats_of(rounds)  # the device-resident loader's rounds
     bench = load_run(write_run(tmp_path / "loader.json", data)).benchmarks[1]
-    assert metric_value(bench, METRICS["epoch_s"], "median").spread == pytest.approx(summarize(rounds)["iqr"]) == pytest.approx(0.375)
+    assert (
+        metric_value(bench, METRICS["epoch_s"], "median").spread
+        == pytest.approx(summarize(rounds)["iqr"])
+        == pytest.approx(0.375)
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -217,7 +223,10 @@ def test_explicit_thresholds_replace_the_defaults(capsys, tmp_path, base_path):
 
 
 def test_different_machines_warn_and_skip_timing(capsys, tmp_path, base_path):
-    other = write_run(tmp_path / "gpu-box.json", make_run(seed=0, slow={"train_s": 2.0}, cpu="Intel Xeon", cpu_count=16, gpu="NVIDIA H100"))
+    other = write_run(
+        tmp_path / "gpu-box.json",
+        make_run(seed=0, slow={"train_s": 2.0}, cpu="Intel Xeon", cpu_count=16, gpu="NVIDIA H100"),
+    )
     rc, out, err = run_cli(capsys, str(base_path), str(other))
     assert rc == 0, out
     assert "warning: different machines" in err and "--cross-machine" in err
@@ -332,7 +341,9 @@ def test_a_non_finite_epoch_fails_with_its_name(capsys, tmp_path, base_path):
     rc, out, _ = run_cli(capsys, str(base_path), str(write_run(tmp_path / "nan.json", data)))
     assert rc == 1, out
     failing = [line.strip() for line in out.splitlines() if line.strip().startswith("FAIL")]
-    assert failing == [f"FAIL C2 test_c2_phases[device=cpu]: train_s non-finite in NEW (BASE median {metric_value(load_run(base_path).group('C2')[0], METRICS['train_s'], 'median').value:.4g})"]
+    assert failing == [
+        f"FAIL C2 test_c2_phases[device=cpu]: train_s non-finite in NEW (BASE median {metric_value(load_run(base_path).group('C2')[0], METRICS['train_s'], 'median').value:.4g})"
+    ]
 
 
 def test_different_library_versions_are_warned(capsys, tmp_path, base_path):
@@ -530,7 +541,16 @@ def run_tiny(pytester, monkeypatch, name: str, batches: int, augment_passes: int
     out = pytester.path / f"{name}.json"
     storage = f"file://{pytester.path / 'storage'}"  # also saved the --benchmark-autosave way, read back by storage id
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-p", "no:xdist", "--benchmark-json", str(out), "--benchmark-autosave", "--benchmark-storage", storage, "test_tiny.py"
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:xdist",
+        "--benchmark-json",
+        str(out),
+        "--benchmark-autosave",
+        "--benchmark-storage",
+        storage,
+        "test_tiny.py",
     )
     result.assert_outcomes(passed=1)
     return out
@@ -550,7 +570,9 @@ def test_end_to_end_slower_runs_are_flagged_and_self_compare_passes(pytester, mo
     assert rc == 1 and "epoch_s" in failing_lines(out) and "train_s" in failing_lines(out), out
     rc, out, _ = run_cli(capsys, str(base), str(slower_loading))
     assert rc == 1 and " load_s " in failing_lines(out), out
-    rc, out, _ = run_cli(capsys, "0001", str(base), "--storage", str(pytester.path / "storage"))  # autosaved vs --benchmark-json
+    rc, out, _ = run_cli(
+        capsys, "0001", str(base), "--storage", str(pytester.path / "storage")
+    )  # autosaved vs --benchmark-json
     assert rc == 0 and "result: ok" in out
     assert "1.00x" in out
 
@@ -653,7 +675,15 @@ def c2_run(train_s: tuple[float, ...]) -> dict:
         ((1.0, 1.2), (1.28, 1.48), 1),  # median +0.28 s (+25%)
         ((1.0, 1.2), (1.1, 1.3), 0),  # median +0.1 s (+9.1%): inside +10%
     ],
-    ids=["beyond-noise", "within-noise", "warm-up-is-not-noise", "above-floor", "below-floor", "two-epochs-beyond", "two-epochs-within"],
+    ids=[
+        "beyond-noise",
+        "within-noise",
+        "warm-up-is-not-noise",
+        "above-floor",
+        "below-floor",
+        "two-epochs-beyond",
+        "two-epochs-within",
+    ],
 )
 def test_default_noise_k_and_min_delta(capsys, tmp_path, base, new, rc):
     base_file = write_run(tmp_path / "base.json", c2_run(base))

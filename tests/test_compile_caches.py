@@ -22,7 +22,9 @@ def _fx_cache_hits_of_a_fresh_compile(caches_on: bool) -> int:
     return counters["inductor"]["fxgraph_cache_hit"]
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="Inductor's CPU backend needs a C++ compiler (g++) to build kernels")
+@pytest.mark.skipif(
+    shutil.which("g++") is None, reason="Inductor's CPU backend needs a C++ compiler (g++) to build kernels"
+)
 def test_caches_off_rebuilds_what_caches_on_would_load(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # an empty on-disk cache, not this machine's
     try:

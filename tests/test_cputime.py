@@ -10,19 +10,22 @@ from resnet_lab.engine.phases import CPU_KEYS, CPU_PHASE_KEYS, PHASES, cpu_key
 from resnet_lab.results.cputime import BOTH, COMPUTES, WAITS, change_kind, kind_note
 
 
-@pytest.mark.parametrize(("wall", "cpu", "kind"), [
-    (1.10, 1.10, COMPUTES),
-    (1.10, 1.076, COMPUTES),  # over three quarters of the change is CPU time
-    (1.10, 1.074, BOTH),
-    (1.10, 1.05, BOTH),
-    (1.10, 1.026, BOTH),
-    (1.10, 1.024, WAITS),  # under a quarter
-    (1.10, 1.0, WAITS),
-    (1.10, 0.97, WAITS),  # CPU time fell while wall time rose
-    (1.02, 1.0, ""),  # no slowdown to attribute
-    (0.90, 0.90, ""),
-    (1.10, None, ""),  # an older run without CPU time: not guessed
-])
+@pytest.mark.parametrize(
+    ("wall", "cpu", "kind"),
+    [
+        (1.10, 1.10, COMPUTES),
+        (1.10, 1.076, COMPUTES),  # over three quarters of the change is CPU time
+        (1.10, 1.074, BOTH),
+        (1.10, 1.05, BOTH),
+        (1.10, 1.026, BOTH),
+        (1.10, 1.024, WAITS),  # under a quarter
+        (1.10, 1.0, WAITS),
+        (1.10, 0.97, WAITS),  # CPU time fell while wall time rose
+        (1.02, 1.0, ""),  # no slowdown to attribute
+        (0.90, 0.90, ""),
+        (1.10, None, ""),  # an older run without CPU time: not guessed
+    ],
+)
 def test_change_kind(wall, cpu, kind):
     assert change_kind(wall, cpu) == kind
 
@@ -40,9 +43,27 @@ def test_the_cpu_keys_are_the_phase_keys_with_cpu_in_their_unit():
 
 
 def epoch_record(**changes) -> dict:
-    record = {"epoch": 0, "batches": 2, "images": 8, "startup_s": 0.0, "load_s": 0.5, "copy_s": 0.1, "train_s": 2.0, "metrics_s": 0.1,
-              "shutdown_s": 0.0, "epoch_s": 2.75, "loss": 2.0, "top1": 0.25, "startup_cpu_s": 0.0, "load_cpu_s": 0.25, "copy_cpu_s": 0.1,
-              "train_cpu_s": 3.9, "metrics_cpu_s": 0.1, "shutdown_cpu_s": 0.0, "epoch_cpu_s": 4.5}
+    record = {
+        "epoch": 0,
+        "batches": 2,
+        "images": 8,
+        "startup_s": 0.0,
+        "load_s": 0.5,
+        "copy_s": 0.1,
+        "train_s": 2.0,
+        "metrics_s": 0.1,
+        "shutdown_s": 0.0,
+        "epoch_s": 2.75,
+        "loss": 2.0,
+        "top1": 0.25,
+        "startup_cpu_s": 0.0,
+        "load_cpu_s": 0.25,
+        "copy_cpu_s": 0.1,
+        "train_cpu_s": 3.9,
+        "metrics_cpu_s": 0.1,
+        "shutdown_cpu_s": 0.0,
+        "epoch_cpu_s": 4.5,
+    }
     record.update(changes)
     return record
 
@@ -55,7 +76,9 @@ def test_epoch_problems_check_the_cpu_keys_and_accept_records_without_them():
     assert epoch_problems(old) == []
     assert epoch_problems(epoch_record(train_cpu_s=-0.5)) == ["train_cpu_s is -0.5"]
     assert epoch_problems(epoch_record(load_cpu_s=math.nan)) == ["load_cpu_s is nan"]
-    assert epoch_problems(epoch_record(epoch_cpu_s=4.0)) == ["the phases' CPU time adds up to 4.35 s, more than epoch_cpu_s 4.0 s"]
+    assert epoch_problems(epoch_record(epoch_cpu_s=4.0)) == [
+        "the phases' CPU time adds up to 4.35 s, more than epoch_cpu_s 4.0 s"
+    ]
     partial = {k: v for k, v in epoch_record().items() if k != "copy_cpu_s"}
     assert epoch_problems(partial) == [
         "CPU time recorded for only startup_cpu_s, load_cpu_s, train_cpu_s, metrics_cpu_s, shutdown_cpu_s, epoch_cpu_s: missing copy_cpu_s"

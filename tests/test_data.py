@@ -9,12 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from datafixtures import CLASSES, accept_cifar_root, assert_matches, write_cifar_root, write_image_folder, write_tar
 from PIL import Image
 from torchvision import transforms
 
-from datafixtures import CLASSES, accept_cifar_root, assert_matches, write_cifar_root, write_image_folder, write_tar
 from resnet_lab import data
-from resnet_lab.data import imagefolder
 from resnet_lab.data import (
     CIFAR10_CLASSES,
     CIFAR10_MEAN,
@@ -23,6 +22,7 @@ from resnet_lab.data import (
     LabDataset,
     LoaderConfig,
     describe_source,
+    imagefolder,
     load_datasets,
     make_test_loader,
     make_train_loader,
@@ -56,7 +56,12 @@ def test_constants_are_the_labs() -> None:
 
 def test_transform_pipelines_are_the_labs() -> None:
     steps = train_transform().transforms
-    assert [type(s) for s in steps] == [transforms.RandomCrop, transforms.RandomHorizontalFlip, transforms.ToTensor, transforms.Normalize]
+    assert [type(s) for s in steps] == [
+        transforms.RandomCrop,
+        transforms.RandomHorizontalFlip,
+        transforms.ToTensor,
+        transforms.Normalize,
+    ]
     assert steps[0].size == (32, 32) and steps[0].padding == 4 and steps[1].p == 0.5
     assert tuple(steps[3].mean) == CIFAR10_MEAN and tuple(steps[3].std) == CIFAR10_STD
     assert [type(s) for s in eval_transform().transforms] == [transforms.ToTensor, transforms.Normalize]
@@ -70,7 +75,9 @@ def test_test_transform_normalizes_by_hand_and_is_deterministic() -> None:
     # (x/255 - mean) / std, by hand, at the top-left pixel and at a zero pixel.
     expected_corner = [(1.0 - 0.4914) / 0.2023, (0.0 - 0.4822) / 0.1994, (128 / 255 - 0.4465) / 0.2010]
     torch.testing.assert_close(out[:, 0, 0], torch.tensor(expected_corner), rtol=0, atol=1e-5)
-    torch.testing.assert_close(out[:, 5, 5], torch.tensor([-0.4914 / 0.2023, -0.4822 / 0.1994, -0.4465 / 0.2010]), rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        out[:, 5, 5], torch.tensor([-0.4914 / 0.2023, -0.4822 / 0.1994, -0.4465 / 0.2010]), rtol=0, atol=1e-5
+    )
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8))
     assert torch.equal(eval_transform()(image), eval_transform()(image))
 
@@ -88,7 +95,12 @@ def test_train_transform_is_a_padded_crop_flipped_or_not() -> None:
     padded = np.zeros((40, 40, 3), dtype=np.int64)
     padded[4:36, 4:36] = source
     keys = [(dy, dx, flip) for dy in range(9) for dx in range(9) for flip in (False, True)]
-    crops = np.stack([padded[dy : dy + 32, dx : dx + 32][:, ::-1] if flip else padded[dy : dy + 32, dx : dx + 32] for dy, dx, flip in keys])
+    crops = np.stack(
+        [
+            padded[dy : dy + 32, dx : dx + 32][:, ::-1] if flip else padded[dy : dy + 32, dx : dx + 32]
+            for dy, dx, flip in keys
+        ]
+    )
     transform = train_transform()
     seen = []
     for _ in range(300):
@@ -236,7 +248,9 @@ def forbid_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("kind", ["folder", "archive"])
-def test_second_load_comes_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache: Path, kind: str) -> None:
+def test_second_load_comes_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache: Path, kind: str
+) -> None:
     expected = write_image_folder(tmp_path / "folder")
     source = tmp_path / "folder" if kind == "folder" else write_tar(tmp_path / "folder", tmp_path / "mini.tar.gz")
     first = load_datasets(DataConfig(source=str(source)))
@@ -278,7 +292,9 @@ def test_changed_archive_is_rebuilt(tmp_path: Path, private_cache: Path) -> None
     np.testing.assert_array_equal(test.images[9], new_pixels)
 
 
-def test_cache_file_appears_only_when_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache: Path) -> None:
+def test_cache_file_appears_only_when_complete(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache: Path
+) -> None:
     write_image_folder(tmp_path / "folder", train_per_class=1, test_per_class=1)
     decode = imagefolder._decode_images
 
@@ -294,7 +310,9 @@ def test_cache_file_appears_only_when_complete(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(np, "savez", savez_then_fail)
     with pytest.raises(data.DataError, match="cannot write cache file"):
         load_datasets(DataConfig(source=str(tmp_path / "folder")))
-    assert [p.name for p in private_cache.iterdir() if not p.name.endswith(".lock")] == [], "a failed write leaves nothing behind"
+    assert [p.name for p in private_cache.iterdir() if not p.name.endswith(".lock")] == [], (
+        "a failed write leaves nothing behind"
+    )
     monkeypatch.undo()
     monkeypatch.setenv("RESNET_LAB_CACHE", str(private_cache))
     load_datasets(DataConfig(source=str(tmp_path / "folder")))

@@ -18,17 +18,25 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 import torchvision
+from datafixtures import (
+    accept_cifar_root,
+    assert_matches,
+    random_images,
+    write_cifar_root,
+    write_image_folder,
+    write_tar,
+)
 from PIL import Image
 
-from datafixtures import accept_cifar_root, assert_matches, random_images, write_cifar_root, write_image_folder, write_tar
-from resnet_lab.data import cache, imagefolder
 from resnet_lab.data import (
     ACCEPTED_LAYOUTS,
     DataConfig,
     DataError,
     LabDataset,
     LoaderConfig,
+    cache,
     describe_source,
+    imagefolder,
     load_datasets,
     make_test_loader,
     make_train_loader,
@@ -426,7 +434,10 @@ def test_two_processes_build_one_cache(tmp_path: Path, monkeypatch: pytest.Monke
     cache = tmp_path / "shared-cache"
     context = multiprocessing.get_context("fork")
     barrier, results, decodes = context.Barrier(2), context.Queue(), context.Value("i", 0)
-    children = [context.Process(target=_load_in_child, args=(str(archive), str(cache), barrier, results, decodes)) for _ in range(2)]
+    children = [
+        context.Process(target=_load_in_child, args=(str(archive), str(cache), barrier, results, decodes))
+        for _ in range(2)
+    ]
     for child in children:
         child.start()
     for child in children:

@@ -16,8 +16,9 @@ from resnet_lab.perf.profiling import activities as profiler_activities
 
 def test_cuda_behaves_as_before_the_table():
     assert default_backend("cpu") == "gloo" and default_backend("cuda:1") == "nccl"
-    assert CUDA_SKIP == ("CUDA is not available here (torch.cuda.is_available() is False); "
-                         "run on a GPU machine or pass --lab-device cpu")
+    assert CUDA_SKIP == (
+        "CUDA is not available here (torch.cuda.is_available() is False); run on a GPU machine or pass --lab-device cpu"
+    )
     assert profiler_activities(torch.device("cpu")) == [ProfilerActivity.CPU]
     assert profiler_activities(torch.device("cuda")) == [ProfilerActivity.CPU, ProfilerActivity.CUDA]
     assert device_sync_fn("cpu") is None and callable(device_sync_fn("cuda"))

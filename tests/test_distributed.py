@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import socket
 
+import ddphelpers
 import pytest
 import torch
 
-import ddphelpers
 from resnet_lab.distributed.ddp import combine_rank_records, comm_derived
 from resnet_lab.distributed.launch import CUDA_SKIP, capacity_reason, resolve_backend, threads_per_rank
 from resnet_lab.distributed.ranks import RankGroup, descendants
@@ -118,11 +118,31 @@ def test_each_sample_once_per_epoch_across_ranks(group: RankGroup, size: int, pa
 
 
 def test_records_combine_ranks_by_images_and_slowest_time() -> None:
-    a = {"images": 30, "loss": 1.0, "top1": 0.5, "epoch_s": 2.0, "train_s": 1.5, "load_s": 0.1, "copy_s": 0.0, "per_class_top1": [0.5]}
-    b = {"images": 10, "loss": 2.0, "top1": 0.1, "epoch_s": 3.0, "train_s": 1.0, "load_s": 0.3, "copy_s": 0.0, "per_class_top1": [0.1]}
+    a = {
+        "images": 30,
+        "loss": 1.0,
+        "top1": 0.5,
+        "epoch_s": 2.0,
+        "train_s": 1.5,
+        "load_s": 0.1,
+        "copy_s": 0.0,
+        "per_class_top1": [0.5],
+    }
+    b = {
+        "images": 10,
+        "loss": 2.0,
+        "top1": 0.1,
+        "epoch_s": 3.0,
+        "train_s": 1.0,
+        "load_s": 0.3,
+        "copy_s": 0.0,
+        "per_class_top1": [0.1],
+    }
     job = combine_rank_records([a, b])
     assert job["images"] == 40
-    assert job["loss"] == pytest.approx((30 * 1.0 + 10 * 2.0) / 40) and job["top1"] == pytest.approx((30 * 0.5 + 10 * 0.1) / 40)
+    assert job["loss"] == pytest.approx((30 * 1.0 + 10 * 2.0) / 40) and job["top1"] == pytest.approx(
+        (30 * 0.5 + 10 * 0.1) / 40
+    )
     assert (job["epoch_s"], job["train_s"], job["load_s"]) == (3.0, 1.0, 0.3), "every time from the slowest rank"
     assert job["images_per_s"] == pytest.approx(40 / 3.0) and job["per_class_top1"] is None and len(job["ranks"]) == 2
 

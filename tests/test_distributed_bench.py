@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 import torch
-
 from ddphelpers import RecordingDataset, run_config
+
 from resnet_lab.data import train_transform
-from resnet_lab.suite import distributed_bench as bench
-from resnet_lab.suite.distributed_bench import DSpec, DState, batch_sizes, bucket_bytes, speedup_record
 from resnet_lab.distributed.ddp import DataParallelRun, ParallelConfig
 from resnet_lab.errors import LabError
 from resnet_lab.machine import cpu_count
+from resnet_lab.suite import distributed_bench as bench
+from resnet_lab.suite.distributed_bench import DSpec, DState, batch_sizes, bucket_bytes, speedup_record
 from resnet_lab.suite.options import LabOptions
 
 
@@ -46,11 +46,20 @@ def test_skip_reasons() -> None:
     state, smoke = DState(), LabOptions(preset="smoke")
     assert state.skip_reason(DSpec("D1", batch_per_rank=128), smoke, 50_000) is None
     assert "caps CPU batches at 128" in state.skip_reason(DSpec("D1", batch_per_rank=512), smoke, 50_000)
-    assert state.skip_reason(DSpec("D1", batch_per_rank=32), smoke, 20) == "batch 32 is larger than the training set (20 images)"
-    assert "CPU ranks need at least" in state.skip_reason(DSpec("D2", world_size=cpu_count() + 1, batch_per_rank=32), smoke, 50_000)
+    assert (
+        state.skip_reason(DSpec("D1", batch_per_rank=32), smoke, 20)
+        == "batch 32 is larger than the training set (20 images)"
+    )
+    assert "CPU ranks need at least" in state.skip_reason(
+        DSpec("D2", world_size=cpu_count() + 1, batch_per_rank=32), smoke, 50_000
+    )
     state.oom_batch["cpu"] = 128
-    assert state.skip_reason(DSpec("D1", batch_per_rank=128), smoke, 50_000) is None, "the batch that ran out is D1's answer"
-    assert "ran out of memory at batch 128 in D1" in state.skip_reason(DSpec("D2", world_size=2, batch_per_rank=128), smoke, 50_000)
+    assert state.skip_reason(DSpec("D1", batch_per_rank=128), smoke, 50_000) is None, (
+        "the batch that ran out is D1's answer"
+    )
+    assert "ran out of memory at batch 128 in D1" in state.skip_reason(
+        DSpec("D2", world_size=2, batch_per_rank=128), smoke, 50_000
+    )
 
 
 def test_speedup_is_weak_scaling_throughput() -> None:
@@ -76,7 +85,9 @@ def test_running_out_of_memory_is_recorded_as_the_answer(monkeypatch: pytest.Mon
     info = bench.run_d1(failed, DSpec("D1", batch_per_rank=8), options, data, state)
     assert info["out_of_memory"] is True and info["error"] == "CUDA out of memory. Tried to allocate 2.00 GiB."
     assert failed.extra_info["batch_per_rank"] == 8 and state.oom_batch == {"cpu": 8}
-    assert "ran out of memory at batch 8" in state.skip_reason(DSpec("D1", batch_per_rank=16), LabOptions(preset="full"), 50_000)
+    assert "ran out of memory at batch 8" in state.skip_reason(
+        DSpec("D1", batch_per_rank=16), LabOptions(preset="full"), 50_000
+    )
     assert state.largest_fitting("cpu") == 4
 
 
@@ -86,13 +97,21 @@ def test_other_errors_are_not_taken_for_out_of_memory(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(DataParallelRun, "run_epoch", broken)
     with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
-        bench.run_d1(FakeBenchmark(), DSpec("D1", batch_per_rank=4), LabOptions(max_batches=1), RecordingDataset(8, train_transform()), DState())
+        bench.run_d1(
+            FakeBenchmark(),
+            DSpec("D1", batch_per_rank=4),
+            LabOptions(max_batches=1),
+            RecordingDataset(8, train_transform()),
+            DState(),
+        )
 
 
 def test_linear_scaling_warms_up_from_the_labs_lr() -> None:
     """Goyal et al.: lr x global_batch / 128, reached linearly over the warm-up steps; the lab's rule keeps 0.1."""
     data = RecordingDataset(16, train_transform())
-    run = DataParallelRun(run_config(batch=4, max_batches=2), data, parallel=ParallelConfig(lr_rule="linear-warmup", warmup_epochs=1))
+    run = DataParallelRun(
+        run_config(batch=4, max_batches=2), data, parallel=ParallelConfig(lr_rule="linear-warmup", warmup_epochs=1)
+    )
     peak = 0.1 * 4 / 128
     lr = lambda r: r.optimizer.param_groups[0]["lr"]  # noqa: E731
     assert run.warmup_steps == 2 and lr(run) == pytest.approx(0.1)
@@ -110,4 +129,6 @@ def test_bad_parallel_settings_are_lab_errors() -> None:
     with pytest.raises(LabError, match="unknown lr rule 'cosine'"):
         ParallelConfig(lr_rule="cosine")
     with pytest.raises(LabError, match="measuring communication needs at least 2 ranks"):
-        DataParallelRun(run_config(batch=4), RecordingDataset(8, train_transform()), parallel=ParallelConfig(measure_comm=True))
+        DataParallelRun(
+            run_config(batch=4), RecordingDataset(8, train_transform()), parallel=ParallelConfig(measure_comm=True)
+        )

@@ -13,9 +13,9 @@ import threading
 import time
 from pathlib import Path
 
+import ddphelpers
 import pytest
 
-import ddphelpers
 from resnet_lab.distributed.ranks import RankGroup, descendants
 from resnet_lab.errors import RankFailure
 
@@ -66,10 +66,11 @@ class ProcessWatch:
         return self.seen - self._before
 
 
-
-
 def test_a_rank_that_raises_stops_the_group_naming_it() -> None:
-    with ProcessWatch() as watch, pytest.raises(RankFailure, match=r"rank 1 failed in fail_on_rank: ValueError: deliberate failure on rank 1"):
+    with (
+        ProcessWatch() as watch,
+        pytest.raises(RankFailure, match=r"rank 1 failed in fail_on_rank: ValueError: deliberate failure on rank 1"),
+    ):
         with RankGroup(2, "cpu") as ranks:
             ranks.run(ddphelpers.fail_on_rank, 1)
     assert not survivors(watch.job, within=10.0)
@@ -86,9 +87,13 @@ def test_a_rank_killed_mid_epoch_stops_every_rank_and_leaves_no_process() -> Non
         assert not ranks.open
     assert stopped < 60
     message = str(caught.value)
-    assert message.startswith(f"rank 1 (pid {ranks.pids[0]}) was killed by SIGKILL during train_until_a_rank_dies"), message
+    assert message.startswith(f"rank 1 (pid {ranks.pids[0]}) was killed by SIGKILL during train_until_a_rank_dies"), (
+        message
+    )
     # What rank 0's own run said first (under torchrun, the line a surviving rank prints).
-    assert isinstance(caught.value.__cause__, RankFailure) and str(caught.value.__cause__).startswith("rank 0 lost its peers in epoch 1")
+    assert isinstance(caught.value.__cause__, RankFailure) and str(caught.value.__cause__).startswith(
+        "rank 0 lost its peers in epoch 1"
+    )
     assert len(watch.job) >= 3, f"rank 1 and both ranks' DataLoader workers were seen: {watch.job}"
     assert not survivors(watch.job, within=10.0), "a process of the job outlived it by 10 s"
 
@@ -109,8 +114,19 @@ def local_rank_1(root: int) -> int | None:
 @pytest.mark.usefixtures("private_cache")
 def test_torchrun_job_stops_when_a_rank_is_killed_and_names_it(tmp_path: Path, tiny_folder: Path) -> None:
     with ProcessWatch() as watch:
-        proc = ddphelpers.torchrun("--data", str(tiny_folder), "--epochs", "100", "--batch-size", "2", "--num-workers", "1",
-                                      "--eval-batches", "0", cwd=tmp_path)
+        proc = ddphelpers.torchrun(
+            "--data",
+            str(tiny_folder),
+            "--epochs",
+            "100",
+            "--batch-size",
+            "2",
+            "--num-workers",
+            "1",
+            "--eval-batches",
+            "0",
+            cwd=tmp_path,
+        )
         deadline = time.monotonic() + 120
         while (victim := local_rank_1(proc.pid)) is None:
             assert proc.poll() is None and time.monotonic() < deadline, "rank 1 never started an epoch"

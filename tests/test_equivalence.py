@@ -22,7 +22,9 @@ from resnet_lab.suite.options import LabOptions
 pytest_plugins = ["pytester"]
 
 TINY = DataConfig(train_size=256, test_size=16)
-BASE = RunConfig(device="cpu", epochs=1, max_batches=1, eval_batches=0, loader=LoaderConfig(batch_size=8, num_workers=0))
+BASE = RunConfig(
+    device="cpu", epochs=1, max_batches=1, eval_batches=0, loader=LoaderConfig(batch_size=8, num_workers=0)
+)
 # Where each plant goes: copy-step and loader bugs into the device-resident loader's path (`best` minus its
 # process-wide malloc tuning), the rest into the PIL loader's `channels-last`; never into eager's code.
 DEVICE_PATH_PLANTS = {"flip-in-copy", "wrong-mean-std", "labels-shifted", "partial-batch-dropped"}
@@ -73,13 +75,19 @@ def test_a_failing_variant_runs_no_timed_epoch_and_fails_with_one_line(cache, mo
             raise AssertionError("no timed epoch may run after a failed check")
 
     failures: dict = {}
-    gate = EquivalenceGate(cache, failures, "channels-last", "test_c8_variant[variant=channels-last-device=cpu]", PLANTS["loss-x1.05"])
+    gate = EquivalenceGate(
+        cache, failures, "channels-last", "test_c8_variant[variant=channels-last-device=cpu]", PLANTS["loss-x1.05"]
+    )
     bench = Bench()
     with pytest.raises(pytest.fail.Exception) as failed:
-        run_training_benchmark(bench, variant_config("channels-last"), LabOptions(), cache.train_set, None, equivalence=gate)
+        run_training_benchmark(
+            bench, variant_config("channels-last"), LabOptions(), cache.train_set, None, equivalence=gate
+        )
     worst = bench.extra_info["equivalence"]["worst"]
     assert str(failed.value).startswith("C8 variant 'channels-last' does not train what eager trains: loss/epoch is ")
-    assert f"{worst['ratio']:.3g}x its bound" in str(failed.value) and worst["ratio"] > 1 and "\n" not in str(failed.value)
+    assert (
+        f"{worst['ratio']:.3g}x its bound" in str(failed.value) and worst["ratio"] > 1 and "\n" not in str(failed.value)
+    )
     assert not built and bench.extra_info["equivalence"]["verdict"] == "fail"
     assert failures["test_c8_variant[variant=channels-last-device=cpu]"]["worst"]["tensor"] == "loss/epoch"
 
@@ -112,7 +120,9 @@ def test_best_on_a_cpu_checks_inside_its_own_isolated_process(cache, monkeypatch
     gate = EquivalenceGate(cache, {}, "best", "best")
     seen = []
     real = eq.observe_variant
-    monkeypatch.setattr(eq, "observe_variant", lambda *a: seen.append(a) or real(*a))  # would be called here if not isolated
+    monkeypatch.setattr(
+        eq, "observe_variant", lambda *a: seen.append(a) or real(*a)
+    )  # would be called here if not isolated
 
     class Bench:
         extra_info: dict = {}
@@ -144,7 +154,9 @@ def test_the_references_see_the_same_first_batch_and_weights(cache):
 
 def test_the_rule_sees_a_rescaling_that_a_cosine_would_not():
     ref = torch.linspace(1, 2, 1000, dtype=torch.float64)
-    obs = lambda t: eq.Observation({"grad/w": t, "loss/epoch": torch.tensor(1.0, dtype=torch.float64)}, {"batches": 1, "initial_weights_sum": 0.0})  # noqa: E731
+    obs = lambda t: eq.Observation(
+        {"grad/w": t, "loss/epoch": torch.tensor(1.0, dtype=torch.float64)}, {"batches": 1, "initial_weights_sum": 0.0}
+    )  # noqa: E731
     refs = eq.References(obs(ref), obs(ref.float().double()), 0.0)
     scaled = obs(ref * 1.05)
     assert torch.nn.functional.cosine_similarity(ref, ref * 1.05, dim=0) > 0.9999
@@ -158,7 +170,9 @@ def test_the_rule_sees_a_rescaling_that_a_cosine_would_not():
 
 def test_exact_facts_must_match():
     t = {"loss/epoch": torch.tensor(1.0, dtype=torch.float64)}
-    refs = eq.References(eq.Observation(t, {"batches": 3, "initial_weights_sum": 1.0}), eq.Observation(t, {"batches": 3}), 0.0)
+    refs = eq.References(
+        eq.Observation(t, {"batches": 3, "initial_weights_sum": 1.0}), eq.Observation(t, {"batches": 3}), 0.0
+    )
     record = eq.compare(eq.Observation(t, {"batches": 2, "initial_weights_sum": 1.0}), refs, "float32")
     assert record["verdict"] == "fail" and record["mismatches"] == ["batches: 2 vs eager 3"]
     assert eq.failure_line("x", record) == "C8 variant 'x' does not train what eager trains: batches: 2 vs eager 3"
@@ -166,7 +180,9 @@ def test_exact_facts_must_match():
     assert other_weights["mismatches"] == ["initial weights differ from the reference's"]
 
 
-needs_compiler = pytest.mark.skipif(shutil.which("g++") is None, reason="Inductor's CPU backend needs a C++ compiler (g++)")
+needs_compiler = pytest.mark.skipif(
+    shutil.which("g++") is None, reason="Inductor's CPU backend needs a C++ compiler (g++)"
+)
 
 
 @pytest.mark.slow
@@ -181,7 +197,9 @@ def test_the_compiled_variants_pass(cache, name):
 @pytest.mark.slow
 @needs_compiler
 def test_a_bug_planted_in_a_compiled_variant_fails(cache):
-    record = eq.check_variant(VARIANTS["compile-default"].run_config(BASE, "full"), cache, PLANTS["weight-decay-skipped"])
+    record = eq.check_variant(
+        VARIANTS["compile-default"].run_config(BASE, "full"), cache, PLANTS["weight-decay-skipped"]
+    )
     assert record["verdict"] == "fail", record["worst"]
 
 

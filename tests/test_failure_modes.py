@@ -12,9 +12,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from datafixtures import write_image_folder, write_tar
 from fixtures.labruns import make_run, write_run
+from test_outputs import run as run_suite
+from test_outputs import suite  # noqa: F401 - the fixture: a copy of the suite's conftest files
+
 from resnet_lab import cli
 from resnet_lab.data import DataConfig
 from resnet_lab.data.sources import load_splits
@@ -22,8 +24,6 @@ from resnet_lab.distributed.launch import launcher_ranks
 from resnet_lab.errors import LabError
 from resnet_lab.fileio import atomic_open, staged_folder, write_json
 from resnet_lab.suite import ab_runs
-from test_outputs import run as run_suite
-from test_outputs import suite  # noqa: F401 - the fixture: a copy of the suite's conftest files
 
 pytest_plugins = ["pytester"]
 
@@ -95,7 +95,9 @@ def test_a_symlink_is_written_through_and_modes_follow_the_umask(tmp_path):
 def test_a_fifo_is_written_in_place_not_replaced(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    reader = subprocess.Popen([sys.executable, "-c", f"print(open({str(fifo)!r}).read(), end='')"], stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", f"print(open({str(fifo)!r}).read(), end='')"], stdout=subprocess.PIPE, text=True
+    )
     with atomic_open(fifo) as handle:
         handle.write("through the pipe")
     assert reader.communicate(timeout=60)[0] == "through the pipe"
@@ -117,7 +119,9 @@ def test_a_folder_of_outputs_appears_complete_or_not_at_all(tmp_path):
 
 
 def test_a_stale_staging_folder_of_a_killed_run_is_removed_by_the_next(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     stale = tmp_path / f".sheet.{dead}.abc.tmp"
     stale.mkdir()
     with staged_folder(tmp_path / "sheet") as stage:
@@ -145,15 +149,18 @@ def test_symlink_loops_in_an_image_folder_are_walked_once(tmp_path, private_cach
 # ----------------------------------------------------------------------------- numbers out of range
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["estimate", "run.json", "--epochs", "-3"], "argument --epochs: must be a positive integer"),
-    (["estimate", "run.json", "--epochs", "0"], "argument --epochs: must be a positive integer"),
-    (["scaling", "--step-s", "inf"], "argument --step-s: must be a finite number"),
-    (["scaling", "--batch-per-rank", "9" * 400], "argument --batch-per-rank"),
-    (["train", "--seed", "99999999999999999999"], "argument --seed: must be a seed from 0 to 4294967295"),
-    (["train", "--json", ""], "argument --json: a path must not be empty"),
-    (["ab", "--device", "bogus"], "argument --device: unknown device 'bogus': use 'cpu' or 'cuda'"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["estimate", "run.json", "--epochs", "-3"], "argument --epochs: must be a positive integer"),
+        (["estimate", "run.json", "--epochs", "0"], "argument --epochs: must be a positive integer"),
+        (["scaling", "--step-s", "inf"], "argument --step-s: must be a finite number"),
+        (["scaling", "--batch-per-rank", "9" * 400], "argument --batch-per-rank"),
+        (["train", "--seed", "99999999999999999999"], "argument --seed: must be a seed from 0 to 4294967295"),
+        (["train", "--json", ""], "argument --json: a path must not be empty"),
+        (["ab", "--device", "bogus"], "argument --device: unknown device 'bogus': use 'cpu' or 'cuda'"),
+    ],
+)
 def test_values_out_of_range_are_one_usage_error(capsys, argv, message):
     rc, out, err = run(capsys, *argv)
     one_error_line(rc, err, message)
@@ -238,11 +245,14 @@ def test_ab_out_onto_a_file_is_one_line_and_leaves_nothing(capsys, tmp_path, mon
 # ----------------------------------------------------------------------------- stray launcher environment
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}, "MASTER_ADDR and MASTER_PORT not set"),
-    ({"RANK": "0", "WORLD_SIZE": "two", "LOCAL_RANK": "0"}, "WORLD_SIZE='two' is not"),
-    ({"RANK": "1"}, "partial launcher environment"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}, "MASTER_ADDR and MASTER_PORT not set"),
+        ({"RANK": "0", "WORLD_SIZE": "two", "LOCAL_RANK": "0"}, "WORLD_SIZE='two' is not"),
+        ({"RANK": "1"}, "partial launcher environment"),
+    ],
+)
 def test_stray_launcher_variables_are_one_line(capsys, monkeypatch, env, message):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
@@ -260,11 +270,30 @@ def test_a_single_rank_launcher_environment_is_a_plain_run():
 # ----------------------------------------------------------------------------- pytest options
 
 
-def pytest_in(cwd: Path, *args: str, env: dict[str, str] | None = None, collect: bool = True) -> subprocess.CompletedProcess[str]:
+def pytest_in(
+    cwd: Path, *args: str, env: dict[str, str] | None = None, collect: bool = True
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT),
-         str(ROOT / "benchmarks"), *(["--collect-only"] if collect else []), "-q", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})},
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-c",
+            str(ROOT / "pytest.ini"),
+            "--rootdir",
+            str(ROOT),
+            str(ROOT / "benchmarks"),
+            *(["--collect-only"] if collect else []),
+            "-q",
+            *args,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -292,7 +321,9 @@ def test_lab_option_usage_errors_exit_4_before_creating_anything(tmp_path):
 @pytest.mark.slow  # a pytest session in a child: about 10-40 s each on 2 cores
 def test_lab_data_expands_the_home_folder_like_train_data(tmp_path):
     write_image_folder(tmp_path / "home" / "cifar", train_per_class=2, test_per_class=1)
-    result = pytest_in(tmp_path, "--lab-data=~/cifar", "--lab-device", "cpu", "-k", "c2", env={"HOME": str(tmp_path / "home")})
+    result = pytest_in(
+        tmp_path, "--lab-data=~/cifar", "--lab-device", "cpu", "-k", "c2", env={"HOME": str(tmp_path / "home")}
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -327,7 +358,7 @@ def test_the_same_run_twice_compares_clean(capsys, tmp_path):
 
 # ----------------------------------------------------------------------------- a run cut short
 
-CUT_SHORT = '''
+CUT_SHORT = """
 import os
 import signal
 import time
@@ -345,7 +376,7 @@ def test_tiny(benchmark):
         records.append({"epoch": len(records) + 1, "epoch_s": 0.01, "loss": 2.0, "top1": 0.1})
 
     benchmark.pedantic(epoch, rounds=5, iterations=1)
-'''
+"""
 
 
 @pytest.mark.slow  # a pytest session in a child: about 10-40 s each on 2 cores

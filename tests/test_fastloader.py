@@ -285,7 +285,10 @@ def test_normalize_batch_dtype_and_memory_format() -> None:
 
 @pytest.mark.parametrize(
     ("x", "message"),
-    [(torch.zeros(2, 3, 4, 4), "expects uint8"), (torch.zeros(2, 4, 4, 3, dtype=torch.uint8), r"expects \(B, 3, H, W\)")],
+    [
+        (torch.zeros(2, 3, 4, 4), "expects uint8"),
+        (torch.zeros(2, 4, 4, 3, dtype=torch.uint8), r"expects \(B, 3, H, W\)"),
+    ],
     ids=["float", "hwc"],
 )
 def test_normalize_batch_rejects_bad_input(x: torch.Tensor, message: str) -> None:

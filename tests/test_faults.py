@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from datafixtures import CLASSES, random_images
 from torch.utils.data import get_worker_info
 
-from datafixtures import CLASSES, random_images
 from resnet_lab import cli, resnet18
 from resnet_lab.cli import train as train_cli
 from resnet_lab.data import DataError, LabDataset, LoaderConfig, make_train_loader, train_transform
@@ -83,7 +83,10 @@ class CountingLoader:
 
     def __init__(self, n: int, size: int = 4, seed: int = 0) -> None:
         gen = torch.Generator().manual_seed(seed)
-        self.batches = [(torch.randn(size, 3, 32, 32, generator=gen), torch.randint(0, 10, (size,), generator=gen)) for _ in range(n)]
+        self.batches = [
+            (torch.randn(size, 3, 32, 32, generator=gen), torch.randint(0, 10, (size,), generator=gen))
+            for _ in range(n)
+        ]
         self.served = 0
 
     def __len__(self) -> int:
@@ -147,9 +150,27 @@ def test_cli_reports_divergence_in_one_line(
 ) -> None:
     """The CLI has no learning-rate option; give it one here, as a user editing the defaults would."""
     plain = train_cli.run_config
-    monkeypatch.setattr(train_cli, "run_config", lambda args: dataclasses.replace(plain(args), optim=OptimConfig(lr=1e12)))
-    rc, out, err = in_process(capsys, "train", "--data", str(tiny_folder), "--epochs", "3", "--max-batches", "3",
-                              "--batch-size", "4", "--num-workers", "0", "--eval-batches", "0", "--json", str(tmp_path / "never.json"))
+    monkeypatch.setattr(
+        train_cli, "run_config", lambda args: dataclasses.replace(plain(args), optim=OptimConfig(lr=1e12))
+    )
+    rc, out, err = in_process(
+        capsys,
+        "train",
+        "--data",
+        str(tiny_folder),
+        "--epochs",
+        "3",
+        "--max-batches",
+        "3",
+        "--batch-size",
+        "4",
+        "--num-workers",
+        "0",
+        "--eval-batches",
+        "0",
+        "--json",
+        str(tmp_path / "never.json"),
+    )
     assert rc == 1 and "Traceback" not in err
     line = err.strip()
     assert "\n" not in line and line.startswith("resnet-lab: error: training diverged: loss is nan at epoch "), err
@@ -202,7 +223,10 @@ def test_hung_worker_times_out_instead_of_hanging(tmp_path: Path, deadline) -> N
     dataset = FailingWorkerDataset(40, 2, "hang", tmp_path / "hung.pid")
     run = LabRun(RunConfig(loader=LoaderConfig(batch_size=4, num_workers=2, timeout=2)), dataset)
     deadline(60)
-    with pytest.raises(LoaderWorkerError, match=r"DataLoader timed out after 2\.0 seconds waiting for a batch \(epoch 1, batch \d+\): a DataLoader worker is hung"):
+    with pytest.raises(
+        LoaderWorkerError,
+        match=r"DataLoader timed out after 2\.0 seconds waiting for a batch \(epoch 1, batch \d+\): a DataLoader worker is hung",
+    ):
         run.run_epoch()
 
 
@@ -212,7 +236,9 @@ def test_every_way_torch_reports_a_dead_worker_names_it() -> None:
 
     from resnet_lab.engine.workers import loader_failure
 
-    iterator = SimpleNamespace(_workers=[SimpleNamespace(pid=101, exitcode=None), SimpleNamespace(pid=102, exitcode=-signal.SIGKILL)])
+    iterator = SimpleNamespace(
+        _workers=[SimpleNamespace(pid=101, exitcode=None), SimpleNamespace(pid=102, exitcode=-signal.SIGKILL)]
+    )
     for raw in (
         RuntimeError("DataLoader worker (pid 102) is killed by signal: Killed. "),
         RuntimeError("DataLoader worker (pid(s) 102) exited unexpectedly"),
@@ -221,7 +247,9 @@ def test_every_way_torch_reports_a_dead_worker_names_it() -> None:
     ):
         failure = loader_failure(raw, iterator, epoch=3, batch=7)
         assert isinstance(failure, LoaderWorkerError), raw
-        assert str(failure).startswith("a DataLoader worker died mid-epoch (epoch 3, batch 7): pid 102 killed by SIGKILL;")
+        assert str(failure).startswith(
+            "a DataLoader worker died mid-epoch (epoch 3, batch 7): pid 102 killed by SIGKILL;"
+        )
     assert loader_failure(RuntimeError("mat1 and mat2 shapes cannot be multiplied"), iterator, 1, 0) is None
     assert loader_failure(DivergenceError(1, 0, float("nan")), iterator, 1, 0) is None
 
@@ -260,10 +288,14 @@ def test_interrupted_overwrites_leave_old_or_new_json_never_partial(tmp_path: Pa
     ]
     env = dict(os.environ)
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(
-            lambda item: trials.run_trial(tmp_path / f"trial-{item[0]}", item[1][0], item[1][1], str(tiny_folder), env),
-            enumerate(plan),
-        ))
+        results = list(
+            pool.map(
+                lambda item: trials.run_trial(
+                    tmp_path / f"trial-{item[0]}", item[1][0], item[1][1], str(tiny_folder), env
+                ),
+                enumerate(plan),
+            )
+        )
     for trial in results:
         assert trial.outcome in ("old", "new"), trial
         assert trial.ok, trial
@@ -302,8 +334,24 @@ def test_ctrl_c_just_after_the_temporary_file_is_created(
     monkeypatch.setattr(fileio, "tempfile", SimpleNamespace(mkstemp=mkstemp_then_ctrl_c))
     out_json = tmp_path / "out.json"
     out_json.write_text('{"earlier": true}\n')
-    rc, out, err = in_process(capsys, "train", "--data", str(tiny_folder), "--epochs", "1", "--max-batches", "1", "--batch-size", "4",
-                              "--num-workers", "0", "--eval-batches", "0", "--json", str(out_json))
+    rc, out, err = in_process(
+        capsys,
+        "train",
+        "--data",
+        str(tiny_folder),
+        "--epochs",
+        "1",
+        "--max-batches",
+        "1",
+        "--batch-size",
+        "4",
+        "--num-workers",
+        "0",
+        "--eval-batches",
+        "0",
+        "--json",
+        str(out_json),
+    )
     assert rc == 130 and err.strip() == INTERRUPTED, err
     assert json.loads(out_json.read_text())["summary"]["epochs"] == 1, "the new results landed whole"
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
@@ -324,8 +372,20 @@ def test_out_of_memory_suggests_a_smaller_batch(
         )
 
     monkeypatch.setattr(train_module, "train_step", oom)
-    rc, out, err = in_process(capsys, "train", "--data", str(tiny_folder), "--batch-size", "16", "--epochs", "1",
-                              "--num-workers", "0", "--eval-batches", "0")
+    rc, out, err = in_process(
+        capsys,
+        "train",
+        "--data",
+        str(tiny_folder),
+        "--batch-size",
+        "16",
+        "--epochs",
+        "1",
+        "--num-workers",
+        "0",
+        "--eval-batches",
+        "0",
+    )
     assert rc == 2 and "Traceback" not in err
     assert err.strip() == (
         "resnet-lab: error: the device ran out of memory at --batch-size 16 "
@@ -333,7 +393,9 @@ def test_out_of_memory_suggests_a_smaller_batch(
     )
 
 
-def test_other_runtime_errors_are_not_disguised(capsys: pytest.CaptureFixture[str], tiny_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_other_runtime_errors_are_not_disguised(
+    capsys: pytest.CaptureFixture[str], tiny_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A bug is a bug: the CLI does not turn arbitrary errors into one-liners."""
 
     def broken(*args: object, **kwargs: object) -> None:
@@ -388,7 +450,9 @@ class InterruptedWhileStopping(CountingLoader):
         return self.Batches(self.batches)
 
 
-@pytest.mark.parametrize("loader_type", [InterruptedWhileStarting, InterruptedWhileStopping], ids=["starting", "stopping"])
+@pytest.mark.parametrize(
+    "loader_type", [InterruptedWhileStarting, InterruptedWhileStopping], ids=["starting", "stopping"]
+)
 @pytest.mark.parametrize("phase", ["train", "evaluate"])
 def test_ctrl_c_while_workers_start_or_stop_is_not_lost(loader_type: type, phase: str) -> None:
     model = resnet18()
@@ -411,9 +475,27 @@ def test_ctrl_c_during_training_is_one_line(tmp_path: Path, tiny_folder: Path) -
     out_json = tmp_path / "out.json"
     out_json.write_text('{"earlier": true}\n')
     proc = subprocess.Popen(
-        [sys.executable, "-u", "-m", "resnet_lab", "train", "--data", str(tiny_folder), "--epochs", "50", "--batch-size", "4",
-         "--num-workers", "2", "--json", str(out_json)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "resnet_lab",
+            "train",
+            "--data",
+            str(tiny_folder),
+            "--epochs",
+            "50",
+            "--batch-size",
+            "4",
+            "--num-workers",
+            "2",
+            "--json",
+            str(out_json),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)

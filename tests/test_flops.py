@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
+from resnet_lab.devices import device_marks
 from resnet_lab.errors import LabError
 from resnet_lab.model import resnet18
 from resnet_lab.perf import flops as flops_module
 from resnet_lab.perf.flops import achieved_flops, fast_dtype_supported, measure_peak_flops, mfu, train_step_flops
-from resnet_lab.devices import device_marks
 
 DEVICES = [
     "cpu",
@@ -167,7 +167,9 @@ class MatmulClock:
     The clock starts far from 0, so a start time added instead of subtracted shows.
     """
 
-    def __init__(self, tick: float, warmup_calls: int, repeats: int, slowdown: tuple[int, ...] = (1, 1, 1, 1, 1)) -> None:
+    def __init__(
+        self, tick: float, warmup_calls: int, repeats: int, slowdown: tuple[int, ...] = (1, 1, 1, 1, 1)
+    ) -> None:
         self.tick, self.warmup_calls, self.repeats, self.slowdown = tick, warmup_calls, repeats, slowdown
         self.seconds = 4096.0
         self.calls = 0
@@ -209,7 +211,9 @@ def test_peak_counts_two_n_cubed_flops_per_matmul_over_the_best_block(fake_matmu
     record = measure_peak_flops("cpu", size=n)
     flops_per_matmul = 2 * n * n * n  # n^2 outputs, each n multiply-adds of 2 FLOPs
     assert record["peak_flops_per_s"] == pytest.approx(flops_per_matmul / clock.tick)  # the 1x block
-    assert record["median_flops_per_s"] == pytest.approx(flops_per_matmul / (2 * clock.tick))  # slowdowns sorted: 1, 1, 2, 3, 4
+    assert record["median_flops_per_s"] == pytest.approx(
+        flops_per_matmul / (2 * clock.tick)
+    )  # slowdowns sorted: 1, 1, 2, 3, 4
     assert (record["repeats"], record["rounds"], record["matmul_n"]) == (11, 5, n)
     assert clock.calls == 13 + 5 * 11
     assert record["device"] == "cpu" and record["dtype"] == "float32"
@@ -244,7 +248,9 @@ def test_peak_of_a_1x1_matmul(fake_matmul) -> None:
     assert measure_peak_flops("cpu", size=1)["peak_flops_per_s"] == pytest.approx(2 * 64)
 
 
-def test_other_device_types_calibrate_the_fallback_size_on_that_device(fake_matmul, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_other_device_types_calibrate_the_fallback_size_on_that_device(
+    fake_matmul, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A device type without its own size (meta here) uses FALLBACK_MATMUL_N, and the matrices live on it."""
     monkeypatch.setattr(flops_module, "FALLBACK_MATMUL_N", 8)
     clock = fake_matmul(MatmulClock(tick=1 / 64, warmup_calls=13, repeats=11))
@@ -271,7 +277,9 @@ def test_peak_rejects_bad_arguments(kwargs, message) -> None:
 def test_default_step_is_the_lab_batch_of_128() -> None:
     record = train_step_flops(tiny_model(), image_size=8)
     assert record["batch_size"] == 128
-    assert record["flops_per_step"] == 128 * train_step_flops(tiny_model(), batch_size=1, image_size=8)["flops_per_step"]
+    assert (
+        record["flops_per_step"] == 128 * train_step_flops(tiny_model(), batch_size=1, image_size=8)["flops_per_step"]
+    )
 
 
 def test_one_image_of_one_pixel() -> None:

@@ -12,12 +12,12 @@ import torch
 from torch import nn
 
 from resnet_lab.data.device_loader import DeviceLoader
+from resnet_lab.devices import requires
 from resnet_lab.engine.graphstep import GraphedTrainStep
 from resnet_lab.engine.loop import train_one_epoch
 from resnet_lab.engine.run import RunConfig
 from resnet_lab.engine.step import StepConfig
 from resnet_lab.errors import LabError
-from resnet_lab.devices import requires
 
 STEP = StepConfig(channels_last=True)
 
@@ -27,7 +27,9 @@ class SmallNet(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1))
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
+        )
         self.linear = nn.Linear(8, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,7 +47,9 @@ class ReplayByRerun:
 
         def replay() -> None:
             self.replays += 1
-            self.optimizer.zero_grad(set_to_none=True)  # a graph rewrites the grads; rerunning the body would add to them
+            self.optimizer.zero_grad(
+                set_to_none=True
+            )  # a graph rewrites the grads; rerunning the body would add to them
             body()
 
         return replay
@@ -67,8 +71,15 @@ def train(device: str, epochs: int, graphed: bool, capture=None, warmup_steps: i
     model, optimizer = model_and_optimizer(device)
     loader = DeviceLoader(images, labels, 8, device=device, seed=3)  # batches of 8, 8, 4
     fake = ReplayByRerun(optimizer) if capture == "fake" else None
-    step = GraphedTrainStep(model, optimizer, torch.device(device), STEP, warmup_steps=warmup_steps, capture=fake) if graphed else None
-    records = [train_one_epoch(model, loader, optimizer, device, step=STEP, sync_phases=False, graphed=step) for _ in range(epochs)]
+    step = (
+        GraphedTrainStep(model, optimizer, torch.device(device), STEP, warmup_steps=warmup_steps, capture=fake)
+        if graphed
+        else None
+    )
+    records = [
+        train_one_epoch(model, loader, optimizer, device, step=STEP, sync_phases=False, graphed=step)
+        for _ in range(epochs)
+    ]
     return model, records, fake, step
 
 
@@ -138,7 +149,10 @@ def test_a_failed_capture_is_a_lab_error() -> None:
     ("config", "message"),
     [
         ({"device": "cpu"}, "needs device 'cuda', got 'cpu'"),
-        ({"device": "cuda", "compile_mode": "reduce-overhead"}, "cannot be combined with compile mode 'reduce-overhead'"),
+        (
+            {"device": "cuda", "compile_mode": "reduce-overhead"},
+            "cannot be combined with compile mode 'reduce-overhead'",
+        ),
         ({"device": "cuda", "compile_mode": "max-autotune"}, "cannot be combined with compile mode 'max-autotune'"),
     ],
 )

@@ -101,7 +101,9 @@ def test_a_change_never_splits_the_runs_of_one_commit():
         sizes = rng.integers(1, 5, size=rng.integers(3, 9))
         keys = np.repeat(np.arange(sizes.size), sizes).tolist()
         level = np.where(np.arange(len(keys)) >= rng.integers(0, len(keys)), 1.3, 1.0)
-        found = judge(level * np.exp(rng.normal(0, 0.03, len(keys))), TIMING, 0.05, blocks=keys, permutations=199).changes
+        found = judge(
+            level * np.exp(rng.normal(0, 0.03, len(keys))), TIMING, 0.05, blocks=keys, permutations=199
+        ).changes
         assert all(keys[c.index] != keys[c.index - 1] for c in found), (keys, [c.index for c in found])
 
 
@@ -112,7 +114,9 @@ def test_the_permutation_test_holds_its_rate_when_commits_have_several_runs():
     false = 0
     for _ in range(200):
         keys = np.repeat(np.arange(rng.integers(4, 8)), rng.integers(2, 5)).tolist()
-        false += bool(judge(np.exp(rng.normal(0, 0.03, len(keys))), TIMING, 0.05, blocks=keys, permutations=199).changes)
+        false += bool(
+            judge(np.exp(rng.normal(0, 0.03, len(keys))), TIMING, 0.05, blocks=keys, permutations=199).changes
+        )
     assert false / 200 <= 0.08
 
 
@@ -146,7 +150,9 @@ def run_cli(capsys, *argv):
 
 def test_a_planted_step_fails_the_gate_and_names_the_commit(tmp_path, capsys):
     write_history(tmp_path / "store", STEP)
-    code, out, err = run_cli(capsys, tmp_path / "store", "--markdown", tmp_path / "summary.md", "--html", tmp_path / "page.html")
+    code, out, err = run_cli(
+        capsys, tmp_path / "store", "--markdown", tmp_path / "summary.md", "--html", tmp_path / "page.html"
+    )
     assert code == 1, out + err
     assert "result: FAIL" in out
     assert commit_sha(6)[:8] in out  # the first slower run's commit
@@ -155,11 +161,17 @@ def test_a_planted_step_fails_the_gate_and_names_the_commit(tmp_path, capsys):
     page = (tmp_path / "page.html").read_text()
     assert "<script" not in page and "http" not in page.split("<svg", 1)[0].replace("http-equiv", "")
     assert page.count('<figure class="plot"') == page.count("data-figure=")
-    assert page.count('id="changepoint-') == sum(int(n) for n in __import__("re").findall(r'data-changes="(\d+)"', page)) > 0
+    assert (
+        page.count('id="changepoint-')
+        == sum(int(n) for n in __import__("re").findall(r'data-changes="(\d+)"', page))
+        > 0
+    )
 
 
 def test_the_change_is_named_by_the_commit_it_starts_at_with_several_runs_per_commit(tmp_path, capsys):
-    write_history(tmp_path / "store", [1.0, 0.97, 1.03, 0.97, 1.0, 1.16, 1.26, 1.29, 1.26, 1.26, 1.31, 1.25], runs_per_commit=3)
+    write_history(
+        tmp_path / "store", [1.0, 0.97, 1.03, 0.97, 1.0, 1.16, 1.26, 1.29, 1.26, 1.26, 1.31, 1.25], runs_per_commit=3
+    )
     code, out, _ = run_cli(capsys, tmp_path / "store", "--figure", "train_s")
     assert code == 1, out
     assert f"{commit_sha(2)[:8]} 1.2" in out and commit_sha(1)[:8] not in out.split("changes", 1)[1]
@@ -167,7 +179,9 @@ def test_the_change_is_named_by_the_commit_it_starts_at_with_several_runs_per_co
 
 def test_the_committed_real_history_names_the_planted_commit(capsys):
     real = ROOT / "results" / "history" / "real"
-    planted = re.search(r"^\| ([0-9a-f]{8}) \| \*\*planted\*\*", (real / "README.md").read_text(), re.MULTILINE).group(1)
+    planted = re.search(r"^\| ([0-9a-f]{8}) \| \*\*planted\*\*", (real / "README.md").read_text(), re.MULTILINE).group(
+        1
+    )
     code, out, _ = run_cli(capsys, real / "storage")
     train = next(line for line in out.splitlines() if " train_s " in line)
     assert code == 1 and train.startswith("regression") and f"{planted} 1.2" in train, out
@@ -191,7 +205,20 @@ def test_json_files_run_logs_and_storage_ids_are_sources(tmp_path, capsys, monke
     log = tmp_path / "run.jsonl"
     log.write_text(as_run_log(scaled_run(1.3, 12, 0)))
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run_cli(capsys, *paths[:6], "0007", "0008", "0009", "0010", "0011", log, "--storage", tmp_path / "store", "--figure", "train_s")
+    code, out, _ = run_cli(
+        capsys,
+        *paths[:6],
+        "0007",
+        "0008",
+        "0009",
+        "0010",
+        "0011",
+        log,
+        "--storage",
+        tmp_path / "store",
+        "--figure",
+        "train_s",
+    )
     assert code == 1, out
     assert "12 runs of 12 commits" in out
 
@@ -212,7 +239,16 @@ def test_many_runs_of_one_commit_are_insufficient_data(tmp_path, capsys):
 
 def test_dirty_runs_are_marked(tmp_path, capsys):
     write_history(tmp_path / "store", FLAT, dirty=True)
-    code, out, _ = run_cli(capsys, tmp_path / "store", "--figure", "train_s", "--markdown", tmp_path / "s.md", "--html", tmp_path / "p.html")
+    code, out, _ = run_cli(
+        capsys,
+        tmp_path / "store",
+        "--figure",
+        "train_s",
+        "--markdown",
+        tmp_path / "s.md",
+        "--html",
+        tmp_path / "p.html",
+    )
     newest = commit_sha(len(FLAT) - 1)[:8]
     assert code == 0 and f"@ {newest}* " in out and "* a run of a commit with uncommitted changes (dirty)" in out
     summary = (tmp_path / "s.md").read_text()  # escaped: neither emphasis nor a nested list in a job summary
@@ -242,7 +278,9 @@ def test_bad_values_are_one_line_and_exit_2(tmp_path, capsys, bad, monkeypatch):
     assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("resnet-lab: error:"), err
 
 
-@pytest.mark.parametrize("bad", [["--alpha", "1.5"], ["--alpha", "0"], ["--tolerance", "x"], ["--figure", "epoch"], ["--figure", ","]])
+@pytest.mark.parametrize(
+    "bad", [["--alpha", "1.5"], ["--alpha", "0"], ["--tolerance", "x"], ["--figure", "epoch"], ["--figure", ","]]
+)
 def test_bad_numbers_are_argparse_usage_errors(tmp_path, capsys, bad):
     with pytest.raises(SystemExit) as exc:
         main(["history", str(tmp_path), *bad])
@@ -253,8 +291,12 @@ def test_bad_numbers_are_argparse_usage_errors(tmp_path, capsys, bad):
 def test_outputs_never_harm_inputs(tmp_path, capsys):
     paths = write_history(tmp_path / "store", STEP)
     before = {p: p.read_bytes() for p in paths}
-    for argv in (["--html", paths[0]], ["--markdown", tmp_path / "store" / "summary.md"], ["--html", tmp_path / "store"],
-                 ["--html", tmp_path / "x.html", "--markdown", tmp_path / "x.html"]):
+    for argv in (
+        ["--html", paths[0]],
+        ["--markdown", tmp_path / "store" / "summary.md"],
+        ["--html", tmp_path / "store"],
+        ["--html", tmp_path / "x.html", "--markdown", tmp_path / "x.html"],
+    ):
         code, out, err = run_cli(capsys, tmp_path / "store", *argv)
         assert code == 2 and err.startswith("resnet-lab: error:") and out == "", argv
     assert {p: p.read_bytes() for p in paths} == before
@@ -265,7 +307,9 @@ def test_outputs_never_harm_inputs(tmp_path, capsys):
 
 def test_since_keeps_the_commit_and_what_follows(tmp_path):
     repo = tmp_path / "repo"
-    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True, text=True).stdout.strip()
+    git = lambda *a: subprocess.run(
+        ["git", "-C", str(repo), *a], check=True, capture_output=True, text=True
+    ).stdout.strip()
     repo.mkdir()
     git("init", "-q")
     shas = []
@@ -275,6 +319,7 @@ def test_since_keeps_the_commit_and_what_follows(tmp_path):
         git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", f"c{i}")
         shas.append(git("rev-parse", "HEAD"))
     from resnet_lab.results.runs import parse_run
+
     runs = []
     for i, sha in enumerate(shas):
         data = scaled_run(1.0, i, 0)

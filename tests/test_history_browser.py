@@ -30,15 +30,27 @@ def chromium() -> str:
 
 
 def browser(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--disable-extensions", f"--user-data-dir={tmp_path / 'profile'}"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     return subprocess.run([chromium(), *flags, *args], check=False, capture_output=True, text=True, timeout=120)
 
 
 def test_the_page_renders_in_headless_chromium(tmp_path, capsys):
     write_history(tmp_path / "store", STEP, runs_per_commit=2)
     page = tmp_path / "history.html"
-    assert main(["history", str(tmp_path / "store"), "--html", str(page), "--markdown", str(tmp_path / "summary.md")]) == 1
+    assert (
+        main(["history", str(tmp_path / "store"), "--html", str(page), "--markdown", str(tmp_path / "summary.md")]) == 1
+    )
     terminal = capsys.readouterr().out
     url = page.resolve().as_uri()
 
@@ -60,5 +72,7 @@ def test_the_page_renders_in_headless_chromium(tmp_path, capsys):
     marks = len(re.findall(r'<g id="changepoint-\d+-\d+"', html))
     reported = sum(len(j.verdict.changes) for j in judged)
     assert marks == reported == sum(int(n) for _, n in plots) == len(re.findall(r"\d\.\d{3}x \(p=", terminal)) > 0
-    if os.environ.get("HISTORY_SCREENSHOT"):  # to look at it: HISTORY_SCREENSHOT=shot.png pytest -m slow tests/test_history_browser.py
+    if os.environ.get(
+        "HISTORY_SCREENSHOT"
+    ):  # to look at it: HISTORY_SCREENSHOT=shot.png pytest -m slow tests/test_history_browser.py
         shutil.copy(shot, os.environ["HISTORY_SCREENSHOT"])

@@ -9,9 +9,9 @@ import pytest
 
 from resnet_lab.data import DataConfig, LoaderConfig, load_datasets
 from resnet_lab.engine import run as run_module
-from resnet_lab.perf.isolated import IsolatedRun
 from resnet_lab.engine.run import RunConfig
 from resnet_lab.errors import DataError
+from resnet_lab.perf.isolated import IsolatedRun
 from resnet_lab.suite.benchmarking import run_training_benchmark
 from resnet_lab.suite.options import LabOptions
 
@@ -37,7 +37,9 @@ def benchmark_of(config: RunConfig, monkeypatch: pytest.MonkeyPatch) -> tuple[Fa
     return bench, run_training_benchmark(bench, config, LabOptions(), train_set, None)
 
 
-def test_a_process_changing_run_trains_in_a_child_and_records_what_an_in_process_run_does(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_process_changing_run_trains_in_a_child_and_records_what_an_in_process_run_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     in_process, _ = benchmark_of(CONFIG, monkeypatch)
 
     def never_here() -> dict:

@@ -24,19 +24,39 @@ def modules_under(folder: str) -> list[str]:
 
 # Every module of the results layer and of the lab's spec, and what the command line and the report import of the rest.
 TORCH_FREE = (
-    "resnet_lab", "resnet_lab.errors", "resnet_lab.devices", "resnet_lab.fileio", "resnet_lab.argtypes", "resnet_lab.machine", "resnet_lab.procs",
-    *modules_under("results"), *modules_under("spec"),
-    "resnet_lab.cli", "resnet_lab.cli.main", "resnet_lab.cli.report", "resnet_lab.cli.compare", "resnet_lab.cli.estimate", "resnet_lab.cli.scaling", "resnet_lab.cli.ab",
+    "resnet_lab",
+    "resnet_lab.errors",
+    "resnet_lab.devices",
+    "resnet_lab.fileio",
+    "resnet_lab.argtypes",
+    "resnet_lab.machine",
+    "resnet_lab.procs",
+    *modules_under("results"),
+    *modules_under("spec"),
+    "resnet_lab.cli",
+    "resnet_lab.cli.main",
+    "resnet_lab.cli.report",
+    "resnet_lab.cli.compare",
+    "resnet_lab.cli.estimate",
+    "resnet_lab.cli.scaling",
+    "resnet_lab.cli.ab",
     "resnet_lab.cli.history",
-    "resnet_lab.suite", "resnet_lab.suite.ab_runs",
-    "resnet_lab.engine", "resnet_lab.interrupts", "resnet_lab.engine.phases", "resnet_lab.distributed", "resnet_lab.distributed.scaling",
+    "resnet_lab.suite",
+    "resnet_lab.suite.ab_runs",
+    "resnet_lab.engine",
+    "resnet_lab.interrupts",
+    "resnet_lab.engine.phases",
+    "resnet_lab.distributed",
+    "resnet_lab.distributed.scaling",
 )
 
 
 def first_torch_import(modules: tuple[str, ...]) -> str | None:
     """The first of `modules`, imported in this order in a fresh interpreter, after which torch is loaded."""
-    probe = (f"import importlib, sys\nfor name in {list(modules)!r}:\n    importlib.import_module(name)\n"
-             "    if 'torch' in sys.modules:\n        print(name)\n        break\nelse:\n    print('-')")
+    probe = (
+        f"import importlib, sys\nfor name in {list(modules)!r}:\n    importlib.import_module(name)\n"
+        "    if 'torch' in sys.modules:\n        print(name)\n        break\nelse:\n    print('-')"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True).stdout
     last = out.strip().splitlines()[-1]
     return None if last == "-" else last
@@ -50,14 +70,27 @@ def imports_torch(code: str) -> bool:
 
 def test_the_results_layer_covers_every_module():
     assert "resnet_lab.results.report.sheet" in TORCH_FREE and "resnet_lab.results.runs" in TORCH_FREE
-    assert len([m for m in TORCH_FREE if m.startswith("resnet_lab.results")]) == len(list((PACKAGE / "results").rglob("*.py")))
+    assert len([m for m in TORCH_FREE if m.startswith("resnet_lab.results")]) == len(
+        list((PACKAGE / "results").rglob("*.py"))
+    )
 
 
 def test_no_module_of_the_results_layer_imports_torch():
     assert first_torch_import(TORCH_FREE) is None
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["report", "--help"], ["compare", "--help"], ["estimate", "--help"], ["scaling", "--help"], ["ab", "--help"], ["history", "--help"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["report", "--help"],
+        ["compare", "--help"],
+        ["estimate", "--help"],
+        ["scaling", "--help"],
+        ["ab", "--help"],
+        ["history", "--help"],
+    ],
+)
 def test_cli_help_does_not_import_torch(argv):
     code = f"from resnet_lab.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass"
     assert not imports_torch(code)
@@ -141,8 +174,11 @@ def cycles(edges: dict[tuple[str, str], list[str]]) -> list[list[str]]:
 
 
 def describe(component: list[str], edges: dict[tuple[str, str], list[str]]) -> str:
-    return "; ".join(f"{a} -> {b} ({', '.join(list(dict.fromkeys(where))[:3])})" for (a, b), where in sorted(edges.items())
-                     if a in component and b in component)
+    return "; ".join(
+        f"{a} -> {b} ({', '.join(list(dict.fromkeys(where))[:3])})"
+        for (a, b), where in sorted(edges.items())
+        if a in component and b in component
+    )
 
 
 def test_no_import_cycle_between_the_units_of_the_package():
@@ -159,17 +195,26 @@ def write_package(root: Path, files: dict[str, str]) -> Path:
     return root / "resnet_lab"
 
 
-@pytest.mark.parametrize("hidden", [
-    "def f():\n    from ..low import x\n",  # function-local, relative
-    "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import resnet_lab.low.mod\n",
-    "from .. import low\n",  # the unit imported by name from the package
-])
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        "def f():\n    from ..low import x\n",  # function-local, relative
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import resnet_lab.low.mod\n",
+        "from .. import low\n",  # the unit imported by name from the package
+    ],
+)
 def test_the_cycle_check_sees_every_kind_of_import(tmp_path, hidden):
-    package = write_package(tmp_path, {
-        "resnet_lab/__init__.py": "", "resnet_lab/low/__init__.py": "", "resnet_lab/high/__init__.py": "",
-        "resnet_lab/low/mod.py": "x = 1\nfrom ..high.mod import y\n", "resnet_lab/high/mod.py": "y = 2\n" + hidden,
-        "resnet_lab/leaf.py": "from .low import mod\n",
-    })
+    package = write_package(
+        tmp_path,
+        {
+            "resnet_lab/__init__.py": "",
+            "resnet_lab/low/__init__.py": "",
+            "resnet_lab/high/__init__.py": "",
+            "resnet_lab/low/mod.py": "x = 1\nfrom ..high.mod import y\n",
+            "resnet_lab/high/mod.py": "y = 2\n" + hidden,
+            "resnet_lab/leaf.py": "from .low import mod\n",
+        },
+    )
     edges = unit_graph(package)
     assert cycles(edges) == [["high", "low"]]
     assert "resnet_lab/high/mod.py" in describe(["high", "low"], edges) and ("leaf", "low") in edges
@@ -188,11 +233,17 @@ def test_benchmarks_conftest_loads_every_hook_and_fixture_of_the_session():
         target = decorator.func if isinstance(decorator, ast.Call) else decorator
         return isinstance(target, ast.Attribute) and target.attr == "fixture"
 
-    declared = {node.name for node in source.body if isinstance(node, ast.FunctionDef)
-                and (node.name.startswith("pytest_") or any(is_fixture(d) for d in node.decorator_list))}
+    declared = {
+        node.name
+        for node in source.body
+        if isinstance(node, ast.FunctionDef)
+        and (node.name.startswith("pytest_") or any(is_fixture(d) for d in node.decorator_list))
+    }
     assert {"pytest_configure", "pytest_sessionfinish", "lab_options", "d_state"} <= declared
     spec = importlib.util.spec_from_file_location("benchmarks_conftest", PACKAGE.parent / "benchmarks" / "conftest.py")
     assert spec and spec.loader
     conftest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conftest)
-    assert {name: getattr(conftest, name, None) for name in declared} == {name: getattr(session, name) for name in declared}
+    assert {name: getattr(conftest, name, None) for name in declared} == {
+        name: getattr(session, name) for name in declared
+    }

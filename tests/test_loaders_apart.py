@@ -42,11 +42,18 @@ def pil_draws(epoch_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[st
     """An epoch plan (DeviceLoader.epoch_plan's form) read back from the PIL pipeline's batches of id-labelled coded images."""
     x = torch.cat([unnormalize(x) for x, _ in epoch_batches])
     shift_y, shift_x, flipped = decode(x)
-    return {"order": torch.cat([y for _, y in epoch_batches]), "shift_y": shift_y, "shift_x": shift_x, "flip": flipped.long()}
+    return {
+        "order": torch.cat([y for _, y in epoch_batches]),
+        "shift_y": shift_y,
+        "shift_x": shift_x,
+        "flip": flipped.long(),
+    }
 
 
 @pytest.mark.parametrize("drop_last", [False, True], ids=["keep-last", "drop-last"])
-def test_pil_draws_fed_to_the_device_loader_give_the_same_batches_bit_for_bit(drop_last: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pil_draws_fed_to_the_device_loader_give_the_same_batches_bit_for_bit(
+    drop_last: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     n, batch = 300, 64  # 64, 64, 64, 64 and a partial 44
     images, ids = coded_images(n), np.arange(n)
     pil = pil_loader(images, ids, batch, seed=4, drop_last=drop_last)
@@ -58,8 +65,14 @@ def test_pil_draws_fed_to_the_device_loader_give_the_same_batches_bit_for_bit(dr
         if drop_last:  # the plan covers the whole epoch; the PIL loader never showed the dropped images
             rest = torch.from_numpy(np.setdiff1d(ids, draws["order"].numpy()))
             zeros = torch.zeros_like(rest)
-            draws = {"order": torch.cat([draws["order"], rest])} | {k: torch.cat([draws[k], zeros]) for k in ("shift_y", "shift_x", "flip")}
-        monkeypatch.setattr(device, "epoch_plan", lambda e, draws=draws, epoch=epoch: draws if e == epoch else pytest.fail(f"plan of epoch {e}"))
+            draws = {"order": torch.cat([draws["order"], rest])} | {
+                k: torch.cat([draws[k], zeros]) for k in ("shift_y", "shift_x", "flip")
+            }
+        monkeypatch.setattr(
+            device,
+            "epoch_plan",
+            lambda e, draws=draws, epoch=epoch: draws if e == epoch else pytest.fail(f"plan of epoch {e}"),
+        )
         got = batches(device)
         assert [y.shape[0] for _, y in got] == [y.shape[0] for _, y in expected]
         assert sum(y.shape[0] for _, y in got) == (n // batch * batch if drop_last else n)
@@ -83,7 +96,9 @@ def test_the_pil_draws_read_back_are_the_pipelines_own() -> None:
         image = TF.to_tensor(images[source])
         crop = TF.crop(TF.pad(image, PAD), int(draws["shift_y"][k]) + PAD, int(draws["shift_x"][k]) + PAD, 32, 32)
         crop = TF.hflip(crop) if draws["flip"][k] else crop
-        assert torch.equal(TF.normalize(crop, train_transform().transforms[-1].mean, train_transform().transforms[-1].std), x_pil[k])
+        assert torch.equal(
+            TF.normalize(crop, train_transform().transforms[-1].mean, train_transform().transforms[-1].std), x_pil[k]
+        )
 
 
 @pytest.mark.parametrize("loader_kind", ["pil", "device"])
@@ -91,7 +106,9 @@ def test_labels_stay_paired_with_their_images(loader_kind: str) -> None:
     n = 250  # indexed_images: channel 2 names the source, so every output's label can be checked
     images = indexed_images(n)
     labels = (np.arange(n) * 7 + 3) % 10  # not the index: a pairing bug cannot hide behind labels == ids
-    loader = pil_loader(images, labels, 64, seed=2) if loader_kind == "pil" else DeviceLoader(images, labels, 64, seed=2)
+    loader = (
+        pil_loader(images, labels, 64, seed=2) if loader_kind == "pil" else DeviceLoader(images, labels, 64, seed=2)
+    )
     for _ in range(2):
         for x, y in loader:
             pixels = unnormalize(x) if x.is_floating_point() else x
@@ -190,7 +207,9 @@ def test_each_epoch_is_a_fresh_uniform_shuffle_in_both_loaders(both_streams) -> 
         orders = [ids for _, ids in epochs]
         for order in orders:
             assert torch.equal(order.sort().values, torch.arange(N_STAT)), f"{kind}: an epoch is not a permutation"
-            assert abs(stats.spearmanr(order.numpy(), np.arange(N_STAT)).statistic) < bound, f"{kind}: order follows the index"
+            assert abs(stats.spearmanr(order.numpy(), np.arange(N_STAT)).statistic) < bound, (
+                f"{kind}: order follows the index"
+            )
         for before, after in zip(orders, orders[1:]):
             position_before, position_after = torch.argsort(before), torch.argsort(after)
             rho = stats.spearmanr(position_before.numpy(), position_after.numpy()).statistic

@@ -17,7 +17,13 @@ def test_forward_shape_and_no_maxpool():
 
 def test_stem_is_3x3_stride1_no_bias():
     stem = resnet18().conv1
-    assert (stem.in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding) == (3, 64, (3, 3), (1, 1), (1, 1))
+    assert (stem.in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding) == (
+        3,
+        64,
+        (3, 3),
+        (1, 1),
+        (1, 1),
+    )
 
 
 def test_no_conv_has_bias_in_either_variant():

@@ -22,9 +22,46 @@ from resnet_lab.cli.main import SUBCOMMANDS, get_parsers
 from resnet_lab.suite.plugin import LAB_OPTIONS
 
 # Values a user mistypes or a script produces; hypothesis adds arbitrary text and numbers around them.
-NASTY = ["", " ", "0", "-0", "-1", "1", "2", "1.5", "nan", "-nan", "inf", "-inf", "1e400", "1e-400", "9" * 400, "9" * 5000,
-         "0x10", "1_000", "٣", "~", "~/x", "a\0b", "cpu", "cuda", "cuda:0", "cuda:x", "cpu,cuda:x", ",", "on", "off", "smoke",
-         "full", "sgd", "gloo", "epoch_s:+15%", "top1:-2", "epoch_s:last:+1", "loss:+" + "9" * 400]
+NASTY = [
+    "",
+    " ",
+    "0",
+    "-0",
+    "-1",
+    "1",
+    "2",
+    "1.5",
+    "nan",
+    "-nan",
+    "inf",
+    "-inf",
+    "1e400",
+    "1e-400",
+    "9" * 400,
+    "9" * 5000,
+    "0x10",
+    "1_000",
+    "٣",
+    "~",
+    "~/x",
+    "a\0b",
+    "cpu",
+    "cuda",
+    "cuda:0",
+    "cuda:x",
+    "cpu,cuda:x",
+    ",",
+    "on",
+    "off",
+    "smoke",
+    "full",
+    "sgd",
+    "gloo",
+    "epoch_s:+15%",
+    "top1:-2",
+    "epoch_s:last:+1",
+    "loss:+" + "9" * 400,
+]
 VALUES = st.one_of(
     st.sampled_from(NASTY),
     st.text(max_size=30),
@@ -78,7 +115,9 @@ def test_the_cases_cover_every_subcommand_and_every_lab_option(pytestconfig: pyt
 
 @pytest.mark.parametrize(("name", "dest"), CASES)
 def test_every_option_is_declared(name: str, dest: str) -> None:
-    assert spec_of(_action(name, dest)) is not None, f"{name} {dest}: type= must be a converter from resnet_lab.argtypes"
+    assert spec_of(_action(name, dest)) is not None, (
+        f"{name} {dest}: type= must be a converter from resnet_lab.argtypes"
+    )
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace | None, str]:
@@ -94,7 +133,9 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.N
 @pytest.mark.parametrize(("name", "dest"), CASES)
 @PROPERTY
 @given(value=VALUES)
-def test_a_value_parses_to_what_the_declaration_promises_or_is_one_usage_error(name: str, dest: str, value: str) -> None:
+def test_a_value_parses_to_what_the_declaration_promises_or_is_one_usage_error(
+    name: str, dest: str, value: str
+) -> None:
     parser, action = PARSERS[name], _action(name, dest)
     spec = spec_of(action)
     assert spec is not None
@@ -110,6 +151,10 @@ def test_a_value_parses_to_what_the_declaration_promises_or_is_one_usage_error(n
         return
     parsed = getattr(args, dest)
     values = parsed if isinstance(parsed, list) else [parsed]
-    assert all(spec.holds(v) for v in values), f"{name} {action.option_strings or dest}={value!r} parsed to {parsed!r}, outside {spec}"
+    assert all(spec.holds(v) for v in values), (
+        f"{name} {action.option_strings or dest}={value!r} parsed to {parsed!r}, outside {spec}"
+    )
     if spec.kind == "path":
-        assert not any(str(v) == "~" or str(v).startswith("~/") for v in values)  # expanded, as `train --data ~/x` always was
+        assert not any(
+            str(v) == "~" or str(v).startswith("~/") for v in values
+        )  # expanded, as `train --data ~/x` always was

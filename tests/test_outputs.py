@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # A benchmark of the suite's shape that costs milliseconds: it leaves a marker, so a test can tell whether it ran.
 TINY = textwrap.dedent(
-    '''
+    """
     from pathlib import Path
 
 
@@ -27,11 +27,11 @@ TINY = textwrap.dedent(
         benchmark.group = "C2"
         benchmark.pedantic(sum, args=(range(1000),), rounds=2, iterations=1)
         benchmark.extra_info.update(epochs=[{"epoch": 1, "epoch_s": 0.01, "loss": 2.0, "top1": 0.1}], loss=2.0, top1=0.1)
-    '''
+    """
 )
 
 ENOSPC = textwrap.dedent(
-    '''
+    """
     import errno
 
     from pytest_benchmark.session import BenchmarkSession
@@ -42,11 +42,11 @@ ENOSPC = textwrap.dedent(
 
 
     BenchmarkSession.save_json = save_json
-    '''
+    """
 )
 
 STORAGE_ENOSPC = textwrap.dedent(
-    '''
+    """
     import errno
 
     from pytest_benchmark.storage.file import FileStorage
@@ -57,7 +57,7 @@ STORAGE_ENOSPC = textwrap.dedent(
 
 
     FileStorage.save = save
-    '''
+    """
 )
 
 
@@ -142,7 +142,16 @@ def test_a_run_saved_only_to_storage_names_its_file_and_keeps_no_log(suite):
 
 def test_a_failed_storage_save_keeps_the_finished_benchmarks_in_the_run_log(suite):
     suite.makepyfile(enospc_plugin=STORAGE_ENOSPC)
-    result = run(suite, "-p", "enospc_plugin", "--benchmark-autosave", "--benchmark-storage", "file://./store", "--lab-out", "lab")
+    result = run(
+        suite,
+        "-p",
+        "enospc_plugin",
+        "--benchmark-autosave",
+        "--benchmark-storage",
+        "file://./store",
+        "--lab-out",
+        "lab",
+    )
     out = result.stdout.str()
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR
     line = [text for text in out.splitlines() if text.startswith("resnet-lab: error:")]
@@ -161,8 +170,14 @@ def test_without_json_or_storage_the_summary_says_how_to_keep_the_run(suite):
 def test_run_log_round_trip_and_a_torn_last_line(tmp_path):
     log = RunLog(tmp_path / "run.jsonl")
     log.start({"machine_info": {"cpu_count": 2}, "commit_info": {"id": "abc"}, "datetime": "now", "version": "5"})
-    bench = {"group": "C2", "name": "test_a", "fullname": "b/test_a", "params": None, "stats": {"data": [1.0, 2.0], "median": 1.5},
-             "extra_info": {"loss": float("nan")}}
+    bench = {
+        "group": "C2",
+        "name": "test_a",
+        "fullname": "b/test_a",
+        "params": None,
+        "stats": {"data": [1.0, 2.0], "median": 1.5},
+        "extra_info": {"loss": float("nan")},
+    }
     log.benchmark(bench)
     log.lab({"preset": "full"})
     log.benchmark({**bench, "name": "test_b"})

@@ -61,7 +61,9 @@ def test_five_pairs_interval_is_the_range_of_the_ratios():
     assert e.ratio == pytest.approx(math.exp(sorted((logs[i] + logs[j]) / 2 for i in range(5) for j in range(i, 5))[7]))
 
 
-@pytest.mark.parametrize("base, new", [([1.0, float("nan")], [1.0, 1.0]), ([1.0, 0.0], [1.0, 1.0]), ([1.0], [1.0, 2.0])])
+@pytest.mark.parametrize(
+    "base, new", [([1.0, float("nan")], [1.0, 1.0]), ([1.0, 0.0], [1.0, 1.0]), ([1.0], [1.0, 2.0])]
+)
 def test_figures_must_be_positive_finite_and_paired(base, new):
     with pytest.raises(ValueError):
         log_ratios(base, new)
@@ -78,7 +80,9 @@ def test_rule_validation(kwargs):
 # ---------------------------------------------------------------------------
 
 
-def synthetic_pairs(effect: float, noise: float, pairs: int = 6, seed: int = 0, drift: float = 2.0) -> tuple[list[float], list[float]]:
+def synthetic_pairs(
+    effect: float, noise: float, pairs: int = 6, seed: int = 0, drift: float = 2.0
+) -> tuple[list[float], list[float]]:
     """Per-pair load factor in [1, drift] shared by both runs; lognormal noise of sd `noise` per run; NEW x effect."""
     rng = random.Random(seed)
     base, new = [], []

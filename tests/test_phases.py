@@ -39,7 +39,8 @@ def test_a_new_phase_reaches_every_reader():
     assert set(keys) <= set(summary) and set(phases.CPU_KEYS) <= set(summary)
     for line in (epoch_line(records[0], 2), summary_line(summary)):
         assert [line.index(f" {phase.name} ") for phase in phases.PHASE_LIST] == sorted(
-            line.index(f" {phase.name} ") for phase in phases.PHASE_LIST)
+            line.index(f" {phase.name} ") for phase in phases.PHASE_LIST
+        )
     job = combine_rank_records(records)
     assert all(set(keys) <= set(rank) for rank in job["ranks"])
 

@@ -68,7 +68,9 @@ def charged(time: FakeTime, costs: tuple[float, ...], fn: Callable) -> Callable:
 
 def tiny_batches(n: int = len(LOAD), size: int = BATCH, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     gen = torch.Generator().manual_seed(seed)
-    return [(torch.randn(size, 3, 4, 4, generator=gen), torch.randint(0, CLASSES, (size,), generator=gen)) for _ in range(n)]
+    return [
+        (torch.randn(size, 3, 4, 4, generator=gen), torch.randint(0, CLASSES, (size,), generator=gen)) for _ in range(n)
+    ]
 
 
 class CostlyLoader:
@@ -174,7 +176,9 @@ def test_now_syncs_before_reading_the_time():
     assert clock.now() == START + 5.0
     with clock.region("train"):
         fake.spend(1.0)
-    assert clock.total("train") == 6.0  # the start sync happens before the start reading, the end sync before the end one
+    assert (
+        clock.total("train") == 6.0
+    )  # the start sync happens before the start reading, the end sync before the end one
 
 
 # ----------------------------------------------------------------------------- one epoch, phase by phase
@@ -217,8 +221,20 @@ def test_a_reused_clock_starts_every_epoch_from_zero(time):
     time.spend(1000.0)  # between epochs: belongs to no epoch
     later = train_one_epoch(model, CostlyLoader(time, tiny_batches(1)), opt, "cpu", clock=clock)
     # Second epoch, one batch: the second entries of the cost tables.
-    assert (later["startup_s"], later["load_s"], later["copy_s"], later["train_s"], later["metrics_s"], later["shutdown_s"]) == (
-        STARTUP, LOAD[0] + END, COPY[1], TRAIN[1], METRICS[1], SHUTDOWN,
+    assert (
+        later["startup_s"],
+        later["load_s"],
+        later["copy_s"],
+        later["train_s"],
+        later["metrics_s"],
+        later["shutdown_s"],
+    ) == (
+        STARTUP,
+        LOAD[0] + END,
+        COPY[1],
+        TRAIN[1],
+        METRICS[1],
+        SHUTDOWN,
     )
     assert later["epoch_s"] == STARTUP + LOAD[0] + END + COPY[1] + TRAIN[1] + METRICS[1] + SHUTDOWN
 
@@ -226,15 +242,23 @@ def test_a_reused_clock_starts_every_epoch_from_zero(time):
 def test_an_epoch_that_takes_no_time_reports_infinite_throughput():
     fake = FakeTime()
     model = tiny_model()
-    record = train_one_epoch(model, tiny_batches(2), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", clock=SyncClock(timer=fake))
+    record = train_one_epoch(
+        model, tiny_batches(2), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", clock=SyncClock(timer=fake)
+    )
     assert record["epoch_s"] == 0.0 and record["images_per_s"] == math.inf
 
 
 def test_throughput_of_a_sub_second_epoch():
     fake = FakeTime()
     model = tiny_model()
-    record = train_one_epoch(model, tiny_batches(2), torch.optim.SGD(model.parameters(), lr=0.1), "cpu",
-                             clock=SyncClock(timer=fake), on_batch_end=lambda _i: fake.spend(0.25))
+    record = train_one_epoch(
+        model,
+        tiny_batches(2),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        "cpu",
+        clock=SyncClock(timer=fake),
+        on_batch_end=lambda _i: fake.spend(0.25),
+    )
     assert (record["epoch_s"], record["images"], record["images_per_s"]) == (0.5, 2 * BATCH, 2 * BATCH / 0.5)
 
 
@@ -252,11 +276,15 @@ def test_fast_path_syncs_only_at_the_ends_of_the_epoch():
     fake, syncs = FakeTime(), []
     clock = SyncClock(sync=lambda: syncs.append(fake()), timer=fake)
     model = tiny_model()
-    train_one_epoch(model, tiny_batches(3), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", clock=clock, sync_phases=False)
+    train_one_epoch(
+        model, tiny_batches(3), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", clock=clock, sync_phases=False
+    )
     assert len(syncs) == 2
     syncs.clear()
     train_one_epoch(model, tiny_batches(3), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", clock=clock)
-    assert len(syncs) == 2 * (1 + 3 * 4 + 1 + 1) + 2  # every region's two ends (start-up, 4 per batch, the final load, shutdown), and the epoch's
+    assert (
+        len(syncs) == 2 * (1 + 3 * 4 + 1 + 1) + 2
+    )  # every region's two ends (start-up, 4 per batch, the final load, shutdown), and the epoch's
 
 
 class FakeGraphedStep:
@@ -313,8 +341,14 @@ def test_graphed_step_phases(monkeypatch):
     model = tiny_model()
     graphed = FakeGraphedStep(fake, model)
     record = train_one_epoch(
-        model, CostlyLoader(fake, tiny_batches()), graphed.optimizer, "cpu", clock=SyncClock(timer=fake),
-        sync_phases=False, graphed=graphed, check_every=1,
+        model,
+        CostlyLoader(fake, tiny_batches()),
+        graphed.optimizer,
+        "cpu",
+        clock=SyncClock(timer=fake),
+        sync_phases=False,
+        graphed=graphed,
+        check_every=1,
     )
     assert {key: record[key] for key in EXPECTED} == EXPECTED
     assert record["images"] == 3 * BATCH and record["batches"] == 3
@@ -333,7 +367,13 @@ def test_graphed_step_phase_labels(monkeypatch):
     model = tiny_model()
     graphed = FakeGraphedStep(FakeTime(), model)
     train_one_epoch(model, tiny_batches(2), graphed.optimizer, "cpu", sync_phases=False, graphed=graphed)
-    assert labels == ["startup", *STEP_LABELS, *STEP_LABELS, "load", "shutdown"]  # the fake step runs train_step inside "train"
+    assert labels == [
+        "startup",
+        *STEP_LABELS,
+        *STEP_LABELS,
+        "load",
+        "shutdown",
+    ]  # the fake step runs train_step inside "train"
 
 
 class FakeBar:
@@ -354,7 +394,15 @@ def test_progress_bar_counts_batches(monkeypatch, max_batches, total):
     bars = []
     monkeypatch.setattr(train_module, "progress_bar", lambda *args: bars.append(FakeBar(*args)) or bars[-1])
     model = tiny_model()
-    train_one_epoch(model, tiny_batches(3), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", epoch=4, max_batches=max_batches, progress=True)
+    train_one_epoch(
+        model,
+        tiny_batches(3),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        "cpu",
+        epoch=4,
+        max_batches=max_batches,
+        progress=True,
+    )
     (bar,) = bars
     assert bar.opened == (total, True, "epoch 4")
     assert bar.updates == [1] * total and bar.closed
@@ -363,7 +411,13 @@ def test_progress_bar_counts_batches(monkeypatch, max_batches, total):
 def test_the_model_is_put_in_training_mode():
     model = tiny_model().eval()
     seen = []
-    train_one_epoch(model, tiny_batches(1), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", on_batch_end=lambda i: seen.append((i, model.training)))
+    train_one_epoch(
+        model,
+        tiny_batches(1),
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        "cpu",
+        on_batch_end=lambda i: seen.append((i, model.training)),
+    )
     assert seen == [(1, True)]
 
 
@@ -378,15 +432,25 @@ def nan_model() -> nn.Module:
 
 
 @pytest.mark.parametrize(
-    ("check_every", "batch", "finished"), [(2, 1, [1]), (50, 2, [1, 2, 3])], ids=["every-2", "after-the-epoch"],
+    ("check_every", "batch", "finished"),
+    [(2, 1, [1]), (50, 2, [1, 2, 3])],
+    ids=["every-2", "after-the-epoch"],
 )
 def test_unsynced_loop_catches_divergence_at_its_check(check_every, batch, finished):
     """No per-batch sync: a NaN loss is found at the first batch i with (i + 1) % check_every == 0, else after the epoch."""
     model = nan_model()
     seen = []
     with pytest.raises(DivergenceError) as err:
-        train_one_epoch(model, tiny_batches(3), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", epoch=2,
-                        sync_phases=False, check_every=check_every, on_batch_end=seen.append)
+        train_one_epoch(
+            model,
+            tiny_batches(3),
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            "cpu",
+            epoch=2,
+            sync_phases=False,
+            check_every=check_every,
+            on_batch_end=seen.append,
+        )
     assert (err.value.epoch, err.value.batch) == (2, batch) and math.isnan(err.value.loss)
     assert seen == finished
 
@@ -394,14 +458,18 @@ def test_unsynced_loop_catches_divergence_at_its_check(check_every, batch, finis
 def test_default_check_is_every_fifty_batches():
     model = nan_model()
     with pytest.raises(DivergenceError) as err:
-        train_one_epoch(model, tiny_batches(51, size=1), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", sync_phases=False)
+        train_one_epoch(
+            model, tiny_batches(51, size=1), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", sync_phases=False
+        )
     assert err.value.batch == 49
 
 
 def test_synced_loop_catches_divergence_at_the_first_batch():
     model = nan_model()
     with pytest.raises(DivergenceError) as err:
-        train_one_epoch(model, tiny_batches(3), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", epoch=5, check_every=50)
+        train_one_epoch(
+            model, tiny_batches(3), torch.optim.SGD(model.parameters(), lr=0.1), "cpu", epoch=5, check_every=50
+        )
     assert (err.value.epoch, err.value.batch) == (5, 0) and math.isnan(err.value.loss)
 
 
@@ -446,7 +514,9 @@ def test_a_dead_worker_becomes_a_loader_worker_error_naming_it():
 
 @pytest.mark.parametrize("delivered", [0, 2])
 def test_a_worker_dead_during_evaluation_is_named_with_the_batch_it_was_fetching(delivered):
-    with pytest.raises(LoaderWorkerError, match=rf"died during evaluation \(batch {delivered}\): pid 4321 killed by SIGKILL;") as caught:
+    with pytest.raises(
+        LoaderWorkerError, match=rf"died during evaluation \(batch {delivered}\): pid 4321 killed by SIGKILL;"
+    ) as caught:
         evaluate(tiny_model(), DeadWorkerLoader(delivered), "cpu")
     assert isinstance(caught.value.__cause__, RuntimeError)
 
@@ -459,7 +529,9 @@ def test_other_errors_during_evaluation_pass_through_unchanged():
 def test_other_errors_pass_through_unchanged():
     model = tiny_model()
     with pytest.raises(RuntimeError, match="^unrelated$"):
-        train_one_epoch(model, FailingLoader(RuntimeError("unrelated")), torch.optim.SGD(model.parameters(), lr=0.1), "cpu")
+        train_one_epoch(
+            model, FailingLoader(RuntimeError("unrelated")), torch.optim.SGD(model.parameters(), lr=0.1), "cpu"
+        )
 
 
 def test_an_empty_loader_is_refused():
@@ -533,7 +605,8 @@ def test_epoch_metrics_by_hand(eager):
     assert metrics.images == 7
     assert metrics.check_finite() == pytest.approx(3 * HIT_LOSS + 4 * MISS_LOSS)
     assert metrics.summary() == {
-        "loss": pytest.approx(UNEVEN_LOSS), "top1": pytest.approx(UNEVEN_TOP1),
+        "loss": pytest.approx(UNEVEN_LOSS),
+        "top1": pytest.approx(UNEVEN_TOP1),
         "per_class_top1": [1.0, 0.0, 0.0, 0.0, 0.0, None, None, None, None, None],
     }
     metrics.reset()
@@ -562,7 +635,11 @@ def test_loss_is_summed_in_double_precision():
 def test_running_sums_live_on_the_training_device():
     """No copy per batch: the sums are kept where the batch is (meta here; the GPU in a CUDA run)."""
     metrics = EpochMetrics(3, torch.device("meta"), eager=False)
-    metrics.update(torch.zeros((), device="meta"), torch.zeros(2, 3, device="meta"), torch.zeros(2, dtype=torch.long, device="meta"))
+    metrics.update(
+        torch.zeros((), device="meta"),
+        torch.zeros(2, 3, device="meta"),
+        torch.zeros(2, dtype=torch.long, device="meta"),
+    )
     assert metrics.images == 2
     assert [t.device.type for t in (metrics.loss_sum, metrics.correct, metrics.seen)] == ["meta"] * 3
 
@@ -651,8 +728,14 @@ COPY_CPU = (0.5, 0.25, 0.125)
 TRAIN_CPU = (1 / 16, 1 / 32, 1 / 64)
 METRICS_CPU = (1 / 128, 1 / 256, 1 / 512)
 OVERHEAD_CPU = (1 / 1024, 1 / 2048, 1 / 4096)
-EXPECTED_CPU = {"startup_cpu_s": 0.0, "load_cpu_s": 0.0, "copy_cpu_s": sum(COPY_CPU), "train_cpu_s": sum(TRAIN_CPU),
-                "metrics_cpu_s": sum(METRICS_CPU), "shutdown_cpu_s": 0.0}
+EXPECTED_CPU = {
+    "startup_cpu_s": 0.0,
+    "load_cpu_s": 0.0,
+    "copy_cpu_s": sum(COPY_CPU),
+    "train_cpu_s": sum(TRAIN_CPU),
+    "metrics_cpu_s": sum(METRICS_CPU),
+    "shutdown_cpu_s": 0.0,
+}
 
 
 @pytest.fixture
@@ -726,7 +809,11 @@ def test_a_reused_clock_starts_every_epoch_s_cpu_time_from_zero(time, cpu):
     train_one_epoch(model, CostlyLoader(time, tiny_batches(1)), opt, "cpu", clock=clock)
     cpu.spend(1000.0)  # between epochs: belongs to no epoch
     later = train_one_epoch(model, CostlyLoader(time, tiny_batches(1)), opt, "cpu", clock=clock)
-    assert (later["copy_cpu_s"], later["train_cpu_s"], later["metrics_cpu_s"]) == (COPY_CPU[1], TRAIN_CPU[1], METRICS_CPU[1])
+    assert (later["copy_cpu_s"], later["train_cpu_s"], later["metrics_cpu_s"]) == (
+        COPY_CPU[1],
+        TRAIN_CPU[1],
+        METRICS_CPU[1],
+    )
     assert later["epoch_cpu_s"] == COPY_CPU[1] + TRAIN_CPU[1] + METRICS_CPU[1]
 
 
@@ -738,10 +825,27 @@ def test_a_record_without_a_cpu_clock_has_no_cpu_keys(time):
 
 
 def test_summarize_means_cpu_time_only_where_every_epoch_has_it():
-    base = {"startup_s": 0.0, "load_s": 1.0, "copy_s": 0.0, "train_s": 2.0, "metrics_s": 0.0, "shutdown_s": 0.0, "epoch_s": 4.0,
-            "images": 8, "loss": 1.0, "top1": 0.5}
-    cpu_keys = {"startup_cpu_s": 0.0, "load_cpu_s": 0.25, "copy_cpu_s": 0.0, "train_cpu_s": 1.5, "metrics_cpu_s": 0.0,
-                "shutdown_cpu_s": 0.0, "epoch_cpu_s": 2.0}
+    base = {
+        "startup_s": 0.0,
+        "load_s": 1.0,
+        "copy_s": 0.0,
+        "train_s": 2.0,
+        "metrics_s": 0.0,
+        "shutdown_s": 0.0,
+        "epoch_s": 4.0,
+        "images": 8,
+        "loss": 1.0,
+        "top1": 0.5,
+    }
+    cpu_keys = {
+        "startup_cpu_s": 0.0,
+        "load_cpu_s": 0.25,
+        "copy_cpu_s": 0.0,
+        "train_cpu_s": 1.5,
+        "metrics_cpu_s": 0.0,
+        "shutdown_cpu_s": 0.0,
+        "epoch_cpu_s": 2.0,
+    }
     both = summarize([{**base, **cpu_keys}, {**base, **{k: 2 * v for k, v in cpu_keys.items()}}])
     assert (both["train_cpu_s"], both["load_cpu_s"], both["epoch_cpu_s"]) == (2.25, 0.375, 3.0)
     mixed = summarize([{**base, **cpu_keys}, base])  # an old epoch record: no CPU figure rather than a wrong one
@@ -759,8 +863,14 @@ def test_summarize_by_hand():
         {**dict(zip(keys, (0.0, 3.0, 2.0, 6.0, 3.0, 0.0))), "epoch_s": 14.0, "images": 40, "loss": 1.0, "top1": 0.75},
     ]
     summary = summarize(records)
-    assert {key: summary[key] for key in keys} == {"startup_s": 0.5, "load_s": 2.0, "copy_s": 2.0, "train_s": 4.0, "metrics_s": 3.0,
-                                                   "shutdown_s": 0.25}
+    assert {key: summary[key] for key in keys} == {
+        "startup_s": 0.5,
+        "load_s": 2.0,
+        "copy_s": 2.0,
+        "train_s": 4.0,
+        "metrics_s": 3.0,
+        "shutdown_s": 0.25,
+    }
     assert summary["epoch_s"] == 12.0
     assert summary["first_epoch_s"] == 16.0
     assert summary["steady_epoch_s"] == 10.0  # epochs 2 and 3
@@ -770,8 +880,18 @@ def test_summarize_by_hand():
 
 
 def test_summarize_one_epoch_is_its_own_steady_state():
-    record = {"startup_s": 0.0, "load_s": 1.0, "copy_s": 0.0, "train_s": 2.0, "metrics_s": 0.0, "shutdown_s": 0.0, "epoch_s": 4.0, "images": 8,
-              "loss": 1.0, "top1": 0.5}
+    record = {
+        "startup_s": 0.0,
+        "load_s": 1.0,
+        "copy_s": 0.0,
+        "train_s": 2.0,
+        "metrics_s": 0.0,
+        "shutdown_s": 0.0,
+        "epoch_s": 4.0,
+        "images": 8,
+        "loss": 1.0,
+        "top1": 0.5,
+    }
     summary = summarize([record])
     assert summary["steady_epoch_s"] == summary["first_epoch_s"] == summary["epoch_s"] == 4.0
     assert summary["images_per_s"] == 2.0

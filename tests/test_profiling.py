@@ -11,7 +11,14 @@ import torch
 from torch import nn
 
 from resnet_lab.engine.step import StepConfig
-from resnet_lab.perf.profiling import PHASE_LABELS, ProfileConfig, phase_summary, phase_table, profile_run, trace_event_names
+from resnet_lab.perf.profiling import (
+    PHASE_LABELS,
+    ProfileConfig,
+    phase_summary,
+    phase_table,
+    profile_run,
+    trace_event_names,
+)
 
 
 class FakeProfile:
@@ -29,12 +36,14 @@ def event(key: str, cpu_us: float, device_us: float | None, count: int) -> Simpl
 
 
 def test_phase_summary_by_hand():
-    prof = FakeProfile([
-        event("forward", 3_000_000.0, 1_500_000.0, 4),
-        event("aten::mm", 9_000_000.0, 0.0, 40),  # an operator, not a phase
-        event("load", 500_000.0, None, 4),  # CPU-only: no device time recorded
-        event("backward", 6_000_000.0, 0.0, 4),
-    ])
+    prof = FakeProfile(
+        [
+            event("forward", 3_000_000.0, 1_500_000.0, 4),
+            event("aten::mm", 9_000_000.0, 0.0, 40),  # an operator, not a phase
+            event("load", 500_000.0, None, 4),  # CPU-only: no device time recorded
+            event("backward", 6_000_000.0, 0.0, 4),
+        ]
+    )
     summary = phase_summary(prof, active_steps=4)
     assert summary == {
         "load": {"cpu_time_s": 0.5, "device_time_s": 0.0, "count": 4, "cpu_time_per_step_s": 0.125},
@@ -45,10 +54,12 @@ def test_phase_summary_by_hand():
 
 
 def test_phase_table_shares_by_hand():
-    table = phase_table({
-        "load": {"cpu_time_s": 1.0, "device_time_s": 0.0, "count": 3},
-        "forward": {"cpu_time_s": 3.0, "device_time_s": 0.25, "count": 3},
-    })
+    table = phase_table(
+        {
+            "load": {"cpu_time_s": 1.0, "device_time_s": 0.0, "count": 3},
+            "forward": {"cpu_time_s": 3.0, "device_time_s": 0.25, "count": 3},
+        }
+    )
     assert table.splitlines() == [
         "| phase | CPU-side s | device s | share of phase time | calls |",
         "|---|---:|---:|---:|---:|",
@@ -64,9 +75,13 @@ def tiny_run() -> SimpleNamespace:
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 10))
     batches = [(torch.randn(2, 3, 4, 4), torch.randint(0, 10, (2,))) for _ in range(6)]
     return SimpleNamespace(
-        step_model=model, train_loader=batches, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        device=torch.device("cpu"), config=SimpleNamespace(step=StepConfig(), sync_phases=True),
-        epoch_context=contextlib.nullcontext, graphed=None,
+        step_model=model,
+        train_loader=batches,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        device=torch.device("cpu"),
+        config=SimpleNamespace(step=StepConfig(), sync_phases=True),
+        epoch_context=contextlib.nullcontext,
+        graphed=None,
     )
 
 
@@ -80,7 +95,12 @@ def test_profile_run_labels_every_phase_of_the_active_steps(tmp_path):
     assert json.loads((tmp_path / "q3b_phases_cpu.json").read_text()) == result["phases"]
     assert (tmp_path / "q3b_phases_cpu.md").read_text() == phase_table(result["phases"])
     assert "Self CPU" in (tmp_path / "q3b_ops_cpu.txt").read_text()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["q3b_ops_cpu.txt", "q3b_phases_cpu.json", "q3b_phases_cpu.md", "q3b_trace_cpu.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "q3b_ops_cpu.txt",
+        "q3b_phases_cpu.json",
+        "q3b_phases_cpu.md",
+        "q3b_trace_cpu.json",
+    ]
 
 
 def test_profile_run_needs_enough_batches(tmp_path):

@@ -7,17 +7,34 @@ import re
 import statistics
 
 import pytest
-from matplotlib.image import imread
-
 from fixtures.druns import d_benchmarks
 from fixtures.labruns import ALL_GROUPS, make_run, without_keys, write_run
+from matplotlib.image import imread
+
 from resnet_lab import cli
-from resnet_lab.spec.groups import D_GROUPS, GROUPS
 from resnet_lab.results.report.c2 import phase_series
 from resnet_lab.results.report.format import fmt_s
+from resnet_lab.spec.groups import D_GROUPS, GROUPS
 
-SECTIONS = ("## Inputs", "## C1/C2", "## C3", "## C4", "## C5", "## C6", "## C7", "## Q1–Q4", "## Q3b", "## C8", "## Loader pipelines",
-            "## D1", "## D2", "## D3", "## D4", "## D5", "## Scaling model")
+SECTIONS = (
+    "## Inputs",
+    "## C1/C2",
+    "## C3",
+    "## C4",
+    "## C5",
+    "## C6",
+    "## C7",
+    "## Q1–Q4",
+    "## Q3b",
+    "## C8",
+    "## Loader pipelines",
+    "## D1",
+    "## D2",
+    "## D3",
+    "## D4",
+    "## D5",
+    "## Scaling model",
+)
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -45,7 +62,10 @@ def cpu_run(tmp_path):
 
 @pytest.fixture
 def gpu_run(tmp_path):
-    return write_run(tmp_path / "gpu.json", make_run(seed=1, devices=("cuda",), gpu="NVIDIA H100 80GB HBM3", cpu_count=16, cpu="Intel Xeon"))
+    return write_run(
+        tmp_path / "gpu.json",
+        make_run(seed=1, devices=("cuda",), gpu="NVIDIA H100 80GB HBM3", cpu_count=16, cpu="Intel Xeon"),
+    )
 
 
 def test_every_section_and_figures_that_render(capsys, tmp_path, cpu_run):
@@ -164,7 +184,9 @@ def test_q3b_and_c8(capsys, tmp_path, cpu_run):
     # share of CPU time: 8.0 of (0.03 + 0.002 + 4 + 8 + 0.6 + 0.01) = 63.3%
     assert f"{8.0 / 12.642:.1%}" in q3b
     c8 = section(text, "## C8")
-    assert "| compile-default | cpu | 60.000 | 3.900 | 1.950 | 1.28× |" in c8  # train step 3.9 / 2 against eager's 5.0 / 2
+    assert (
+        "| compile-default | cpu | 60.000 | 3.900 | 1.950 | 1.28× |" in c8
+    )  # train step 3.9 / 2 against eager's 5.0 / 2
     assert "| eager | cpu | 5.200 | 5.000 | 2.500 | 1.00× |" in c8
     assert "first epoch is a cold build" in c8
 
@@ -186,8 +208,17 @@ def test_absent_questions_are_not_run(capsys, tmp_path):
     text = (tmp_path / "r" / "answers.md").read_text()
     for heading in SECTIONS:
         assert heading in text
-    for prefix, group in (("## C3", "C3"), ("## C4", "C4"), ("## C5", "C5"), ("## C6", "C6"), ("## C7", "C7"),
-                          ("## Q1–Q4", "Q1-Q4"), ("## Q3b", "Q3b"), ("## C8", "C8"), ("## Loader", "loader")):
+    for prefix, group in (
+        ("## C3", "C3"),
+        ("## C4", "C4"),
+        ("## C5", "C5"),
+        ("## C6", "C6"),
+        ("## C7", "C7"),
+        ("## Q1–Q4", "Q1-Q4"),
+        ("## Q3b", "Q3b"),
+        ("## C8", "C8"),
+        ("## Loader", "loader"),
+    ):
         assert f"**Not run**: no `{group}` benchmark in `only-c2.json`" in section(text, prefix), prefix
 
 
@@ -208,7 +239,20 @@ def test_a_run_with_no_benchmarks_is_all_not_run(capsys, tmp_path):
     [
         ("epochs",),
         ("load_s", "copy_s", "train_s", "metrics_s", "loss", "top1", "warmup", "epoch"),
-        ("epochs", "load_s", "train_s", "epoch_s", "loss", "top1", "workers", "phases", "sgd", "adam", "variant", "images_per_s"),
+        (
+            "epochs",
+            "load_s",
+            "train_s",
+            "epoch_s",
+            "loss",
+            "top1",
+            "workers",
+            "phases",
+            "sgd",
+            "adam",
+            "variant",
+            "images_per_s",
+        ),
     ],
     ids=["no-epoch-records", "records-without-phases", "almost-nothing"],
 )
@@ -313,12 +357,27 @@ def test_every_group_of_the_builder_is_reported(capsys, tmp_path, cpu_run):
 
 
 def test_phase_series_takes_startup_out_of_the_remainder():
-    new = [{"epoch": 1, "startup_s": 0.5, "load_s": 1.0, "copy_s": 0.25, "train_s": 4.0, "metrics_s": 0.25, "epoch_s": 6.5}]
+    new = [
+        {"epoch": 1, "startup_s": 0.5, "load_s": 1.0, "copy_s": 0.25, "train_s": 4.0, "metrics_s": 0.25, "epoch_s": 6.5}
+    ]
     epochs, phases = phase_series(new)
     assert epochs == [1]
-    assert phases == {"startup_s": [0.5], "load_s": [1.0], "copy_s": [0.25], "train_s": [4.0], "metrics_s": [0.25], "other_s": [0.5]}
+    assert phases == {
+        "startup_s": [0.5],
+        "load_s": [1.0],
+        "copy_s": [0.25],
+        "train_s": [4.0],
+        "metrics_s": [0.25],
+        "other_s": [0.5],
+    }
     old = [{key: value for key, value in new[0].items() if key != "startup_s"}]  # a run saved before startup_s
-    assert phase_series(old)[1] == {"load_s": [1.0], "copy_s": [0.25], "train_s": [4.0], "metrics_s": [0.25], "other_s": [1.0]}
+    assert phase_series(old)[1] == {
+        "load_s": [1.0],
+        "copy_s": [0.25],
+        "train_s": [4.0],
+        "metrics_s": [0.25],
+        "other_s": [1.0],
+    }
 
 
 def test_c2_table_shows_startup_or_not_recorded(capsys, tmp_path):
@@ -337,8 +396,15 @@ def c2_with_cpu(seed: int, train_cpu_s: float, slow: float = 1.0) -> dict:
     """A C2 run whose epoch records carry CPU time per phase, as CPU runs record it since issue 23."""
     data = make_run(seed=seed, epochs=3, groups=("C2",), slow={"train_s": slow})
     for record in data["benchmarks"][0]["extra_info"]["epochs"]:
-        record.update(startup_cpu_s=0.0, load_cpu_s=record["load_s"] / 2, copy_cpu_s=record["copy_s"], train_cpu_s=train_cpu_s,
-                      metrics_cpu_s=record["metrics_s"], shutdown_cpu_s=0.0, epoch_cpu_s=train_cpu_s + record["load_s"])
+        record.update(
+            startup_cpu_s=0.0,
+            load_cpu_s=record["load_s"] / 2,
+            copy_cpu_s=record["copy_s"],
+            train_cpu_s=train_cpu_s,
+            metrics_cpu_s=record["metrics_s"],
+            shutdown_cpu_s=0.0,
+            epoch_cpu_s=train_cpu_s + record["load_s"],
+        )
     return data
 
 
@@ -349,8 +415,10 @@ def test_c2_shows_cpu_time_beside_wall_time_and_whether_a_slower_phase_waits(cap
     body = section((tmp_path / "r" / "answers.md").read_text(), "## C1/C2")
     records = c2_with_cpu(4, 8.0)["benchmarks"][0]["extra_info"]["epochs"][1:]
     train_row = next(line for line in body.splitlines() if line.startswith("| train |"))
-    assert train_row == f"| train | {fmt_s(statistics.fmean(r['train_s'] for r in records))} | {fmt_s(8.0)} | " \
-                        f"{8.0 / statistics.fmean(r['train_s'] for r in records):.2f} |"
+    assert (
+        train_row == f"| train | {fmt_s(statistics.fmean(r['train_s'] for r in records))} | {fmt_s(8.0)} | "
+        f"{8.0 / statistics.fmean(r['train_s'] for r in records):.2f} |"
+    )
     assert "train 1.250x wall, 1.000x CPU: waits more" in body
 
 
@@ -365,20 +433,39 @@ def test_c8_sets_each_speedup_beside_its_equivalence_verdict(capsys, tmp_path):
     by_variant = {b["params"]["variant"]: b for b in run["benchmarks"]}
     worst = {"tensor": "grad/bn1.weight", "ratio": 0.21}
     by_variant["eager"]["extra_info"]["equivalence"] = {"verdict": "pass", "worst": worst}
-    by_variant["compile-default"]["extra_info"]["equivalence"] = {"verdict": "fail", "worst": {"tensor": "loss/epoch", "ratio": 500.0}}
-    run["lab"]["equivalence_failures"] = {"test_c8_variant[variant=bf16-device=cpu]": {"variant": "bf16", "verdict": "fail",
-                                                                                         "worst": {"tensor": "param/fc.weight", "ratio": 3.0}}}
+    by_variant["compile-default"]["extra_info"]["equivalence"] = {
+        "verdict": "fail",
+        "worst": {"tensor": "loss/epoch", "ratio": 500.0},
+    }
+    run["lab"]["equivalence_failures"] = {
+        "test_c8_variant[variant=bf16-device=cpu]": {
+            "variant": "bf16",
+            "verdict": "fail",
+            "worst": {"tensor": "param/fc.weight", "ratio": 3.0},
+        }
+    }
     rc, _, err = run_cli(capsys, str(write_run(tmp_path / "checked.json", run)), "--out", str(tmp_path / "r"))
     assert rc == 0, err
     c8 = section((tmp_path / "r" / "answers.md").read_text(), "## C8")
-    assert "| eager | cpu | 5.200 | 5.000 | 2.500 | 1.00× |" in c8 and "| pass (worst grad/bn1.weight at 0.21× its bound) |" in c8
-    assert "| compile-default | cpu | 60.000 | 3.900 | 1.950 | not counted |" in c8  # a failed variant's speed is no speedup
-    assert "| bf16 | not timed |" in c8 and "fail (worst param/fc.weight at 3× its bound)" in c8 and "Failed, so not timed: bf16." in c8
+    assert (
+        "| eager | cpu | 5.200 | 5.000 | 2.500 | 1.00× |" in c8
+        and "| pass (worst grad/bn1.weight at 0.21× its bound) |" in c8
+    )
+    assert (
+        "| compile-default | cpu | 60.000 | 3.900 | 1.950 | not counted |" in c8
+    )  # a failed variant's speed is no speedup
+    assert (
+        "| bf16 | not timed |" in c8
+        and "fail (worst param/fc.weight at 3× its bound)" in c8
+        and "Failed, so not timed: bf16." in c8
+    )
     assert (tmp_path / "r" / "c8-variants-1.png").stat().st_size > 0
 
 
 def test_c8_of_a_run_older_than_the_check_says_not_checked(capsys, tmp_path):
-    rc, _, err = run_cli(capsys, str(write_run(tmp_path / "old.json", make_run(groups=("C8",)))), "--out", str(tmp_path / "r"))
+    rc, _, err = run_cli(
+        capsys, str(write_run(tmp_path / "old.json", make_run(groups=("C8",)))), "--out", str(tmp_path / "r")
+    )
     assert rc == 0, err
     c8 = section((tmp_path / "r" / "answers.md").read_text(), "## C8")
     assert "| 1.00× |" in c8 and "| not checked |" in c8 and "predates the equivalence check" in c8

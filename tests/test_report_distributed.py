@@ -6,9 +6,9 @@ import copy
 import re
 
 import pytest
-
 from fixtures import druns
 from fixtures.labruns import make_run, write_run
+
 from resnet_lab import cli
 
 
@@ -76,7 +76,10 @@ def test_d5_table_and_not_run_in_smoke(capsys, tmp_path) -> None:
     # five epochs of the fixture: loss 2.0 - 0.1 x 5, train top-1 0.2 + 0.05 x 5
     assert "| largest | cpu | 2 | 128 | 256 | linear-warmup | 0.1 | 1.5000 | 45.00 % | 55.00 % |" in d5
     smoke = section(report(capsys, tmp_path, d_run(d5_runs=False), "smoke.json"), "## D5")
-    assert "**Not run**: no `D5` benchmark in `smoke.json`. D5 trains five full epochs: it runs in the full preset only." in smoke
+    assert (
+        "**Not run**: no `D5` benchmark in `smoke.json`. D5 trains five full epochs: it runs in the full preset only."
+        in smoke
+    )
 
 
 def test_scaling_model_against_the_measurements(capsys, tmp_path) -> None:
@@ -87,13 +90,18 @@ def test_scaling_model_against_the_measurements(capsys, tmp_path) -> None:
     # backward (2/3 of 2.0 s) hides the allreduce but for the last bucket: 15,823,104 B / busbw
     overlap = 2 * 1.0 + druns.BUCKETS[-1] / (busbw * 1e9)
     measured = druns.DDP_STEP_S[32]
-    row = (f"| D2 (`d.json`) | 2 | D1 | 2.200 | {no_overlap:.3f} | {100 * (no_overlap - measured) / measured:+.1f} % | "
-           f"{overlap:.3f} | {100 * (overlap - measured) / measured:+.1f} % |")
+    row = (
+        f"| D2 (`d.json`) | 2 | D1 | 2.200 | {no_overlap:.3f} | {100 * (no_overlap - measured) / measured:+.1f} % | "
+        f"{overlap:.3f} | {100 * (overlap - measured) / measured:+.1f} % |"
+    )
     assert row in text, text
     assert "| D3 (`d.json`) | 2 | D1 | 2.200 |" in text  # D3's synced pass: 4.4 s over 2 steps
     # The compute measured in the ranks (no_sync: 4.0 s over 2 steps) plus the modelled allreduce: 2.0 + 0.04 = 2.04 s
     in_ranks = 4.0 / 2 + 0.04
-    assert f"| D2 (`d.json`) | 2 | D3 no_sync | 2.200 | {in_ranks:.3f} | {100 * (in_ranks - measured) / measured:+.1f} % |" in text
+    assert (
+        f"| D2 (`d.json`) | 2 | D3 no_sync | 2.200 | {in_ranks:.3f} | {100 * (in_ranks - measured) / measured:+.1f} % |"
+        in text
+    )
     assert f"bus bandwidth: {busbw:.4g} GB/s (D4, gloo, 2 ranks)" in text
 
 

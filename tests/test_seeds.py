@@ -41,8 +41,15 @@ def test_seed_list_keeps_the_order_given():
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("", "comma-separated list of seeds"), ("1,,2", "comma-separated list of seeds"), ("1,", "comma-separated list of seeds"),
-     ("x", "not an integer"), ("-1", "a seed from 0 to"), (str(MAX_SEED + 1), "a seed from 0 to"), ("1,2,1", "seed 1 is given twice")],
+    [
+        ("", "comma-separated list of seeds"),
+        ("1,,2", "comma-separated list of seeds"),
+        ("1,", "comma-separated list of seeds"),
+        ("x", "not an integer"),
+        ("-1", "a seed from 0 to"),
+        (str(MAX_SEED + 1), "a seed from 0 to"),
+        ("1,2,1", "seed 1 is given twice"),
+    ],
     ids=["empty", "empty-item", "trailing-comma", "not-int", "negative", "too-large", "duplicate"],
 )
 def test_seed_list_refuses_bad_lists(text, message):
@@ -53,7 +60,9 @@ def test_seed_list_refuses_bad_lists(text, message):
 def test_default_is_one_seed_and_the_base_run_unchanged():
     o = options()
     assert o.seeds == (0,) and not o.seeded
-    assert o.base_config == RunConfig(epochs=o.epochs, max_batches=o.max_batches, eval_batches=o.eval_batches, numerics=o.numerics)
+    assert o.base_config == RunConfig(
+        epochs=o.epochs, max_batches=o.max_batches, eval_batches=o.eval_batches, numerics=o.numerics
+    )
     assert not options(seeds=(0,)).seeded  # --lab-seeds 0 is the default spelled out
 
 
@@ -63,15 +72,21 @@ def test_a_seed_sets_the_weights_and_the_loaders_stream():
     assert (o.base_config.seed, o.base_config.loader.seed) == (5, 5)
 
 
-@pytest.mark.parametrize(("seeds", "message"), [((), "at least one seed"), ((1, 1), "given twice"), ((-2,), "out of range"), ((True,), "out of range")])
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [((), "at least one seed"), ((1, 1), "given twice"), ((-2,), "out of range"), ((True,), "out of range")],
+)
 def test_build_options_refuses_bad_seeds(seeds, message):
     with pytest.raises(LabError, match=message):
         options(seeds=seeds)
 
 
 def test_training_benchmarks_get_a_seed_param_and_the_others_do_not(pytester):
-    pytester.makeconftest("from resnet_lab.suite.session import *  # noqa: F401,F403\npytest_plugins = ['resnet_lab.suite.plugin']\n")
-    pytester.makepyfile(test_b="""
+    pytester.makeconftest(
+        "from resnet_lab.suite.session import *  # noqa: F401,F403\npytest_plugins = ['resnet_lab.suite.plugin']\n"
+    )
+    pytester.makepyfile(
+        test_b="""
 import pytest
 from resnet_lab.spec import groups
 
@@ -83,16 +98,22 @@ def test_train(device, optimizer, lab_options):
 @pytest.mark.benchmark(group=groups.LOADER)
 def test_loader(lab_options):
     pass
-""")
+"""
+    )
     result = pytester.runpytest("--collect-only", "-q", "--lab-device", "cpu", "--lab-seeds", "3,1")
     ids = [line for line in result.outlines if "::" in line]
     assert ids == [
-        "test_b.py::test_train[device=cpu-optimizer=sgd-seed=3]", "test_b.py::test_train[device=cpu-optimizer=sgd-seed=1]",
-        "test_b.py::test_train[device=cpu-optimizer=adam-seed=3]", "test_b.py::test_train[device=cpu-optimizer=adam-seed=1]",
+        "test_b.py::test_train[device=cpu-optimizer=sgd-seed=3]",
+        "test_b.py::test_train[device=cpu-optimizer=sgd-seed=1]",
+        "test_b.py::test_train[device=cpu-optimizer=adam-seed=3]",
+        "test_b.py::test_train[device=cpu-optimizer=adam-seed=1]",
         "test_b.py::test_loader",
     ]
     result = pytester.runpytest("-q", "-s", "-k", "sgd", "--lab-device", "cpu", "--lab-seeds", "3,1")
-    assert re.findall(r"SEED \d+ \d+ \d+", result.stdout.str()) == ["SEED 3 3 3", "SEED 1 1 1"]  # -s: prints share lines with the dots
+    assert re.findall(r"SEED \d+ \d+ \d+", result.stdout.str()) == [
+        "SEED 3 3 3",
+        "SEED 1 1 1",
+    ]  # -s: prints share lines with the dots
     default = pytester.runpytest("--collect-only", "-q", "--lab-device", "cpu")
     assert "test_b.py::test_train[device=cpu-optimizer=sgd]" in default.outlines  # names as before without --lab-seeds
     bad = pytester.runpytest("--collect-only", "--lab-seeds", "1,1")
@@ -103,14 +124,25 @@ def test_loader(lab_options):
 # ----------------------------------------------------------------------------- reading seeded runs
 
 
-def bench(name: str, group: str = groups.C6, seed: int | None = None, losses=(2.0, 1.5), top1=(0.3, 0.5), train_s=(1.0, 1.0)) -> dict:
+def bench(
+    name: str, group: str = groups.C6, seed: int | None = None, losses=(2.0, 1.5), top1=(0.3, 0.5), train_s=(1.0, 1.0)
+) -> dict:
     params = {"device": "cpu", "optimizer": "sgd"}
     if seed is not None:
         params["seed"] = seed
         name = f"{name[:-1]}-seed={seed}]"
-    epochs = [{"epoch": i + 1, "loss": loss, "top1": t, "train_s": s, "warmup": i == 0} for i, (loss, t, s) in enumerate(zip(losses, top1, train_s))]
-    return {"group": group, "name": name, "fullname": f"benchmarks/test_c6_optimizers.py::{name}", "params": params,
-            "stats": {"median": 1.0, "data": [1.0, 1.0]}, "extra_info": {"epochs": epochs, "loss": losses[-1], "top1": top1[-1]}}
+    epochs = [
+        {"epoch": i + 1, "loss": loss, "top1": t, "train_s": s, "warmup": i == 0}
+        for i, (loss, t, s) in enumerate(zip(losses, top1, train_s))
+    ]
+    return {
+        "group": group,
+        "name": name,
+        "fullname": f"benchmarks/test_c6_optimizers.py::{name}",
+        "params": params,
+        "stats": {"median": 1.0, "data": [1.0, 1.0]},
+        "extra_info": {"epochs": epochs, "loss": losses[-1], "top1": top1[-1]},
+    }
 
 
 def run(*benches: dict, label: str = "r.json"):
@@ -146,11 +178,16 @@ def test_ab_takes_the_median_over_seeds_of_each_run():
 
 
 def test_estimate_plans_each_training_benchmark_once_per_seed():
-    items = [Planned(groups.C6, "test_c6_optimizer[device=cpu-optimizer=adam]", "cpu"),
-             Planned(groups.Q3B, "test_q3b_profile[device=cpu]", "cpu", kind="probe")]
+    items = [
+        Planned(groups.C6, "test_c6_optimizer[device=cpu-optimizer=adam]", "cpu"),
+        Planned(groups.Q3B, "test_q3b_profile[device=cpu]", "cpu", kind="probe"),
+    ]
     assert per_seed(items, None) == items and per_seed(items, (0,)) == items
     assert [p.name for p in per_seed(items, (4, 7))] == [
-        "test_c6_optimizer[device=cpu-optimizer=adam-seed=4]", "test_c6_optimizer[device=cpu-optimizer=adam-seed=7]", "test_q3b_profile[device=cpu]"]
+        "test_c6_optimizer[device=cpu-optimizer=adam-seed=4]",
+        "test_c6_optimizer[device=cpu-optimizer=adam-seed=7]",
+        "test_q3b_profile[device=cpu]",
+    ]
 
 
 def test_report_shows_the_mean_and_spread_per_epoch(tmp_path):

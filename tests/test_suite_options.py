@@ -4,14 +4,16 @@ import pytest
 
 from resnet_lab.errors import LabError
 from resnet_lab.spec import presets as suite
-from resnet_lab.suite.options import LabOptions, build_options
 from resnet_lab.spec.presets import PRESETS, c32_answer, extension_counts, still_improving
+from resnet_lab.suite.options import LabOptions, build_options
 
 pytest_plugins = ["pytester"]
 
 
 def options(**overrides):
-    kwargs = dict(preset="smoke", data="synthetic", devices="cpu,cuda", epochs=None, batches=None, workers=None, out_dir="o")
+    kwargs = dict(
+        preset="smoke", data="synthetic", devices="cpu,cuda", epochs=None, batches=None, workers=None, out_dir="o"
+    )
     kwargs.update(overrides)
     return build_options(**kwargs)
 
@@ -160,6 +162,13 @@ def test_help_shows_group_and_defaults(pytester):
     result = pytester.runpytest("--help")
     out = result.stdout.str()
     assert "resnet_lab benchmark suite" in out
-    for option in ("--lab-preset=NAME", "--lab-data=SRC", "--lab-device=LIST", "--lab-epochs=N", "--lab-batches=N", "--lab-workers=LIST"):
+    for option in (
+        "--lab-preset=NAME",
+        "--lab-data=SRC",
+        "--lab-device=LIST",
+        "--lab-epochs=N",
+        "--lab-batches=N",
+        "--lab-workers=LIST",
+    ):
         assert option in out
     assert out.count("Default:") >= 7

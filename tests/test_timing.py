@@ -4,10 +4,10 @@ import pytest
 import torch
 from torch import nn
 
+from resnet_lab.devices import requires
 from resnet_lab.engine.clock import SyncClock, clock_for, device_sync_fn, synced_timer
 from resnet_lab.engine.loop import train_one_epoch
 from resnet_lab.optim import make_optimizer
-from resnet_lab.devices import requires
 
 
 def test_cpu_clock_makes_no_cuda_call(monkeypatch):

@@ -7,21 +7,35 @@ import torch
 from torch import nn
 
 from resnet_lab import resnet18
-from resnet_lab.errors import DivergenceError, LabError
-from resnet_lab.optim import make_optimizer
-from resnet_lab.data import CIFAR10_MEAN as MEAN, CIFAR10_STD as STD
+from resnet_lab.data import CIFAR10_MEAN as MEAN
+from resnet_lab.data import CIFAR10_STD as STD
 from resnet_lab.engine.loop import evaluate, summarize, train_one_epoch
 from resnet_lab.engine.step import StepConfig, to_device
+from resnet_lab.errors import DivergenceError, LabError
+from resnet_lab.optim import make_optimizer
 
 RECORD_KEYS = {
-    "epoch", "batches", "images", "startup_s", "load_s", "copy_s", "train_s", "metrics_s", "epoch_s",
-    "images_per_s", "loss", "top1", "per_class_top1",
+    "epoch",
+    "batches",
+    "images",
+    "startup_s",
+    "load_s",
+    "copy_s",
+    "train_s",
+    "metrics_s",
+    "epoch_s",
+    "images_per_s",
+    "loss",
+    "top1",
+    "per_class_top1",
 }
 
 
 def batches(n, size=4, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    return [(torch.randn(size, 3, 32, 32, generator=gen), torch.randint(0, 10, (size,), generator=gen)) for _ in range(n)]
+    return [
+        (torch.randn(size, 3, 32, 32, generator=gen), torch.randint(0, 10, (size,), generator=gen)) for _ in range(n)
+    ]
 
 
 class ConstantPredictor(nn.Module):
@@ -108,7 +122,9 @@ def test_uint8_batches_are_normalized_on_the_device():
 
 
 def test_channels_last_step():
-    out, _ = to_device(torch.randn(2, 3, 32, 32), torch.zeros(2, dtype=torch.long), torch.device("cpu"), StepConfig(channels_last=True))
+    out, _ = to_device(
+        torch.randn(2, 3, 32, 32), torch.zeros(2, dtype=torch.long), torch.device("cpu"), StepConfig(channels_last=True)
+    )
     assert out.is_contiguous(memory_format=torch.channels_last)
 
 
@@ -126,11 +142,38 @@ def test_evaluate_keys_and_cap():
 
 def test_summarize_means_and_last_epoch():
     records = [
-        {"startup_s": 0.5, "load_s": 1.0, "copy_s": 0.1, "train_s": 2.0, "metrics_s": 0.1, "shutdown_s": 0.125, "epoch_s": 4.0, "images": 100,
-         "loss": 2.0, "top1": 0.1},
-        {"startup_s": 0.25, "load_s": 3.0, "copy_s": 0.3, "train_s": 4.0, "metrics_s": 0.3, "shutdown_s": 0.375, "epoch_s": 6.0, "images": 100,
-         "loss": 1.0, "top1": 0.5},
+        {
+            "startup_s": 0.5,
+            "load_s": 1.0,
+            "copy_s": 0.1,
+            "train_s": 2.0,
+            "metrics_s": 0.1,
+            "shutdown_s": 0.125,
+            "epoch_s": 4.0,
+            "images": 100,
+            "loss": 2.0,
+            "top1": 0.1,
+        },
+        {
+            "startup_s": 0.25,
+            "load_s": 3.0,
+            "copy_s": 0.3,
+            "train_s": 4.0,
+            "metrics_s": 0.3,
+            "shutdown_s": 0.375,
+            "epoch_s": 6.0,
+            "images": 100,
+            "loss": 1.0,
+            "top1": 0.5,
+        },
     ]
     s = summarize(records)
-    assert s["startup_s"] == 0.375 and s["shutdown_s"] == 0.25 and s["load_s"] == 2.0 and s["epoch_s"] == 5.0 and s["first_epoch_s"] == 4.0 and s["steady_epoch_s"] == 6.0
+    assert (
+        s["startup_s"] == 0.375
+        and s["shutdown_s"] == 0.25
+        and s["load_s"] == 2.0
+        and s["epoch_s"] == 5.0
+        and s["first_epoch_s"] == 4.0
+        and s["steady_epoch_s"] == 6.0
+    )
     assert s["images_per_s"] == 200 / 10.0 and s["loss"] == 1.0 and s["top1"] == 0.5

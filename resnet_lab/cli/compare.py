@@ -24,7 +24,7 @@ thresholds:
     AMOUNT   N% relative to BASE, or N in the metric's unit: seconds, loss, or
              percentage points for top1 (top1:-2 = fails when top-1 drops by more than 2 points)
     sign     + (an increase is bad) or - (a decrease is bad); default: the metric's bad direction
-  With no --fail, the CI thresholds apply: {' '.join(CI_THRESHOLDS)}
+  With no --fail, the CI thresholds apply: {" ".join(CI_THRESHOLDS)}
 
 noise-aware timing rule:
   a timing threshold is violated only when the change in the bad direction is
@@ -59,27 +59,53 @@ threshold = declares(Spec("parsed"))(parse_threshold)  # its grammar is results/
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = HELP_EPILOG
-    parser.add_argument("base", type=input_path, metavar="BASE", help="reference run: a pytest-benchmark JSON file or a storage id (0001)")
-    parser.add_argument("new", type=input_path, metavar="NEW", help="run to check: a pytest-benchmark JSON file or a storage id (0002)")
     parser.add_argument(
-        "--fail", action="append", type=threshold, default=None, metavar="EXPR",
+        "base",
+        type=input_path,
+        metavar="BASE",
+        help="reference run: a pytest-benchmark JSON file or a storage id (0001)",
+    )
+    parser.add_argument(
+        "new", type=input_path, metavar="NEW", help="run to check: a pytest-benchmark JSON file or a storage id (0002)"
+    )
+    parser.add_argument(
+        "--fail",
+        action="append",
+        type=threshold,
+        default=None,
+        metavar="EXPR",
         help="threshold METRIC[:STAT]:[+|-]AMOUNT[%%], repeatable (see below). Default: the CI thresholds",
     )
     parser.add_argument(
-        "--noise-k", type=non_negative_float, default=NOISE_K, metavar="K",
+        "--noise-k",
+        type=non_negative_float,
+        default=NOISE_K,
+        metavar="K",
         help=f"timing changes must exceed K x the runs' larger IQR over steady rounds. Default: {NOISE_K:g}",
     )
     parser.add_argument(
-        "--min-delta", type=non_negative_float, default=MIN_DELTA_S, metavar="SECONDS",
+        "--min-delta",
+        type=non_negative_float,
+        default=MIN_DELTA_S,
+        metavar="SECONDS",
         help=f"timing changes smaller than this are never regressions. Default: {MIN_DELTA_S:g}",
     )
-    parser.add_argument("--cross-machine", action="store_true", help="enforce timing thresholds even when the machines differ")
     parser.add_argument(
-        "--group", action="append", type=text("--group"), default=None, metavar="NAME",
+        "--cross-machine", action="store_true", help="enforce timing thresholds even when the machines differ"
+    )
+    parser.add_argument(
+        "--group",
+        action="append",
+        type=text("--group"),
+        default=None,
+        metavar="NAME",
         help="compare only these benchmark groups (repeatable or comma-separated, e.g. C2,C4). Default: all",
     )
     parser.add_argument(
-        "--storage", type=input_path, default=DEFAULT_STORAGE, metavar="DIR",
+        "--storage",
+        type=input_path,
+        default=DEFAULT_STORAGE,
+        metavar="DIR",
         help=f"pytest-benchmark storage for ids like 0001 (its --benchmark-storage). Default: {DEFAULT_STORAGE}",
     )
 
@@ -94,7 +120,13 @@ def main(args: argparse.Namespace) -> int:
     thresholds = args.fail or [parse_threshold(t) for t in CI_THRESHOLDS]
     base, new = load_runs([args.base, args.new], args.storage)
     outcome = compare_runs(
-        base, new, thresholds, cross_machine=args.cross_machine, noise_k=args.noise_k, min_delta_s=args.min_delta, groups=_groups(args.group)
+        base,
+        new,
+        thresholds,
+        cross_machine=args.cross_machine,
+        noise_k=args.noise_k,
+        min_delta_s=args.min_delta,
+        groups=_groups(args.group),
     )
     for warning in outcome.warnings:
         print(f"resnet-lab compare: warning: {warning}", file=sys.stderr)
@@ -105,4 +137,3 @@ def main(args: argparse.Namespace) -> int:
         return 1
     print(f"\nresult: ok ({len(outcome.checks)} checks)")
     return 0
-

@@ -56,19 +56,63 @@ exit status: 0 no regression; 1 a regression (the false-alarm rate --alpha holds
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = HELP_EPILOG
-    parser.add_argument("sources", type=input_path, nargs="+", metavar="SOURCE", help="storage folder, storage id, JSON file or run log (several allowed)")
-    parser.add_argument("--html", type=output_file, default=None, metavar="PAGE", help="write a single-file HTML page (inline SVG plots, no JavaScript)")
-    parser.add_argument("--markdown", type=output_file, default=None, metavar="SUMMARY", help="write a Markdown summary (CI job summary, PR comment)")
     parser.add_argument(
-        "--figure", action="append", type=choice_list(*FIGURES, what="figures"), default=None, metavar="NAME",
+        "sources",
+        type=input_path,
+        nargs="+",
+        metavar="SOURCE",
+        help="storage folder, storage id, JSON file or run log (several allowed)",
+    )
+    parser.add_argument(
+        "--html",
+        type=output_file,
+        default=None,
+        metavar="PAGE",
+        help="write a single-file HTML page (inline SVG plots, no JavaScript)",
+    )
+    parser.add_argument(
+        "--markdown",
+        type=output_file,
+        default=None,
+        metavar="SUMMARY",
+        help="write a Markdown summary (CI job summary, PR comment)",
+    )
+    parser.add_argument(
+        "--figure",
+        action="append",
+        type=choice_list(*FIGURES, what="figures"),
+        default=None,
+        metavar="NAME",
         help=f"figures to follow (repeatable or comma-separated; choose from {', '.join(FIGURES)}). Default: all of them",
     )
-    parser.add_argument("--since", type=text("--since"), default=None, metavar="REF", help="only runs of REF and the commits after it that HEAD reaches (asks git)")
-    parser.add_argument("--alpha", type=fraction, default=ALPHA, metavar="RATE", help=f"false-alarm rate over all series at once. Default: {ALPHA:g}")
-    parser.add_argument("--tolerance", type=fraction, default=TIMING_TOLERANCE, metavar="FRACTION",
-                        help=f"timing changes at most this large are no change. Default: {TIMING_TOLERANCE:g} (5%%)")
-    parser.add_argument("--storage", type=input_path, default=DEFAULT_STORAGE, metavar="DIR",
-                        help=f"pytest-benchmark storage for ids like 0001 (its --benchmark-storage). Default: {DEFAULT_STORAGE}")
+    parser.add_argument(
+        "--since",
+        type=text("--since"),
+        default=None,
+        metavar="REF",
+        help="only runs of REF and the commits after it that HEAD reaches (asks git)",
+    )
+    parser.add_argument(
+        "--alpha",
+        type=fraction,
+        default=ALPHA,
+        metavar="RATE",
+        help=f"false-alarm rate over all series at once. Default: {ALPHA:g}",
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=fraction,
+        default=TIMING_TOLERANCE,
+        metavar="FRACTION",
+        help=f"timing changes at most this large are no change. Default: {TIMING_TOLERANCE:g} (5%%)",
+    )
+    parser.add_argument(
+        "--storage",
+        type=input_path,
+        default=DEFAULT_STORAGE,
+        metavar="DIR",
+        help=f"pytest-benchmark storage for ids like 0001 (its --benchmark-storage). Default: {DEFAULT_STORAGE}",
+    )
 
 
 def figures(values: Sequence[tuple[str, ...]] | None) -> tuple[str, ...]:
@@ -99,6 +143,9 @@ def main(args: argparse.Namespace) -> int:
     print(terminal(ctx, judged))
     if status == 2:
         most = max(judged, key=lambda j: len(j.series.points)).series
-        print(f"resnet-lab: error: no series has enough runs to judge (a change needs {MIN_RUNS} runs on either side of a commit; "
-              f"the longest series has {len(most.points)} runs of {len({p.block for p in most.points})} commit(s))", file=sys.stderr)
+        print(
+            f"resnet-lab: error: no series has enough runs to judge (a change needs {MIN_RUNS} runs on either side of a commit; "
+            f"the longest series has {len(most.points)} runs of {len({p.block for p in most.points})} commit(s))",
+            file=sys.stderr,
+        )
     return status

@@ -26,9 +26,18 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "report": ("resnet_lab.cli.report", "turn benchmark JSON into the lab's answer sheet (markdown + plots)"),
     "compare": ("resnet_lab.cli.compare", "compare two saved benchmark runs, noise-aware, with pass/fail thresholds"),
     "estimate": ("resnet_lab.cli.estimate", "predict a preset's wall time on a machine from earlier runs there"),
-    "scaling": ("resnet_lab.cli.scaling", "predict data-parallel epoch time and efficiency for N ranks (D1 + D4, or given figures)"),
-    "history": ("resnet_lab.cli.history", "saved runs over many commits: change points, labels, an HTML page, and a gate"),
-    "ab": ("resnet_lab.cli.ab", "the regression gate: run base and working tree in alternation here, decide on paired ratios"),
+    "scaling": (
+        "resnet_lab.cli.scaling",
+        "predict data-parallel epoch time and efficiency for N ranks (D1 + D4, or given figures)",
+    ),
+    "history": (
+        "resnet_lab.cli.history",
+        "saved runs over many commits: change points, labels, an HTML page, and a gate",
+    ),
+    "ab": (
+        "resnet_lab.cli.ab",
+        "the regression gate: run base and working tree in alternation here, decide on paired ratios",
+    ),
 }
 
 
@@ -46,7 +55,9 @@ def get_parser(argv: Sequence[str] = ()) -> tuple[argparse.ArgumentParser, dict[
     return parser, handlers
 
 
-def get_parsers(argv: Sequence[str] = ()) -> tuple[argparse.ArgumentParser, dict[str, Handler], dict[str, argparse.ArgumentParser]]:
+def get_parsers(
+    argv: Sequence[str] = (),
+) -> tuple[argparse.ArgumentParser, dict[str, Handler], dict[str, argparse.ArgumentParser]]:
     """The parser, the chosen subcommand's handler and its own parser (whose actions declare its options)."""
     parser = argparse.ArgumentParser(
         prog="resnet-lab",
@@ -82,7 +93,9 @@ def out_of_memory(exc: BaseException) -> bool:
 def run_failure(exc: BaseException) -> bool:
     """Training stopped for a reason the message fully explains (divergence, a dead or hung loader worker or rank)."""
     workers = sys.modules.get("resnet_lab.engine.workers")  # never imported here just to check
-    return isinstance(exc, (DivergenceError, RankFailure)) or (workers is not None and isinstance(exc, workers.LoaderWorkerError))
+    return isinstance(exc, (DivergenceError, RankFailure)) or (
+        workers is not None and isinstance(exc, workers.LoaderWorkerError)
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -107,11 +120,17 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     except Terminated:
         stop_children()  # before saying so: "gone within 3 s" holds when the line appears
-        print("resnet-lab: terminated (SIGTERM); files already written are complete, nothing half-written was kept", file=sys.stderr)
+        print(
+            "resnet-lab: terminated (SIGTERM); files already written are complete, nothing half-written was kept",
+            file=sys.stderr,
+        )
         return 143
     except KeyboardInterrupt:
         stop_children()
-        print("resnet-lab: interrupted; files already written are complete, nothing half-written was kept", file=sys.stderr)
+        print(
+            "resnet-lab: interrupted; files already written are complete, nothing half-written was kept",
+            file=sys.stderr,
+        )
         return 130
     except Exception as exc:
         if out_of_memory(exc):
@@ -119,7 +138,10 @@ def _main(argv: Sequence[str] | None) -> int:
             detail = " ".join(re.split(r"(?<=\.)\s+", first)[:2])  # 'CUDA out of memory. Tried to allocate 2.00 GiB.'
             batch = getattr(args, "batch_size", None)
             at = f" at --batch-size {batch}" if batch else ""
-            print(f"resnet-lab: error: the device ran out of memory{at} ({detail}); try a smaller --batch-size", file=sys.stderr)
+            print(
+                f"resnet-lab: error: the device ran out of memory{at} ({detail}); try a smaller --batch-size",
+                file=sys.stderr,
+            )
             return 2
         if run_failure(exc):
             print(f"resnet-lab: error: {exc}", file=sys.stderr)

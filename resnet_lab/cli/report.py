@@ -15,11 +15,27 @@ from ..fileio import atomic_open, staged_folder, write_target
 from ..results.report.sheet import answer_sheet
 from ..results.runs import DEFAULT_STORAGE, load_runs
 
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", type=input_path, nargs="+", metavar="RUN", help="pytest-benchmark JSON files (e.g. a CPU run and a GPU run) or storage ids (0001)")
-    parser.add_argument("--out", type=output_dir, required=True, metavar="DIR", help="folder for answers.md and its PNG figures (created if needed)")
     parser.add_argument(
-        "--storage", type=input_path, default=DEFAULT_STORAGE, metavar="DIR",
+        "runs",
+        type=input_path,
+        nargs="+",
+        metavar="RUN",
+        help="pytest-benchmark JSON files (e.g. a CPU run and a GPU run) or storage ids (0001)",
+    )
+    parser.add_argument(
+        "--out",
+        type=output_dir,
+        required=True,
+        metavar="DIR",
+        help="folder for answers.md and its PNG figures (created if needed)",
+    )
+    parser.add_argument(
+        "--storage",
+        type=input_path,
+        default=DEFAULT_STORAGE,
+        metavar="DIR",
         help=f"pytest-benchmark storage for ids like 0001 (its --benchmark-storage). Default: {DEFAULT_STORAGE}",
     )
 
@@ -46,5 +62,7 @@ def main(args: argparse.Namespace) -> int:
                 handle.write(text)
     except OSError as exc:
         raise LabError(f"could not write into --out '{args.out}': {exc.strerror or exc}") from None
-    print(f"wrote {Path(args.out) / 'answers.md'} and {len(written)} figure{'s' if len(written) != 1 else ''} in {args.out.rstrip(os.sep)}{os.sep}")
+    print(
+        f"wrote {Path(args.out) / 'answers.md'} and {len(written)} figure{'s' if len(written) != 1 else ''} in {args.out.rstrip(os.sep)}{os.sep}"
+    )
     return 0

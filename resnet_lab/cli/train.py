@@ -22,23 +22,60 @@ from ..optim import OPTIMIZERS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", type=device, default="cpu", metavar="DEV", help="cpu or cuda (cuda:N). Default: cpu")
+    parser.add_argument(
+        "--device", type=device, default="cpu", metavar="DEV", help="cpu or cuda (cuda:N). Default: cpu"
+    )
     parser.add_argument("--num-workers", type=workers, default=2, metavar="N", help="DataLoader workers. Default: 2")
     parser.add_argument("--epochs", type=positive_int, default=5, metavar="N", help="epochs to train. Default: 5")
     parser.add_argument(
-        "--optimizer", type=text("--optimizer"), default="sgd", metavar="NAME", help=f"one of {', '.join(OPTIMIZERS)} (lr 0.1, wd 5e-4). Default: sgd"
+        "--optimizer",
+        type=text("--optimizer"),
+        default="sgd",
+        metavar="NAME",
+        help=f"one of {', '.join(OPTIMIZERS)} (lr 0.1, wd 5e-4). Default: sgd",
     )
-    parser.add_argument("--batch-size", type=positive_int, default=128, metavar="N", help="training batch size. Default: 128")
-    parser.add_argument("--data", type=data_source, default=SYNTHETIC, metavar="SRC", help=f"{SOURCES_HELP}. Default: {SYNTHETIC}")
-    parser.add_argument("--no-batch-norm", action="store_true", help="remove every BatchNorm (C7). Default: BatchNorm on")
-    parser.add_argument("--max-batches", type=positive_int, default=None, metavar="N", help="cap batches per epoch (CPU-sized runs). Default: no cap")
-    parser.add_argument("--eval-batches", type=non_negative_int, default=None, metavar="N", help="test batches per evaluation (per rank under torchrun); 0 skips it. Default: whole test set")
-    parser.add_argument("--seed", type=seed, default=0, metavar="N", help="seed for data order, augmentation and init. Default: 0")
-    parser.add_argument("--download", action="store_true", help="let torchvision download CIFAR-10 into --data. Default: never download")
-    parser.add_argument("--json", type=output_file, default=None, metavar="PATH", help="write per-epoch records and averages here (atomically). Default: none")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=128, metavar="N", help="training batch size. Default: 128"
+    )
+    parser.add_argument(
+        "--data", type=data_source, default=SYNTHETIC, metavar="SRC", help=f"{SOURCES_HELP}. Default: {SYNTHETIC}"
+    )
+    parser.add_argument(
+        "--no-batch-norm", action="store_true", help="remove every BatchNorm (C7). Default: BatchNorm on"
+    )
+    parser.add_argument(
+        "--max-batches",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="cap batches per epoch (CPU-sized runs). Default: no cap",
+    )
+    parser.add_argument(
+        "--eval-batches",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="test batches per evaluation (per rank under torchrun); 0 skips it. Default: whole test set",
+    )
+    parser.add_argument(
+        "--seed", type=seed, default=0, metavar="N", help="seed for data order, augmentation and init. Default: 0"
+    )
+    parser.add_argument(
+        "--download", action="store_true", help="let torchvision download CIFAR-10 into --data. Default: never download"
+    )
+    parser.add_argument(
+        "--json",
+        type=output_file,
+        default=None,
+        metavar="PATH",
+        help="write per-epoch records and averages here (atomically). Default: none",
+    )
     parser.add_argument("--quiet", action="store_true", help="print only the final averages")
     parser.add_argument(
-        "--backend", type=choice("gloo", "nccl", what="backend", fold_case=True), default=None, metavar="NAME",
+        "--backend",
+        type=choice("gloo", "nccl", what="backend", fold_case=True),
+        default=None,
+        metavar="NAME",
         help="collective backend when launched by torchrun (data-parallel; --batch-size is per rank): gloo or nccl. "
         "Default: nccl on cuda, gloo on cpu",
     )
@@ -46,7 +83,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def times(record: dict[str, object]) -> str:
     """Every phase's seconds and the epoch's, in the order the epoch runs them (engine/phases.py)."""
-    return "  ".join(f"{phase.name} {record[phase.key]:.3f}s" for phase in PHASE_LIST) + f"  epoch {record[EPOCH_S]:.3f}s"
+    return (
+        "  ".join(f"{phase.name} {record[phase.key]:.3f}s" for phase in PHASE_LIST) + f"  epoch {record[EPOCH_S]:.3f}s"
+    )
 
 
 def epoch_line(record: dict[str, object], epochs: int) -> str:
@@ -123,9 +162,11 @@ def train(args: argparse.Namespace, config: RunConfig, world: World) -> int:
     threads = f"{world.threads_per_rank} thread{'s' if world.threads_per_rank != 1 else ''} each"
     ranks = f", {world.world_size} ranks ({world.backend}, {threads})" if world.world_size > 1 else ""
     if not quiet:
-        print(f"resnet-lab train: {train_set.source} data ({len(train_set)} train / {len(test_set)} test), "
-              f"device {run.device}{ranks}, optimizer {config.as_record()['optimizer']}, workers {args.num_workers}, "
-              f"batch norm {'on' if config.batch_norm else 'off'}")
+        print(
+            f"resnet-lab train: {train_set.source} data ({len(train_set)} train / {len(test_set)} test), "
+            f"device {run.device}{ranks}, optimizer {config.as_record()['optimizer']}, workers {args.num_workers}, "
+            f"batch norm {'on' if config.batch_norm else 'off'}"
+        )
     for _ in range(config.epochs):
         record = run.run_epoch()
         if not quiet:
@@ -136,16 +177,31 @@ def train(args: argparse.Namespace, config: RunConfig, world: World) -> int:
         return 0
     print(summary_line(summary))
     if test:
-        print(f"test: loss {test['test_loss']:.4f}  top1 {100 * test['test_top1']:.2f}% on {test['test_images']} images")
+        print(
+            f"test: loss {test['test_loss']:.4f}  top1 {100 * test['test_top1']:.2f}% on {test['test_images']} images"
+        )
     if args.json:
-        write_results(args.json, {
-            "config": {**run.config.as_record(), **world.record(), "batch_per_rank": args.batch_size, "global_batch": run.global_batch},
-            "data": {"source": args.data, "kind": train_set.source, "train_images": len(train_set), "test_images": len(test_set)},
-            "machine": environment_info(),
-            "epochs": run.records,
-            "summary": summary,
-            "test": test,
-        })
+        write_results(
+            args.json,
+            {
+                "config": {
+                    **run.config.as_record(),
+                    **world.record(),
+                    "batch_per_rank": args.batch_size,
+                    "global_batch": run.global_batch,
+                },
+                "data": {
+                    "source": args.data,
+                    "kind": train_set.source,
+                    "train_images": len(train_set),
+                    "test_images": len(test_set),
+                },
+                "machine": environment_info(),
+                "epochs": run.records,
+                "summary": summary,
+                "test": test,
+            },
+        )
         if not args.quiet:
             print(f"wrote {args.json}")
     return 0

@@ -7,14 +7,40 @@
 - `device_loader.py`: the device-resident loader (C8, `loader` benchmarks)
 """
 
+from ..errors import DataError
 from .dataset import LabDataset
 from .loaders import LoaderConfig, make_test_loader, make_train_loader, seed_worker
-from .sources import ACCEPTED_LAYOUTS, SOURCES, SOURCES_HELP, SYNTHETIC, DataConfig, check_source, describe_source, load_datasets
+from .sources import (
+    ACCEPTED_LAYOUTS,
+    SOURCES,
+    SOURCES_HELP,
+    SYNTHETIC,
+    DataConfig,
+    check_source,
+    describe_source,
+    load_datasets,
+)
 from .transforms import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD, NUM_CLASSES, test_transform, train_transform
-from ..errors import DataError
 
 __all__ = [
-    "ACCEPTED_LAYOUTS", "CIFAR10_CLASSES", "CIFAR10_MEAN", "CIFAR10_STD", "NUM_CLASSES", "SOURCES", "SOURCES_HELP", "SYNTHETIC",
-    "DataConfig", "DataError", "LabDataset", "LoaderConfig", "check_source", "describe_source", "load_datasets", "make_test_loader",
-    "make_train_loader", "seed_worker", "test_transform", "train_transform",
+    "ACCEPTED_LAYOUTS",
+    "CIFAR10_CLASSES",
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "NUM_CLASSES",
+    "SOURCES",
+    "SOURCES_HELP",
+    "SYNTHETIC",
+    "DataConfig",
+    "DataError",
+    "LabDataset",
+    "LoaderConfig",
+    "check_source",
+    "describe_source",
+    "load_datasets",
+    "make_test_loader",
+    "make_train_loader",
+    "seed_worker",
+    "test_transform",
+    "train_transform",
 ]

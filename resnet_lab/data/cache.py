@@ -56,7 +56,9 @@ def cache_lock(cache_file: Path) -> Iterator[None]:
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"cannot create cache directory {cache_file.parent} ({one_line(exc)}); set RESNET_LAB_CACHE to a writable directory") from exc
+        raise DataError(
+            f"cannot create cache directory {cache_file.parent} ({one_line(exc)}); set RESNET_LAB_CACHE to a writable directory"
+        ) from exc
     lock = filelock.FileLock(str(cache_file) + ".lock", timeout=300)
     try:
         lock.acquire()
@@ -86,7 +88,9 @@ def write_cache(cache_file: Path, key: str, splits: Splits) -> None:
         with atomic_open(cache_file, "wb") as handle:
             np.savez(handle, **cache_arrays(key, splits))  # uncompressed: loading is a plain copy
     except OSError as exc:
-        raise DataError(f"cannot write cache file {cache_file} ({one_line(exc)}); set RESNET_LAB_CACHE to a writable directory") from exc
+        raise DataError(
+            f"cannot write cache file {cache_file} ({one_line(exc)}); set RESNET_LAB_CACHE to a writable directory"
+        ) from exc
 
 
 def read_cache(cache_file: Path, key: str, kind: str) -> Splits | None:
@@ -113,4 +117,3 @@ def read_cache(cache_file: Path, key: str, kind: str) -> Splits | None:
         # the context-manager methods): rebuild, never trust.
         return None
     return splits if splits_problem(splits) is None else None
-

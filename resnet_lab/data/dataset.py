@@ -92,4 +92,3 @@ def splits_problem(s: Splits) -> str | None:
     if len(s.classes) != NUM_CLASSES:
         return f"{len(s.classes)} classes"
     return None
-

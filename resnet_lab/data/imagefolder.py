@@ -41,8 +41,12 @@ def has_split_dir(path: Path) -> bool:
 def load_folder(root: Path, cache_dir: Path) -> Splits:
     listing = _list_folder(root)
     key = _folder_key(listing)
-    return cached_splits(cache_file(cache_dir, "imagefolder", root), key, "imagefolder",
-                         lambda: (key, _splits_from_files(_folder_files(root, listing), root, "imagefolder")))
+    return cached_splits(
+        cache_file(cache_dir, "imagefolder", root),
+        key,
+        "imagefolder",
+        lambda: (key, _splits_from_files(_folder_files(root, listing), root, "imagefolder")),
+    )
 
 
 def load_archive(archive: Path, cache_dir: Path) -> Splits:
@@ -51,7 +55,9 @@ def load_archive(archive: Path, cache_dir: Path) -> Splits:
         # The key of exactly the bytes decoded, even if the file just changed.
         return _archive_key(data), _splits_from_files(_archive_files(archive, data), archive, "imagefolder-tar")
 
-    return cached_splits(cache_file(cache_dir, "imagefolder-tar", archive), _archive_key(archive), "imagefolder-tar", build)
+    return cached_splits(
+        cache_file(cache_dir, "imagefolder-tar", archive), _archive_key(archive), "imagefolder-tar", build
+    )
 
 
 @dataclass(frozen=True)
@@ -148,7 +154,9 @@ def check_archive(archive: Path) -> None:
                     while handle is not None and handle.read(1 << 20):
                         pass
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise DataError(f"cannot read archive {archive}: it is truncated or corrupted ({one_line(exc)}); copy it again") from exc
+        raise DataError(
+            f"cannot read archive {archive}: it is truncated or corrupted ({one_line(exc)}); copy it again"
+        ) from exc
 
 
 def _archive_files(archive: Path, data: bytes) -> list[_ImageFile]:
@@ -169,7 +177,9 @@ def _archive_files(archive: Path, data: bytes) -> list[_ImageFile]:
                 parts = tuple(p for p in member.name.split("/") if p not in ("", "."))
                 members.append((parts, member.name, handle.read()))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise DataError(f"cannot read archive {archive}: it is truncated or corrupted ({one_line(exc)}); copy it again") from exc
+        raise DataError(
+            f"cannot read archive {archive}: it is truncated or corrupted ({one_line(exc)}); copy it again"
+        ) from exc
     wrappers = {parts[0] for parts, _, _ in members if parts[0] not in SPLITS}
     strip = 1 if len(wrappers) == 1 and not any(parts[0] in SPLITS for parts, _, _ in members) else 0
     files = []
@@ -252,7 +262,9 @@ def _decode_in_pool(chunks: list[list[str | bytes]], workers: int) -> list[tuple
     # so forking a process whose torch threads are running is safe here; Python >= 3.12 warns about
     # it in general, and that warning (an error under pytest's filterwarnings=error) is silenced.
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*use of fork\(\) may lead to deadlocks", category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message=r".*use of fork\(\) may lead to deadlocks", category=DeprecationWarning
+        )
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=context) as pool:
             return list(pool.map(_decode_chunk, chunks))
@@ -274,4 +286,3 @@ def _decode_chunk(payloads: list[str | bytes]) -> tuple[np.ndarray, list[tuple[i
             # UnidentifiedImageError (not an image) and "image file is truncated" are OSErrors.
             errors.append((i, f"not a readable image, truncated or corrupted ({one_line(exc)})"))
     return out, errors
-

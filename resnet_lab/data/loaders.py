@@ -42,10 +42,18 @@ class LoaderConfig:
         if self.prefetch_factor is not None:
             require_int("prefetch_factor", self.prefetch_factor, 1)
             if self.num_workers == 0:
-                raise DataError("prefetch_factor needs worker processes: set num_workers >= 1 or leave prefetch_factor unset")
+                raise DataError(
+                    "prefetch_factor needs worker processes: set num_workers >= 1 or leave prefetch_factor unset"
+                )
         if self.persistent_workers and self.num_workers == 0:
-            raise DataError("persistent_workers needs worker processes: set num_workers >= 1 or persistent_workers=False")
-        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or not 0 <= self.timeout < float("inf"):
+            raise DataError(
+                "persistent_workers needs worker processes: set num_workers >= 1 or persistent_workers=False"
+            )
+        if (
+            isinstance(self.timeout, bool)
+            or not isinstance(self.timeout, (int, float))
+            or not 0 <= self.timeout < float("inf")
+        ):
             raise DataError(f"timeout must be a number of seconds >= 0 (0 waits forever), got {self.timeout!r}")
 
 
@@ -69,7 +77,14 @@ def make_train_loader(
     `sampler` replaces the shuffle (a `DistributedSampler` gives each data-parallel rank its shard).
     """
     return _make_loader(
-        dataset, config, config.batch_size, "batch_size", shuffle=sampler is None, drop_last=config.drop_last, device=device, sampler=sampler
+        dataset,
+        config,
+        config.batch_size,
+        "batch_size",
+        shuffle=sampler is None,
+        drop_last=config.drop_last,
+        device=device,
+        sampler=sampler,
     )
 
 
@@ -78,7 +93,14 @@ def make_test_loader(
 ) -> DataLoader:
     """Evaluation loader: fixed order, `test_batch_size`, every item kept (`sampler`: this rank's shard)."""
     return _make_loader(
-        dataset, config, config.test_batch_size, "test_batch_size", shuffle=False, drop_last=False, device=device, sampler=sampler
+        dataset,
+        config,
+        config.test_batch_size,
+        "test_batch_size",
+        shuffle=False,
+        drop_last=False,
+        device=device,
+        sampler=sampler,
     )
 
 
@@ -95,7 +117,9 @@ def _make_loader(
     if not isinstance(dataset, Sized) or len(dataset) == 0:
         raise DataError("the dataset is empty; check the data source")
     if batch_size > len(dataset):
-        raise DataError(f"{batch_name} {batch_size} is larger than the dataset ({len(dataset)} items); use a smaller {batch_name}")
+        raise DataError(
+            f"{batch_name} {batch_size} is larger than the dataset ({len(dataset)} items); use a smaller {batch_name}"
+        )
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError) as exc:

@@ -49,7 +49,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, (str, os.PathLike)) or not os.fspath(self.source).strip():
-            raise DataError(f"data source must be \"synthetic\" or a path, got {self.source!r}")
+            raise DataError(f'data source must be "synthetic" or a path, got {self.source!r}')
         require_int("seed", self.seed, 0)
         require_int("train_size", self.train_size, 1)
         require_int("test_size", self.test_size, 1)
@@ -151,14 +151,35 @@ def _failed_cifar_files(root: Path) -> str:
 SOURCES: dict[str, Source] = {
     source.kind: source
     for source in (
-        Source(SYNTHETIC, "'synthetic'", '"synthetic" (built in, no files needed)', _match_synthetic,
-               lambda _, c: synthetic_splits(c.seed, c.train_size, c.test_size)),
-        Source("cifar10-torchvision", "a torchvision CIFAR-10 root", f"a torchvision CIFAR-10 root holding {_TORCHVISION_DIR}/",
-               _match_torchvision, _load_torchvision, downloads=True),
-        Source("imagefolder", "an image folder (train/<class>/, test/<class>/)", "an image folder with train/<class>/ and test/<class>/",
-               _match_folder, lambda root, c: load_folder(root, c.cache_folder())),
-        Source("imagefolder-tar", "a .tar.gz of one", "a .tar.gz/.tgz/.tar of such an image folder",
-               _match_archive, lambda archive, c: load_archive(archive, c.cache_folder())),
+        Source(
+            SYNTHETIC,
+            "'synthetic'",
+            '"synthetic" (built in, no files needed)',
+            _match_synthetic,
+            lambda _, c: synthetic_splits(c.seed, c.train_size, c.test_size),
+        ),
+        Source(
+            "cifar10-torchvision",
+            "a torchvision CIFAR-10 root",
+            f"a torchvision CIFAR-10 root holding {_TORCHVISION_DIR}/",
+            _match_torchvision,
+            _load_torchvision,
+            downloads=True,
+        ),
+        Source(
+            "imagefolder",
+            "an image folder (train/<class>/, test/<class>/)",
+            "an image folder with train/<class>/ and test/<class>/",
+            _match_folder,
+            lambda root, c: load_folder(root, c.cache_folder()),
+        ),
+        Source(
+            "imagefolder-tar",
+            "a .tar.gz of one",
+            "a .tar.gz/.tgz/.tar of such an image folder",
+            _match_archive,
+            lambda archive, c: load_archive(archive, c.cache_folder()),
+        ),
     )
 }
 ACCEPTED_LAYOUTS = tuple(source.layout for source in SOURCES.values())
@@ -220,7 +241,9 @@ def describe_source(source: str) -> str:
 def load_splits(config: DataConfig) -> Splits:
     source, root = resolve(config.source, config.download)
     if config.download and not source.downloads:
-        raise DataError(f"download applies only to a torchvision CIFAR-10 root, but {config.source} is {source.kind}; drop the download option")
+        raise DataError(
+            f"download applies only to a torchvision CIFAR-10 root, but {config.source} is {source.kind}; drop the download option"
+        )
     return source.load(root, config)
 
 

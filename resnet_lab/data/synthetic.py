@@ -71,4 +71,3 @@ def _synthetic_images(canvases: np.ndarray, n: int, rng: np.random.Generator) ->
 def _balanced_labels(n: int, rng: np.random.Generator) -> np.ndarray:
     """Labels 0..9, counts differing by at most one (exactly equal when n % 10 == 0), shuffled."""
     return rng.permutation(np.arange(n, dtype=np.int64) % NUM_CLASSES)
-

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from torchvision import transforms
 
-
 # LAB_SPEC's normalization constants (the lab's values, as used by kuangliu/pytorch-cifar;
 # the std is not the exact per-channel std of CIFAR-10, but the lab prescribes it).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -33,4 +32,3 @@ def test_transform() -> transforms.Compose:
 
 # Not a test: keep pytest from collecting it when a test module imports it by name.
 test_transform.__test__ = False  # type: ignore[attr-defined]
-

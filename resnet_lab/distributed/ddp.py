@@ -32,7 +32,6 @@ from torch.utils.data import DistributedSampler
 
 from ..data import LabDataset, make_test_loader, make_train_loader
 from ..engine.clock import clock_for
-from ..interrupts import deferred_interrupt
 from ..engine.loop import evaluate, train_one_epoch
 from ..engine.metrics import EpochMetrics, num_outputs
 from ..engine.phases import EPOCH_S, IMAGES_PER_S, RANK_KEYS
@@ -40,6 +39,7 @@ from ..engine.run import LabRun, RunConfig
 from ..engine.step import StepConfig, to_device
 from ..engine.workers import loader_failure
 from ..errors import DivergenceError, LabError, RankFailure
+from ..interrupts import deferred_interrupt
 from .launch import World
 from .scaling import union_length
 
@@ -70,7 +70,10 @@ class ParallelConfig:
 def gradient_size(model: torch.nn.Module) -> dict[str, int]:
     """Elements and bytes of the gradients DDP reduces each step (every trainable parameter)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    return {"gradient_elements": sum(p.numel() for p in params), "gradient_bytes": sum(p.numel() * p.element_size() for p in params)}
+    return {
+        "gradient_elements": sum(p.numel() for p in params),
+        "gradient_bytes": sum(p.numel() * p.element_size() for p in params),
+    }
 
 
 def collective_failure(exc: BaseException) -> bool:
@@ -159,7 +162,9 @@ def comm_derived(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _forward_backward(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, step: StepConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward_backward(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, step: StepConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
     with torch.autocast(x.device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None):
         logits = model(x)
         loss = F.cross_entropy(logits, y)
@@ -182,25 +187,40 @@ class DataParallelRun(LabRun):
     ) -> None:
         self.world, self.parallel = world, parallel
         if world.world_size > 1 and (config.compile_mode or config.graph_step or config.device_loader):
-            raise LabError("data-parallel runs use the lab's eager loop and DataLoader: compile_mode, graph_step and device_loader are single-device options")
+            raise LabError(
+                "data-parallel runs use the lab's eager loop and DataLoader: compile_mode, graph_step and device_loader are single-device options"
+            )
         if parallel.measure_comm and world.world_size < 2:
             raise LabError("measuring communication needs at least 2 ranks")
         config = replace(config, device=world.device if world.world_size > 1 else config.device)
         self.sampler = (
-            DistributedSampler(train_set, num_replicas=world.world_size, rank=world.rank, shuffle=True, seed=config.seed)
-            if world.world_size > 1 else None
+            DistributedSampler(
+                train_set, num_replicas=world.world_size, rank=world.rank, shuffle=True, seed=config.seed
+            )
+            if world.world_size > 1
+            else None
         )
         # Worker seeds differ per rank, so the ranks' augmentations are independent draws.
-        loader = make_train_loader(train_set, replace(config.loader, seed=config.loader.seed + world.rank), config.device, sampler=self.sampler)
+        loader = make_train_loader(
+            train_set, replace(config.loader, seed=config.loader.seed + world.rank), config.device, sampler=self.sampler
+        )
         test_loader = None
         if test_set is not None:
             # Each rank evaluates its shard of the test set (in order; padded to equal shards).
-            shard = DistributedSampler(test_set, num_replicas=world.world_size, rank=world.rank, shuffle=False) if world.world_size > 1 else None
+            shard = (
+                DistributedSampler(test_set, num_replicas=world.world_size, rank=world.rank, shuffle=False)
+                if world.world_size > 1
+                else None
+            )
             test_loader = make_test_loader(test_set, config.loader, config.device, sampler=shard)
         self.global_batch = world.world_size * config.loader.batch_size
         steps = len(loader) if config.max_batches is None else min(len(loader), config.max_batches)
         self.base_lr = config.optim.lr
-        self.peak_lr = self.base_lr * self.global_batch / parallel.base_batch if parallel.lr_rule == "linear-warmup" else self.base_lr
+        self.peak_lr = (
+            self.base_lr * self.global_batch / parallel.base_batch
+            if parallel.lr_rule == "linear-warmup"
+            else self.base_lr
+        )
         self.warmup_steps = parallel.warmup_epochs * steps if parallel.lr_rule == "linear-warmup" else 0
         super().__init__(config, train_loader=loader, test_loader=test_loader, progress=progress and world.lead)
         self.steps_done = 0
@@ -210,7 +230,9 @@ class DataParallelRun(LabRun):
         if world.world_size > 1:
             # DDP broadcasts rank 0's weights and buffers here, so every rank starts identical.
             self.step_model = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None, bucket_cap_mb=parallel.bucket_cap_mb
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                bucket_cap_mb=parallel.bucket_cap_mb,
             )
             # Augmentation drawn in this process (no workers) differs per rank too.
             torch.manual_seed(config.seed + world.rank)
@@ -232,7 +254,11 @@ class DataParallelRun(LabRun):
 
     def _train_epoch(self, on_batch_end: Callable[[int], None] | None = None) -> dict[str, object]:
         epoch = len(self.records) + 1
-        after_step = self._after_step if on_batch_end is None else lambda batches: (self._after_step(batches), on_batch_end(batches))
+        after_step = (
+            self._after_step
+            if on_batch_end is None
+            else lambda batches: (self._after_step(batches), on_batch_end(batches))
+        )
         if self.sampler is not None:
             self.sampler.set_epoch(epoch - 1)  # a fresh global shuffle every epoch, the same on every rank
         try:
@@ -240,9 +266,16 @@ class DataParallelRun(LabRun):
                 record: dict[str, Any] = self._comm_epoch(epoch)
             else:
                 record = train_one_epoch(
-                    self.step_model, self.train_loader, self.optimizer, self.device, epoch=epoch,
-                    max_batches=self.config.max_batches, step=self.config.step, progress=self.progress,
-                    sync_phases=self.config.sync_phases, on_batch_end=after_step,
+                    self.step_model,
+                    self.train_loader,
+                    self.optimizer,
+                    self.device,
+                    epoch=epoch,
+                    max_batches=self.config.max_batches,
+                    step=self.config.step,
+                    progress=self.progress,
+                    sync_phases=self.config.sync_phases,
+                    on_batch_end=after_step,
                 )
                 record["training_s"] = float(record["copy_s"]) + float(record["train_s"])
             record["lr"] = self.optimizer.param_groups[0]["lr"]
@@ -286,7 +319,7 @@ class DataParallelRun(LabRun):
                     break
                 with clock.region("copy"):
                     x, y = to_device(batch[0], batch[1], device, step)
-                for synced in ((False, True) if batches % 2 == 0 else (True, False)):
+                for synced in (False, True) if batches % 2 == 0 else (True, False):
                     optimizer.zero_grad(set_to_none=True)
                     if synced:
                         self.comm_timer.begin_step()
@@ -340,7 +373,9 @@ class DataParallelRun(LabRun):
         """
         if self.test_loader is None or self.config.eval_batches == 0:
             return {}
-        result = evaluate(self.step_model, self.test_loader, self.device, max_batches=self.config.eval_batches, step=self.config.step)
+        result = evaluate(
+            self.step_model, self.test_loader, self.device, max_batches=self.config.eval_batches, step=self.config.step
+        )
         if self.world.world_size == 1:
             return result
         gathered: list[Any] = [None] * self.world.world_size

@@ -99,7 +99,9 @@ def resolve_backend(backend: str | None, device: torch.device | str) -> str:
         if reason:
             raise LabError(reason)
         if device.type != "cuda":
-            raise LabError("NCCL runs collectives on CUDA devices only: use --device cuda, or the gloo backend on the CPU")
+            raise LabError(
+                "NCCL runs collectives on CUDA devices only: use --device cuda, or the gloo backend on the CPU"
+            )
     elif not dist.is_gloo_available():
         raise LabError("this torch build has no gloo backend; on CUDA use nccl")
     return name
@@ -179,8 +181,10 @@ def launcher_ranks(env: dict[str, str] | None = None) -> tuple[int, int, int] | 
         values[name] = int(text)
     rank, world_size, local_rank = (values[name] for name in TORCHRUN_ENV)
     if world_size < 1 or rank >= world_size or local_rank > rank:
-        raise LabError(f"RANK={rank}, WORLD_SIZE={world_size}, LOCAL_RANK={local_rank} do not describe a rank of a job "
-                       f"(0 <= LOCAL_RANK <= RANK < WORLD_SIZE); {fix}")
+        raise LabError(
+            f"RANK={rank}, WORLD_SIZE={world_size}, LOCAL_RANK={local_rank} do not describe a rank of a job "
+            f"(0 <= LOCAL_RANK <= RANK < WORLD_SIZE); {fix}"
+        )
     unset = [name for name in RENDEZVOUS_ENV if not env.get(name, "").strip()]
     if world_size > 1 and unset:
         raise LabError(f"WORLD_SIZE={world_size} but {' and '.join(unset)} not set, so the ranks cannot meet; {fix}")
@@ -204,7 +208,9 @@ def torchrun_world(device: str, backend: str | None = None) -> Iterator[World]:
     name = resolve_backend(backend, device)
     per_rank_device = rank_device(device, local_rank)
     if per_rank_device.startswith("cuda") and local_rank >= torch.cuda.device_count():
-        raise LabError(f"local rank {local_rank} has no GPU: this machine has {torch.cuda.device_count()}; use --nproc-per-node <= that")
+        raise LabError(
+            f"local rank {local_rank} has no GPU: this machine has {torch.cuda.device_count()}; use --nproc-per-node <= that"
+        )
     # torchrun sets OMP_NUM_THREADS=1 for every rank; the ranks of a host share its cores instead.
     threads = threads_per_rank(local_world_size)
     torch.set_num_threads(threads)

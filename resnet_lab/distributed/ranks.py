@@ -25,7 +25,16 @@ import torch.multiprocessing as mp
 
 from ..errors import LabError, RankFailure
 from ..procs import die_with_parent
-from .launch import PG_TIMEOUT_S, RankContext, World, _init_group, capacity_reason, rank_device, resolve_backend, threads_per_rank
+from .launch import (
+    PG_TIMEOUT_S,
+    RankContext,
+    World,
+    _init_group,
+    capacity_reason,
+    rank_device,
+    resolve_backend,
+    threads_per_rank,
+)
 
 POLL_S = 0.02  # command and acknowledgement polling: store.check is silent, store.wait logs every timeout
 STOP = b"stop"
@@ -136,7 +145,16 @@ class RankGroup:
         if reason:
             raise LabError(reason)
         name = resolve_backend(backend, device)
-        self.world = World(0, world_size, 0, world_size, name, rank_device(device, 0), threads or threads_per_rank(world_size), "torch.multiprocessing")
+        self.world = World(
+            0,
+            world_size,
+            0,
+            world_size,
+            name,
+            rank_device(device, 0),
+            threads or threads_per_rank(world_size),
+            "torch.multiprocessing",
+        )
         self.host, self.port, self.timeout_s = host, port, timeout_s
         self.context = RankContext(self.world)
         self._store: dist.TCPStore | None = None
@@ -165,7 +183,11 @@ class RankGroup:
             raise LabError("this process already belongs to a process group; close it before starting a RankGroup")
         try:
             self._store = dist.TCPStore(
-                self.host, self.port, self.world.world_size, is_master=True, wait_for_workers=False,
+                self.host,
+                self.port,
+                self.world.world_size,
+                is_master=True,
+                wait_for_workers=False,
                 timeout=datetime.timedelta(seconds=self.timeout_s),
             )
         except dist.DistError as exc:
@@ -176,8 +198,11 @@ class RankGroup:
         self.port = self._store.port
         if self.world.world_size > 1:
             context = mp.start_processes(
-                _child, args=(self.host, self.port, self.world, os.getpid(), self.timeout_s),
-                nprocs=self.world.world_size - 1, join=False, start_method="spawn",
+                _child,
+                args=(self.host, self.port, self.world, os.getpid(), self.timeout_s),
+                nprocs=self.world.world_size - 1,
+                join=False,
+                start_method="spawn",
             )
             self._processes = list(context.processes)
             self._spawn_context = context

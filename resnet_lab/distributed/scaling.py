@@ -85,7 +85,13 @@ class ScalingInputs:
     ranks_share_device: bool = False  # True: N ranks split one device (CPU ranks on one host)
 
     def __post_init__(self) -> None:
-        if not (self.step_s > 0 and self.batch_per_rank >= 1 and self.gradient_bytes > 0 and self.busbw_gb_per_s > 0 and self.images >= 1):
+        if not (
+            self.step_s > 0
+            and self.batch_per_rank >= 1
+            and self.gradient_bytes > 0
+            and self.busbw_gb_per_s > 0
+            and self.images >= 1
+        ):
             raise ValueError(f"scaling inputs must be positive: {self}")
         if not 0 <= self.backward_fraction <= 1:
             raise ValueError(f"backward_fraction must be within [0, 1], got {self.backward_fraction}")
@@ -97,7 +103,11 @@ def predict(inputs: ScalingInputs, world_size: int) -> dict[str, float | int]:
         raise ValueError(f"world_size must be >= 1, got {world_size}")
     compute = inputs.step_s * (world_size if inputs.ranks_share_device else 1)
     reduce = allreduce_s(inputs.gradient_bytes, world_size, inputs.busbw_gb_per_s)
-    last = allreduce_s(inputs.last_bucket_bytes if inputs.last_bucket_bytes is not None else inputs.gradient_bytes, world_size, inputs.busbw_gb_per_s)
+    last = allreduce_s(
+        inputs.last_bucket_bytes if inputs.last_bucket_bytes is not None else inputs.gradient_bytes,
+        world_size,
+        inputs.busbw_gb_per_s,
+    )
     steps = math.ceil(inputs.images / (world_size * inputs.batch_per_rank))
     no_overlap = compute + reduce
     overlap = compute + max(min(last, reduce), reduce - inputs.backward_fraction * compute)

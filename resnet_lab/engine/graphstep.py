@@ -54,8 +54,16 @@ class GraphedTrainStep:
     long as this object; `begin_epoch()` zeroes it for the next epoch.
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device, step: StepConfig,
-                 warmup_steps: int = WARMUP_STEPS, capture: Callable[[Body], Body] | None = None, ops: StepOps = StepOps()) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        step: StepConfig,
+        warmup_steps: int = WARMUP_STEPS,
+        capture: Callable[[Body], Body] | None = None,
+        ops: StepOps = StepOps(),
+    ) -> None:
         # `capture` exists for the CPU tests, which pass one that replays by calling the body again.
         if capture is None and (device.type != "cuda" or not torch.cuda.is_available()):
             raise LabError(f"a whole-step CUDA graph needs a CUDA device, got '{device}'; use --device cuda")
@@ -106,8 +114,16 @@ class GraphedTrainStep:
     def _body(self, x: torch.Tensor, y: torch.Tensor) -> None:
         # The plain loop's own copy/normalize and step; the caller has zeroed the grads.
         x, y = (self.ops.copy or to_device)(x, y, self.device, self.step)
-        loss, logits = train_step(self.model, self.optimizer, x, y, self.step, zero_grad=False, autocast_cache=False,
-                                  criterion=self.ops.criterion)
+        loss, logits = train_step(
+            self.model,
+            self.optimizer,
+            x,
+            y,
+            self.step,
+            zero_grad=False,
+            autocast_cache=False,
+            criterion=self.ops.criterion,
+        )
         self.metrics.accumulate(loss.detach(), logits.detach(), y)
 
     def _warmup_step(self, x: torch.Tensor, y: torch.Tensor) -> None:

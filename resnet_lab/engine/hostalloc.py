@@ -37,7 +37,9 @@ def retain_freed_memory() -> dict[str, object]:
     except (OSError, AttributeError, TypeError):
         return {"retain_heap": False, "why": f"no glibc mallopt in this process's C library ({library})"}
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    applied = mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+    applied = (
+        mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+    )
     record: dict[str, object] = {"retain_heap": applied, "mmap_threshold_bytes": MMAP_THRESHOLD_BYTES}
     if not applied:
         record["why"] = "mallopt refused the thresholds"

@@ -34,8 +34,8 @@ from torch import nn
 from torch.profiler import record_function
 
 from ..errors import DivergenceError, LabError
-from .clock import SyncClock, clock_for
 from ..interrupts import deferred_interrupt
+from .clock import SyncClock, clock_for
 from .metrics import EpochMetrics, num_outputs
 from .phases import CPU_KEYS, EPOCH_CPU_KEY, EPOCH_S, IMAGES_PER_S, PHASE_LIST, QUALITY_KEYS, TIMED_KEYS
 from .step import StepConfig, StepOps, to_device, train_step
@@ -97,8 +97,12 @@ def train_one_epoch(
         raise LabError(f"max_batches must be >= 1 or None, got {max_batches}")
     clock = clock or clock_for(device)
     clock.reset()
-    regions = clock if sync_phases else SyncClock(timer=clock.timer, cpu_timer=clock.cpu_timer)  # unsynced regions: host-side time only
-    metrics = graphed.begin_epoch() if graphed is not None else EpochMetrics(num_outputs(model), device, eager=sync_phases)
+    regions = (
+        clock if sync_phases else SyncClock(timer=clock.timer, cpu_timer=clock.cpu_timer)
+    )  # unsynced regions: host-side time only
+    metrics = (
+        graphed.begin_epoch() if graphed is not None else EpochMetrics(num_outputs(model), device, eager=sync_phases)
+    )
     model.train()
     total = capped(loader, max_batches)
     bar = progress_bar(total, progress, f"epoch {epoch}")
@@ -189,7 +193,10 @@ def evaluate(
                 break
             x, y = to_device(batch[0], batch[1], device, step)
             # no_grad as a block, not a decorator, so that mutation testing (which skips decorated functions) reaches it.
-            with torch.no_grad(), torch.autocast(device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None):
+            with (
+                torch.no_grad(),
+                torch.autocast(device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None),
+            ):
                 logits = model(x)
                 loss = F.cross_entropy(logits, y)
             metrics.update(loss, logits, y)

@@ -66,4 +66,3 @@ class EpochMetrics:
 def num_outputs(model: nn.Module) -> int:
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     return linears[-1].out_features
-

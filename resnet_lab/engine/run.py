@@ -69,7 +69,9 @@ class RunConfig:
             raise LabError(f"unknown compile mode '{self.compile_mode}': choose one of {', '.join(COMPILE_MODES)}")
         canonical_optimizer(self.optimizer)
         if self.graph_step and not self.device.startswith("cuda"):
-            raise LabError(f"graph_step captures the training step as a CUDA graph: it needs device 'cuda', got '{self.device}'")
+            raise LabError(
+                f"graph_step captures the training step as a CUDA graph: it needs device 'cuda', got '{self.device}'"
+            )
         if self.graph_step and self.compile_mode not in (None, "default"):
             raise LabError(
                 f"graph_step cannot be combined with compile mode '{self.compile_mode}', which captures CUDA graphs of its own; "
@@ -97,7 +99,10 @@ class RunConfig:
     def as_record(self) -> dict[str, object]:
         record = asdict(self)
         record["optimizer"] = canonical_optimizer(self.optimizer)
-        record["step"] = {"channels_last": self.step.channels_last, "amp_dtype": str(self.step.amp_dtype) if self.step.amp_dtype else None}
+        record["step"] = {
+            "channels_last": self.step.channels_last,
+            "amp_dtype": str(self.step.amp_dtype) if self.step.amp_dtype else None,
+        }
         return record
 
 
@@ -148,7 +153,14 @@ def make_train_batches(config: RunConfig, train_set: LabDataset, device: torch.d
     batch size, drop_last and the seed of shuffle and augmentation mean the same for both."""
     if config.device_loader:
         loader = config.loader
-        return DeviceLoader(train_set.images, train_set.labels, loader.batch_size, device=device, seed=loader.seed, drop_last=loader.drop_last)
+        return DeviceLoader(
+            train_set.images,
+            train_set.labels,
+            loader.batch_size,
+            device=device,
+            seed=loader.seed,
+            drop_last=loader.drop_last,
+        )
     return make_train_loader(train_set, config.loader, device)
 
 
@@ -187,13 +199,25 @@ class LabRun:
         # Compile after the optimizer holds the real parameters; the compiled wrapper shares them.
         # dynamic=False: the epoch's last, smaller batch (50,000 % 128 = 80) gets its own static
         # graph instead of turning the batch dimension symbolic for every later step.
-        self.step_model = torch.compile(self.model, mode=config.compile_mode, dynamic=False) if config.compile_mode else self.model
+        self.step_model = (
+            torch.compile(self.model, mode=config.compile_mode, dynamic=False) if config.compile_mode else self.model
+        )
         self.progress = progress
         self.records: list[dict[str, object]] = []
-        self.graphed = GraphedTrainStep(self.step_model, self.optimizer, self.device, config.step, ops=self.ops) if config.graph_step else None
+        self.graphed = (
+            GraphedTrainStep(self.step_model, self.optimizer, self.device, config.step, ops=self.ops)
+            if config.graph_step
+            else None
+        )
 
-    def _loaders(self, config: RunConfig, train_set: LabDataset | None, test_set: LabDataset | None,
-                 train_loader: Iterable | None, test_loader: Iterable | None) -> tuple[Iterable, Iterable | None]:
+    def _loaders(
+        self,
+        config: RunConfig,
+        train_set: LabDataset | None,
+        test_set: LabDataset | None,
+        train_loader: Iterable | None,
+        test_loader: Iterable | None,
+    ) -> tuple[Iterable, Iterable | None]:
         if train_loader is None:
             if train_set is None:
                 raise LabError("LabRun needs a train_set or a train_loader")
@@ -235,7 +259,13 @@ class LabRun:
         if self.test_loader is None or self.config.eval_batches == 0:
             return {}
         with compiler_caches(not self.config.cold_compile):
-            return evaluate(self.step_model, self.test_loader, self.device, max_batches=self.config.eval_batches, step=self.config.step)
+            return evaluate(
+                self.step_model,
+                self.test_loader,
+                self.device,
+                max_batches=self.config.eval_batches,
+                step=self.config.step,
+            )
 
     def summary(self) -> dict[str, object]:
         return summarize(self.records)

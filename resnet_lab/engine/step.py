@@ -56,7 +56,9 @@ class Numerics:
 
     def __post_init__(self) -> None:
         if self.matmul_precision not in MATMUL_PRECISIONS:
-            raise LabError(f"matmul precision must be one of {', '.join(MATMUL_PRECISIONS)}, got '{self.matmul_precision}'")
+            raise LabError(
+                f"matmul precision must be one of {', '.join(MATMUL_PRECISIONS)}, got '{self.matmul_precision}'"
+            )
 
 
 def configure_backends(device: torch.device, numerics: Numerics = Numerics()) -> None:
@@ -81,13 +83,17 @@ def resolve_device(name: str) -> torch.device:
     if kind.module is not None:
         label = kind.name.upper()
         if not kind.available():
-            raise LabError(f"device '{kind.name}' requested but {label} is not available on this machine; use --device cpu")
+            raise LabError(
+                f"device '{kind.name}' requested but {label} is not available on this machine; use --device cpu"
+            )
         if device.index is not None and device.index >= kind.count():
             raise LabError(f"device '{name}' does not exist: this machine has {kind.count()} {label} device(s)")
     return device
 
 
-def to_device(x: torch.Tensor, y: torch.Tensor, device: torch.device, step: StepConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def to_device(
+    x: torch.Tensor, y: torch.Tensor, device: torch.device, step: StepConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Host->device copy; uint8 batches (device-resident loader) are normalized here, on the device."""
     x = x.to(device, non_blocking=True)
     y = y.to(device, non_blocking=True)
@@ -114,8 +120,15 @@ class StepOps:
 
 
 def train_step(
-    model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, step: StepConfig,
-    *, zero_grad: bool = True, autocast_cache: bool = True, criterion: LossFn | None = None,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    step: StepConfig,
+    *,
+    zero_grad: bool = True,
+    autocast_cache: bool = True,
+    criterion: LossFn | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward, loss (cross-entropy unless `criterion`), backward, step. Returns (loss, logits) still on the device.
 
@@ -124,8 +137,15 @@ def train_step(
     """
     if zero_grad:
         optimizer.zero_grad(set_to_none=True)
-    with record_function("forward"), torch.autocast(x.device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None,
-                                                    cache_enabled=autocast_cache):
+    with (
+        record_function("forward"),
+        torch.autocast(
+            x.device.type,
+            dtype=step.amp_dtype or torch.float32,
+            enabled=step.amp_dtype is not None,
+            cache_enabled=autocast_cache,
+        ),
+    ):
         logits = model(x)
         loss = (criterion or F.cross_entropy)(logits, y)
     with record_function("backward"):
@@ -133,4 +153,3 @@ def train_step(
     with record_function("optimizer_step"):
         optimizer.step()
     return loss, logits
-

@@ -57,7 +57,9 @@ def _where(epoch: int | None, batch: int) -> str:
     return f"mid-epoch (epoch {epoch}, batch {batch})" if epoch is not None else f"during evaluation (batch {batch})"
 
 
-def _describe_loader_failure(exc: BaseException, iterator: object, epoch: int | None, batch: int) -> LoaderWorkerError | None:
+def _describe_loader_failure(
+    exc: BaseException, iterator: object, epoch: int | None, batch: int
+) -> LoaderWorkerError | None:
     text = str(exc)
     where = f"epoch {epoch}, batch {batch}" if epoch is not None else f"evaluation, batch {batch}"
     if isinstance(exc, (ConnectionError, EOFError)) or text.startswith("DataLoader worker (pid"):
@@ -72,6 +74,7 @@ def _describe_loader_failure(exc: BaseException, iterator: object, epoch: int | 
             "SIGKILL is often the out-of-memory killer: use fewer workers or check the machine's memory"
         )
     if text.startswith("DataLoader timed out"):
-        return LoaderWorkerError(f"{text.strip()} waiting for a batch ({where}): a DataLoader worker is hung (see LoaderConfig.timeout)")
+        return LoaderWorkerError(
+            f"{text.strip()} waiting for a batch ({where}): a DataLoader worker is hung (see LoaderConfig.timeout)"
+        )
     return None
-

@@ -102,8 +102,13 @@ class CheckBatches:
     classes: tuple[str, ...]
 
 
-def check_batches(train_set: LabDataset, seed: int, full_batches: int = CHECK_FULL_BATCHES,
-                  batch_size: int = CHECK_BATCH_SIZE, partial: int = CHECK_PARTIAL) -> CheckBatches:
+def check_batches(
+    train_set: LabDataset,
+    seed: int,
+    full_batches: int = CHECK_FULL_BATCHES,
+    batch_size: int = CHECK_BATCH_SIZE,
+    partial: int = CHECK_PARTIAL,
+) -> CheckBatches:
     """`full_batches` batches and a partial one of the lab's augmentation (pad-4 crop, flip), drawn once for `seed`."""
     count = full_batches * batch_size + partial
     if count > len(train_set):
@@ -111,7 +116,9 @@ def check_batches(train_set: LabDataset, seed: int, full_batches: int = CHECK_FU
     # The device loader's augmentation as a generator of draws: the shuffled epoch's first `count` images.
     loader = DeviceLoader(train_set.images, train_set.labels, count, train=True, seed=seed)
     x, y = next(iter(loader))
-    return CheckBatches(x.permute(0, 2, 3, 1).contiguous().numpy(), y.numpy().copy(), batch_size, seed, train_set.classes)
+    return CheckBatches(
+        x.permute(0, 2, 3, 1).contiguous().numpy(), y.numpy().copy(), batch_size, seed, train_set.classes
+    )
 
 
 def full_batches_for(config: RunConfig) -> int:
@@ -124,21 +131,41 @@ def path_loader(batches: CheckBatches, config: RunConfig, device: torch.device) 
     step normalizes), or PIL images through the lab's ToTensor+Normalize in a DataLoader."""
     if config.device_loader:
         return DeviceLoader(batches.images, batches.labels, batches.batch_size, train=False, device=device)
-    dataset = LabDataset(batches.images, batches.labels, batches.classes, "equivalence-check", transform=test_transform())
-    loader = LoaderConfig(batch_size=batches.batch_size, test_batch_size=batches.batch_size, num_workers=0, seed=batches.seed)
+    dataset = LabDataset(
+        batches.images, batches.labels, batches.classes, "equivalence-check", transform=test_transform()
+    )
+    loader = LoaderConfig(
+        batch_size=batches.batch_size, test_batch_size=batches.batch_size, num_workers=0, seed=batches.seed
+    )
     return make_test_loader(dataset, loader, device)  # the test loader keeps the order
 
 
 def check_config(config: RunConfig, seed: int) -> RunConfig:
     """The variant's run for the check: one epoch of the check's batches, every numerics setting its own."""
-    return replace(config, epochs=1, max_batches=None, eval_batches=0, seed=seed, retain_heap=False,
-                   optim=replace(config.optim, lr=config.optim.lr * CHECK_LR_FACTOR))
+    return replace(
+        config,
+        epochs=1,
+        max_batches=None,
+        eval_batches=0,
+        seed=seed,
+        retain_heap=False,
+        optim=replace(config.optim, lr=config.optim.lr * CHECK_LR_FACTOR),
+    )
 
 
 def eager_config(config: RunConfig) -> RunConfig:
     """The lab's faithful baseline on the same device, optimizer and numerics settings."""
-    return replace(config, step=StepConfig(), compile_mode=None, device_loader=False, sync_phases=True, flush_denormal=False,
-                   graph_step=False, retain_heap=False, cold_compile=False)
+    return replace(
+        config,
+        step=StepConfig(),
+        compile_mode=None,
+        device_loader=False,
+        sync_phases=True,
+        flush_denormal=False,
+        graph_step=False,
+        retain_heap=False,
+        cold_compile=False,
+    )
 
 
 def references_key(config: RunConfig) -> tuple:
@@ -236,7 +263,9 @@ def fp64_path(config: RunConfig, batches: CheckBatches) -> Observation:
     checksum = initial_checksum(model)
     model = model.double()
     optimizer = make_optimizer(config.optimizer, model.parameters(), config.optim)
-    record = train_one_epoch(model, _Float64Batches(path_loader(batches, config, device)), optimizer, device, epoch=1, step=config.step)
+    record = train_one_epoch(
+        model, _Float64Batches(path_loader(batches, config, device)), optimizer, device, epoch=1, step=config.step
+    )
     observation = observe(model, optimizer, record)
     observation.exact["initial_weights_sum"] = checksum
     observation.wall_s = _synced(device) - start
@@ -293,8 +322,11 @@ def _norm(t: torch.Tensor) -> float:
 def compare(variant: Observation, refs: References, dtype: str) -> dict[str, Any]:
     """The rule applied tensor by tensor; the record's `worst` names the tensor farthest past (or nearest to) its bound."""
     tolerances = TOLERANCES[dtype]
-    mismatches = [f"{key}: {variant.exact.get(key)!r} vs eager {value!r}" for key, value in refs.eager.exact.items()
-                  if key != "initial_weights_sum" and variant.exact.get(key) != value]
+    mismatches = [
+        f"{key}: {variant.exact.get(key)!r} vs eager {value!r}"
+        for key, value in refs.eager.exact.items()
+        if key != "initial_weights_sum" and variant.exact.get(key) != value
+    ]
     if variant.exact.get("initial_weights_sum") != refs.fp64.exact["initial_weights_sum"]:
         mismatches.insert(0, "initial weights differ from the reference's")
     missing = sorted(set(refs.fp64.tensors) - set(variant.tensors))
@@ -313,12 +345,21 @@ def compare(variant: Observation, refs: References, dtype: str) -> dict[str, Any
         if not math.isfinite(err):
             ratio = math.inf
         # The tolerance this tensor alone would need: what the rule's margins are measured in (tolerance-free).
-        needed = max(0.0, err - MULTIPLIER * eager_err) / scale if scale else (0.0 if err <= MULTIPLIER * eager_err else math.inf)
+        needed = (
+            max(0.0, err - MULTIPLIER * eager_err) / scale
+            if scale
+            else (0.0 if err <= MULTIPLIER * eager_err else math.inf)
+        )
         entry = per_kind.setdefault(kind, {"ratio": -1.0, "needed_tolerance": 0.0})
         entry["needed_tolerance"] = max(entry["needed_tolerance"], needed if math.isfinite(err) else math.inf)
         if ratio > entry["ratio"]:
-            entry.update(tensor=name, ratio=ratio, relative_error=err / scale if scale else err,
-                         eager_relative_error=eager_err / scale if scale else eager_err, tolerance=tolerances[kind])
+            entry.update(
+                tensor=name,
+                ratio=ratio,
+                relative_error=err / scale if scale else err,
+                eager_relative_error=eager_err / scale if scale else eager_err,
+                tolerance=tolerances[kind],
+            )
     worst = max(per_kind.values(), key=lambda e: e["ratio"])
     passed = not mismatches and all(e["ratio"] <= 1.0 for e in per_kind.values())
     return {
@@ -337,13 +378,21 @@ def failure_line(variant_name: str, record: dict[str, Any]) -> str:
     if record["mismatches"]:
         return f"C8 variant '{variant_name}' does not train what eager trains: {record['mismatches'][0]}"
     w = record["worst"]
-    return (f"C8 variant '{variant_name}' does not train what eager trains: {w['tensor']} is {w['relative_error']:.3g} from fp64 "
-            f"(eager fp32 {w['eager_relative_error']:.3g}, {record['dtype']} tolerance {w['tolerance']:.3g}): "
-            f"{w['ratio']:.3g}x its bound")
+    return (
+        f"C8 variant '{variant_name}' does not train what eager trains: {w['tensor']} is {w['relative_error']:.3g} from fp64 "
+        f"(eager fp32 {w['eager_relative_error']:.3g}, {record['dtype']} tolerance {w['tolerance']:.3g}): "
+        f"{w['ratio']:.3g}x its bound"
+    )
 
 
-def check_record(variant: Observation, refs: References, config: RunConfig, batches: CheckBatches,
-                 references_fresh: bool, started: float) -> dict[str, Any]:
+def check_record(
+    variant: Observation,
+    refs: References,
+    config: RunConfig,
+    batches: CheckBatches,
+    references_fresh: bool,
+    started: float,
+) -> dict[str, Any]:
     record = compare(variant, refs, amp_dtype_name(config))
     record.update(
         build_s=variant.first_steps_s,  # the check's first step(s), where a compiled variant builds and a graph captures
@@ -377,14 +426,20 @@ def separate_build(config: RunConfig) -> Iterator[None]:
         torch.compiler.reset()
 
 
-def observe_variant(config: RunConfig, batches: CheckBatches, plant: Callable[[LabRun], None] | None = None) -> Observation:
+def observe_variant(
+    config: RunConfig, batches: CheckBatches, plant: Callable[[LabRun], None] | None = None
+) -> Observation:
     """The variant's path, its build kept apart from the timed run's (see `separate_build`)."""
     with separate_build(config):
         return run_path(config, batches, plant)
 
 
-def check_variant(config: RunConfig, cache: ReferenceCache, plant: Callable[[LabRun], None] | None = None,
-                  observe_fn: Callable[..., Observation] | None = None) -> dict[str, Any]:
+def check_variant(
+    config: RunConfig,
+    cache: ReferenceCache,
+    plant: Callable[[LabRun], None] | None = None,
+    observe_fn: Callable[..., Observation] | None = None,
+) -> dict[str, Any]:
     """The check of one variant's `config` against the session's references. `observe_fn` runs the variant's
     path elsewhere (an isolated process); by default here."""
     started = time.perf_counter()

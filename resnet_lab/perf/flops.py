@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..errors import LabError
 from ..engine.clock import synced_timer
+from ..errors import LabError
 
 # Square matmul size for calibration: big enough to reach the BLAS plateau on
 # each kind of device (2048^3 on a few CPU cores takes ~0.1 s; 8192 keeps a GPU's

@@ -22,13 +22,13 @@ from typing import Any
 import torch
 
 from ..data import DataConfig, load_datasets
-from ..errors import DivergenceError, LabError
-from ..procs import die_with_parent
-from ..machine import numerics_state
-from .memory import peaks_record, start_peaks
 from ..engine.loop import summarize
 from ..engine.run import LabRun, RunConfig
 from ..engine.workers import LoaderWorkerError
+from ..errors import DivergenceError, LabError
+from ..machine import numerics_state
+from ..procs import die_with_parent
+from .memory import peaks_record, start_peaks
 
 POLL_S = 0.5  # how often a waiting parent checks that the child is still alive
 CLOSE_S = 10.0  # how long a closing child may take to finish before it is terminated
@@ -45,7 +45,9 @@ class IsolatedRun:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: nothing of this process's state
         self._conn, child = context.Pipe()
         # Not a daemon: the child's own DataLoader workers are its children.
-        self._process = context.Process(target=_serve, args=(child, config, data, with_test), name="resnet-lab-isolated-run")
+        self._process = context.Process(
+            target=_serve, args=(child, config, data, with_test), name="resnet-lab-isolated-run"
+        )
         self._process.start()
         child.close()
         ready = self._receive()
@@ -104,8 +106,10 @@ class IsolatedRun:
             status, payload = self._conn.recv()
         except (EOFError, OSError):
             self._process.join(CLOSE_S)
-            raise RuntimeError(f"the isolated run's process {self._process.pid} died (exit code {self._process.exitcode}); "
-                               "a negative code is the signal that killed it, SIGKILL (-9) often the out-of-memory killer") from None
+            raise RuntimeError(
+                f"the isolated run's process {self._process.pid} died (exit code {self._process.exitcode}); "
+                "a negative code is the signal that killed it, SIGKILL (-9) often the out-of-memory killer"
+            ) from None
         if status == "error":
             raise payload
         return payload

@@ -60,7 +60,9 @@ def bn_eval_mode(run: LabRun) -> None:
         bn.eval()
 
 
-def _shifted_labels_copy(x: torch.Tensor, y: torch.Tensor, device: torch.device, step: StepConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def _shifted_labels_copy(
+    x: torch.Tensor, y: torch.Tensor, device: torch.device, step: StepConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = to_device(x, y, device, step)
     return x, (y + 1) % 10
 
@@ -69,7 +71,9 @@ def shift_labels(run: LabRun) -> None:
     run.ops = replace(run.ops, copy=_shifted_labels_copy)
 
 
-def _flipped_copy(x: torch.Tensor, y: torch.Tensor, device: torch.device, step: StepConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def _flipped_copy(
+    x: torch.Tensor, y: torch.Tensor, device: torch.device, step: StepConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = to_device(x, y, device, step)
     return x.flip(-1), y  # an extra horizontal flip of every image
 
@@ -78,12 +82,16 @@ def flip_in_copy(run: LabRun) -> None:
     run.ops = replace(run.ops, copy=_flipped_copy)
 
 
-def _wrong_mean_std_copy(x: torch.Tensor, y: torch.Tensor, device: torch.device, step: StepConfig) -> tuple[torch.Tensor, torch.Tensor]:
+def _wrong_mean_std_copy(
+    x: torch.Tensor, y: torch.Tensor, device: torch.device, step: StepConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
     # Re-normalizes the lab-normalized batch as if the copy step had used SHIFTED_MEAN_STD (valid for either loader).
     from ..data.transforms import CIFAR10_MEAN, CIFAR10_STD
 
     x, y = to_device(x, y, device, step)
-    lab_mean, lab_std = (torch.tensor(v, device=x.device, dtype=x.dtype).view(1, 3, 1, 1) for v in (CIFAR10_MEAN, CIFAR10_STD))
+    lab_mean, lab_std = (
+        torch.tensor(v, device=x.device, dtype=x.dtype).view(1, 3, 1, 1) for v in (CIFAR10_MEAN, CIFAR10_STD)
+    )
     mean, std = (torch.tensor(v, device=x.device, dtype=x.dtype).view(1, 3, 1, 1) for v in SHIFTED_MEAN_STD)
     pixels = x * lab_std + lab_mean
     memory_format = torch.channels_last if step.channels_last else torch.contiguous_format

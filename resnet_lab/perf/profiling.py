@@ -78,7 +78,11 @@ def profile_run(run: LabRun, out_dir: str | Path, config: ProfileConfig = Profil
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tag = f"{run.device.type}"
-    trace_path, table_path, summary_path = out / f"q3b_trace_{tag}.json", out / f"q3b_ops_{tag}.txt", out / f"q3b_phases_{tag}.md"
+    trace_path, table_path, summary_path = (
+        out / f"q3b_trace_{tag}.json",
+        out / f"q3b_ops_{tag}.txt",
+        out / f"q3b_phases_{tag}.md",
+    )
     result: dict[str, object] = {}
 
     def on_trace_ready(prof: profile) -> None:
@@ -93,10 +97,19 @@ def profile_run(run: LabRun, out_dir: str | Path, config: ProfileConfig = Profil
 
     sched = schedule(wait=config.wait, warmup=config.warmup, active=config.active, repeat=1)
     # The run's own epoch context and loop settings: the profiled steps are the steps its epochs run.
-    with run.epoch_context(), profile(activities=activities(run.device), schedule=sched, on_trace_ready=on_trace_ready) as prof:
+    with (
+        run.epoch_context(),
+        profile(activities=activities(run.device), schedule=sched, on_trace_ready=on_trace_ready) as prof,
+    ):
         record = train_one_epoch(
-            run.step_model, run.train_loader, run.optimizer, run.device,
-            max_batches=config.steps, step=run.config.step, sync_phases=run.config.sync_phases, graphed=run.graphed,
+            run.step_model,
+            run.train_loader,
+            run.optimizer,
+            run.device,
+            max_batches=config.steps,
+            step=run.config.step,
+            sync_phases=run.config.sync_phases,
+            graphed=run.graphed,
             on_batch_end=lambda _i: prof.step(),
         )
     if record["batches"] < config.steps:

@@ -41,7 +41,9 @@ class Variant:
     best: bool = False  # adds what measured faster on the device (see retains_heap, resolved_compile_mode)
 
     def step_config(self, device: torch.device) -> StepConfig:
-        return StepConfig(channels_last=self.channels_last, amp_dtype=torch.bfloat16 if self.uses_bf16(device) else None)
+        return StepConfig(
+            channels_last=self.channels_last, amp_dtype=torch.bfloat16 if self.uses_bf16(device) else None
+        )
 
     @property
     def combines(self) -> bool:
@@ -73,9 +75,14 @@ class Variant:
         """The run this variant makes of `base` (device, epochs, workers and numerics come from it)."""
         device = torch.device(base.device)
         return replace(
-            base, step=self.step_config(device), compile_mode=self.resolved_compile_mode(device, preset),
-            device_loader=self.device_loader, sync_phases=self.sync_phases, flush_denormal=self.flush_denormal,
-            graph_step=self.uses_graph_step(device, preset), retain_heap=self.retains_heap(device),
+            base,
+            step=self.step_config(device),
+            compile_mode=self.resolved_compile_mode(device, preset),
+            device_loader=self.device_loader,
+            sync_phases=self.sync_phases,
+            flush_denormal=self.flush_denormal,
+            graph_step=self.uses_graph_step(device, preset),
+            retain_heap=self.retains_heap(device),
             cold_compile=True,  # the first epoch pays the whole build (engine/run.compiler_caches)
         )
 
@@ -102,7 +109,9 @@ VARIANTS: dict[str, Variant] = {
         Variant("eager"),
         Variant("best", **FAST, flush_denormal=True, best=True),
         Variant("cuda-graph", **FAST, graph_step=True),
-        Variant("cuda-graph-compiled", **FAST, graph_step=True, compile_mode="default"),  # Inductor kernels inside our graph
+        Variant(
+            "cuda-graph-compiled", **FAST, graph_step=True, compile_mode="default"
+        ),  # Inductor kernels inside our graph
         Variant("channels-last", channels_last=True),
         Variant("bf16", bf16=True),
         Variant("channels-last-bf16", channels_last=True, bf16=True),

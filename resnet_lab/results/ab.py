@@ -52,7 +52,6 @@ def gated_benchmarks(device: str) -> tuple[Gated, ...]:
     )
 
 
-
 def run_name(side: str, pair: int) -> str:
     return f"ab-{side}-{pair:02d}"
 
@@ -77,8 +76,12 @@ def paired_runs(out: Path) -> list[tuple[Run, Run]]:
     found = saved_runs(out)
     pairs = sorted({pair for _, pair in found})
     if not pairs:
-        raise LabError(f"no paired runs in '{out}' (looked for {out / 'storage'}/*/NNNN_ab-base-NN.json and ab-new-NN.json)")
-    missing = [f"{run_name(side, pair)}" for pair in range(max(pairs) + 1) for side in (BASE, NEW) if (side, pair) not in found]
+        raise LabError(
+            f"no paired runs in '{out}' (looked for {out / 'storage'}/*/NNNN_ab-base-NN.json and ab-new-NN.json)"
+        )
+    missing = [
+        f"{run_name(side, pair)}" for pair in range(max(pairs) + 1) for side in (BASE, NEW) if (side, pair) not in found
+    ]
     if missing:
         raise LabError(f"'{out}' is missing the runs {', '.join(missing)}: every pair needs a base and a new run")
     return [(load_run(found[(BASE, p)]), load_run(found[(NEW, p)])) for p in pairs]
@@ -126,10 +129,20 @@ class Row:
         return change_kind(self.estimate.ratio, self.cpu_estimate.ratio)
 
     def as_record(self) -> dict[str, object]:
-        return {"benchmark": self.gated.test_id, "figure": self.gated.figure, "base": self.base, "new": self.new,
-                "estimate": asdict(self.estimate) if self.estimate else None, "problem": self.problem, "fails": self.fails,
-                "cpu_figure": self.gated.cpu_figure, "cpu_base": self.cpu_base, "cpu_new": self.cpu_new,
-                "cpu_estimate": asdict(self.cpu_estimate) if self.cpu_estimate else None, "kind": self.kind}
+        return {
+            "benchmark": self.gated.test_id,
+            "figure": self.gated.figure,
+            "base": self.base,
+            "new": self.new,
+            "estimate": asdict(self.estimate) if self.estimate else None,
+            "problem": self.problem,
+            "fails": self.fails,
+            "cpu_figure": self.gated.cpu_figure,
+            "cpu_base": self.cpu_base,
+            "cpu_new": self.cpu_new,
+            "cpu_estimate": asdict(self.cpu_estimate) if self.cpu_estimate else None,
+            "kind": self.kind,
+        }
 
 
 def benches_by_name(run: Run, name: str) -> list[Bench]:
@@ -151,7 +164,9 @@ def decide(gated: Gated, runs: Sequence[tuple[Run, Run]], rule: GateRule) -> Row
         base_benches, new_benches = benches_by_name(base_run, gated.name), benches_by_name(new_run, gated.name)
         if not base_benches or not new_benches:
             side = NEW if base_benches else BASE
-            return Row(gated, label, [], [], None, f"benchmark missing from the {side} run of pair {pair}", fails=side == NEW)
+            return Row(
+                gated, label, [], [], None, f"benchmark missing from the {side} run of pair {pair}", fails=side == NEW
+            )
         group = new_benches[0].group
         label = f"{group} {gated.name}" if group else gated.name
         old, new = run_figure(base_benches, gated.figure), run_figure(new_benches, gated.figure)
@@ -163,11 +178,22 @@ def decide(gated: Gated, runs: Sequence[tuple[Run, Run]], rule: GateRule) -> Row
         new_values.append(new)
     estimate = paired_estimate(base_values, new_values, rule)
     cpu_base, cpu_new, cpu_estimate = cpu_figures(gated, runs, rule)
-    return Row(gated, label, base_values, new_values, estimate, fails=estimate.verdict == SLOWER,
-               cpu_base=cpu_base, cpu_new=cpu_new, cpu_estimate=cpu_estimate)
+    return Row(
+        gated,
+        label,
+        base_values,
+        new_values,
+        estimate,
+        fails=estimate.verdict == SLOWER,
+        cpu_base=cpu_base,
+        cpu_new=cpu_new,
+        cpu_estimate=cpu_estimate,
+    )
 
 
-def cpu_figures(gated: Gated, runs: Sequence[tuple[Run, Run]], rule: GateRule) -> tuple[list[float], list[float], PairedEstimate | None]:
+def cpu_figures(
+    gated: Gated, runs: Sequence[tuple[Run, Run]], rule: GateRule
+) -> tuple[list[float], list[float], PairedEstimate | None]:
     """The CPU seconds beside the gated figure in every run, and their paired estimate; nothing when any run lacks them."""
     base, new = [], []
     for base_run, new_run in runs:
@@ -204,7 +230,17 @@ def verdict_text(row: Row, rule: GateRule) -> str:
 
 
 def table(rows: Sequence[Row], rule: GateRule) -> str:
-    header = ["benchmark", "figure", "pairs", "base median", "new median", "ratio", f"{rule.confidence:.0%} interval", "CPU time ratio", "verdict"]
+    header = [
+        "benchmark",
+        "figure",
+        "pairs",
+        "base median",
+        "new median",
+        "ratio",
+        f"{rule.confidence:.0%} interval",
+        "CPU time ratio",
+        "verdict",
+    ]
     lines = []
     for row in rows:
         e = row.estimate
@@ -214,7 +250,13 @@ def table(rows: Sequence[Row], rule: GateRule) -> str:
             cells += ["", "", "", "", ""]
         else:
             cpu = f"{row.cpu_estimate.ratio:.3f}x" if row.cpu_estimate else "not recorded"
-            cells += [f"{statistics.median(row.base):.4g} s", f"{statistics.median(row.new):.4g} s", f"{e.ratio:.3f}x", f"[{e.low:.3f}, {e.high:.3f}]", cpu]
+            cells += [
+                f"{statistics.median(row.base):.4g} s",
+                f"{statistics.median(row.new):.4g} s",
+                f"{e.ratio:.3f}x",
+                f"[{e.low:.3f}, {e.high:.3f}]",
+                cpu,
+            ]
             if row.kind and e.verdict != SLOWER:  # a failure's verdict names it already
                 verdict += f"; {row.kind}"
         lines.append([*cells, verdict])
@@ -232,12 +274,16 @@ class Outcome:
     @property
     def failed(self) -> list[str]:
         """What fails the gate, one phrase each."""
-        return [self.run_failure] * bool(self.run_failure) + [f"{r.label} {r.gated.figure}" for r in self.rows if r.fails]
+        return [self.run_failure] * bool(self.run_failure) + [
+            f"{r.label} {r.gated.figure}" for r in self.rows if r.fails
+        ]
 
 
 def decide_runs(runs: Sequence[tuple[Run, Run]], gated: Sequence[Gated], rule: GateRule, heading: str = "") -> Outcome:
     if len(runs) < min_pairs(rule.confidence):
-        raise LabError(f"{len(runs)} pairs cannot give a {rule.confidence:.0%} interval; at least {min_pairs(rule.confidence)} are needed")
+        raise LabError(
+            f"{len(runs)} pairs cannot give a {rule.confidence:.0%} interval; at least {min_pairs(rule.confidence)} are needed"
+        )
     warnings = []
     versions = version_difference(runs[0][0], runs[0][1])
     if versions:
@@ -254,8 +300,8 @@ def decide_runs(runs: Sequence[tuple[Run, Run]], gated: Sequence[Gated], rule: G
     listed = [f"only in the base runs ({len(only_base)}): {', '.join(only_base)}"] * bool(only_base)
     listed += [f"only in the new runs ({len(only_new)}): {', '.join(only_new)}"] * bool(only_new)
     out += listed
-    out.append(f"rule: fails when the {rule.confidence:.0%} interval of new/base lies above 1 and the ratio (Hodges-Lehmann "
-               f"over {len(runs)} pairs) exceeds 1 + {rule.tolerance:g}")
+    out.append(
+        f"rule: fails when the {rule.confidence:.0%} interval of new/base lies above 1 and the ratio (Hodges-Lehmann "
+        f"over {len(runs)} pairs) exceeds 1 + {rule.tolerance:g}"
+    )
     return Outcome("\n".join(out), warnings, rows, listed)
-
-

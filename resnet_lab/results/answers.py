@@ -65,7 +65,9 @@ def c6_lines(run: Run) -> list[str]:
         line = f"C6 ({device}): highest final training {_top1(best)}: {best.param('optimizer')}{_served(best)}"
         if timed:
             fastest = min(timed, key=lambda b: phase_mean(b, "train_s") or 0.0)
-            line += f"; fastest: {fastest.param('optimizer')} ({fmt_s(phase_mean(fastest, 'train_s'))} s/epoch training)"
+            line += (
+                f"; fastest: {fastest.param('optimizer')} ({fmt_s(phase_mean(fastest, 'train_s'))} s/epoch training)"
+            )
         lines.append(line)
     return lines or ["C6: not run"]
 
@@ -76,8 +78,10 @@ def c7_lines(run: Run) -> list[str]:
         parts = []
         for bench in sorted(benches, key=lambda b: str(b.param("batch_norm")) != "True"):
             on = str(bench.param("batch_norm")) == "True"
-            parts.append(f"BN {'on' if on else 'off'}: {_top1(bench)}, loss {fmt_s(last_value(bench, 'loss'))}, "
-                         f"{fmt_s(epoch_time(bench))} s/epoch{_served(bench)}")
+            parts.append(
+                f"BN {'on' if on else 'off'}: {_top1(bench)}, loss {fmt_s(last_value(bench, 'loss'))}, "
+                f"{fmt_s(epoch_time(bench))} s/epoch{_served(bench)}"
+            )
         lines.append(f"C7 ({device}): " + "; ".join(parts))
     return lines or ["C7: not run"]
 
@@ -90,9 +94,13 @@ def c8_lines(run: Run) -> list[str]:
         eager_s = as_number(eager.extra("train_step_s")) if eager else None
         best_s = as_number(best.extra("train_step_s")) if best else None
         if eager_s and best_s:
-            lines.append(f"C8 ({device}): best is {eager_s / best_s:.2f}x eager per training step ({fmt_s(best_s)} s vs {fmt_s(eager_s)} s)")
+            lines.append(
+                f"C8 ({device}): best is {eager_s / best_s:.2f}x eager per training step ({fmt_s(best_s)} s vs {fmt_s(eager_s)} s)"
+            )
         else:
-            lines.append(f"C8 ({device}): best vs eager needs both variants; this run has {', '.join(variants) or 'neither'}")
+            lines.append(
+                f"C8 ({device}): best vs eager needs both variants; this run has {', '.join(variants) or 'neither'}"
+            )
     return lines or ["C8: not run"]
 
 

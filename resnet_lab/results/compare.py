@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import LabError
+from .cputime import cpu_key, kind_note
 from .metrics import (  # noqa: F401  (re-exported: compare's figures and thresholds are read from here)
     CI_THRESHOLDS,
     METRICS,
@@ -35,9 +36,7 @@ from .metrics import (  # noqa: F401  (re-exported: compare's figures and thresh
     spread,
     unusable_figure,
 )
-from .cputime import cpu_key, kind_note
 from .runs import Bench, Run
-
 
 # ---------------------------------------------------------------------------
 # pairing and checking
@@ -88,7 +87,12 @@ class Check:
     @property
     def without_spread(self) -> bool:
         """A timing check where neither run had the steady rounds for a spread: no noise margin applied."""
-        return self.threshold.metric.kind == "timing" and self.new is not None and self.old.spread is None and self.new.spread is None
+        return (
+            self.threshold.metric.kind == "timing"
+            and self.new is not None
+            and self.old.spread is None
+            and self.new.spread is None
+        )
 
     def line(self) -> str:
         t, m = self.threshold, self.threshold.metric
@@ -108,7 +112,9 @@ class Check:
         return text + ")"
 
 
-def timing_violation(threshold: Threshold, old: Value, new: Value, noise_k: float, min_delta_s: float) -> tuple[bool, float]:
+def timing_violation(
+    threshold: Threshold, old: Value, new: Value, noise_k: float, min_delta_s: float
+) -> tuple[bool, float]:
     """The noise-aware rule for timing figures; returns (violated, noise margin in seconds).
 
     With `worse = direction x (new - old)` (positive = slower for a `+` threshold):
@@ -162,7 +168,17 @@ def run_checks(
                 checks.append(Check(threshold, new, old_v, new_v, violated, not why, margin, why_not_enforced=why))
             else:
                 why = quality_not_enforced(base, new, same_machine)
-                checks.append(Check(threshold, new, old_v, new_v, quality_violation(threshold, old_v, new_v), not why, why_not_enforced=why))
+                checks.append(
+                    Check(
+                        threshold,
+                        new,
+                        old_v,
+                        new_v,
+                        quality_violation(threshold, old_v, new_v),
+                        not why,
+                        why_not_enforced=why,
+                    )
+                )
     return checks
 
 
@@ -189,8 +205,11 @@ VERSION_KEYS = ("torch", "cuda", "cudnn")
 
 def version_difference(base: Run, new: Run) -> str | None:
     """`torch 2.14.1 vs 2.15.0` for the library versions (machine_info) that differ between the runs."""
-    diffs = [f"{k} {base.machine_info.get(k)} vs {new.machine_info.get(k)}" for k in VERSION_KEYS
-             if base.machine_info.get(k) != new.machine_info.get(k)]
+    diffs = [
+        f"{k} {base.machine_info.get(k)} vs {new.machine_info.get(k)}"
+        for k in VERSION_KEYS
+        if base.machine_info.get(k) != new.machine_info.get(k)
+    ]
     return "; ".join(diffs) or None
 
 
@@ -246,11 +265,24 @@ def table_rows(pairs: Sequence[tuple[Bench, Bench]]) -> list[list[str]]:
         label = bench_label(new)
         for name in TABLE_METRICS:
             metric = METRICS[name]
-            old_v, new_v = metric_value(base, metric, metric.default_stat), metric_value(new, metric, metric.default_stat)
+            old_v, new_v = (
+                metric_value(base, metric, metric.default_stat),
+                metric_value(new, metric, metric.default_stat),
+            )
             if old_v is None and new_v is None:
                 continue
             ratio, change = _ratio(metric, old_v, new_v)
-            rows.append([label, name, metric.default_stat, _fmt(metric, old_v), _fmt(metric, new_v), ratio, change + _kind(base, new, name, old_v, new_v)])
+            rows.append(
+                [
+                    label,
+                    name,
+                    metric.default_stat,
+                    _fmt(metric, old_v),
+                    _fmt(metric, new_v),
+                    ratio,
+                    change + _kind(base, new, name, old_v, new_v),
+                ]
+            )
             label = ""
     return rows
 
@@ -305,24 +337,38 @@ def compare_runs(
         if cross_machine:
             warnings.append(f"different machines ({machines}); timing thresholds enforced anyway (--cross-machine)")
         else:
-            warnings.append(f"different machines ({machines}); timing thresholds are not enforced (pass --cross-machine to enforce them), quality thresholds are (except for reduced-precision training)")
+            warnings.append(
+                f"different machines ({machines}); timing thresholds are not enforced (pass --cross-machine to enforce them), quality thresholds are (except for reduced-precision training)"
+            )
     versions = version_difference(base, new)
     if versions:
         warnings.append(f"different library versions ({versions}); the timings include that difference")
     workload = workload_difference(base, new)
     if workload:
         warnings.append(f"the runs did different work ({workload}); their timings measure different amounts of work")
-    checks = run_checks(pairing.pairs, thresholds, enforce_timing=cross_machine or not machines, same_machine=not machines, noise_k=noise_k, min_delta_s=min_delta_s)
+    checks = run_checks(
+        pairing.pairs,
+        thresholds,
+        enforce_timing=cross_machine or not machines,
+        same_machine=not machines,
+        noise_k=noise_k,
+        min_delta_s=min_delta_s,
+    )
     if not any(c.enforced for c in checks):
         # A gate that checked nothing must not pass: every figure missing or NaN in BASE, or only timing
         # thresholds between two machines.
-        why = ("no threshold was enforced (timing thresholds between different machines; pass --cross-machine, or a quality threshold)"
-               if checks else f"BASE has no finite figure any threshold reads ({', '.join(t.text for t in thresholds)}) in the "
-               f"{len(pairing.pairs)} benchmarks in common")
+        why = (
+            "no threshold was enforced (timing thresholds between different machines; pass --cross-machine, or a quality threshold)"
+            if checks
+            else f"BASE has no finite figure any threshold reads ({', '.join(t.text for t in thresholds)}) in the "
+            f"{len(pairing.pairs)} benchmarks in common"
+        )
         raise LabError(f"nothing to compare between '{base.label}' and '{new.label}': {why}")
 
     out = [f"BASE {base.describe()}", f"NEW  {new.describe()}", ""]
-    out.append(format_table(["benchmark", "metric", "stat", "old", "new", "ratio", "change"], table_rows(pairing.pairs)))
+    out.append(
+        format_table(["benchmark", "metric", "stat", "old", "new", "ratio", "change"], table_rows(pairing.pairs))
+    )
     for title, only in (("only in BASE", pairing.only_base), ("only in NEW", pairing.only_new)):
         if only:
             out.append(f"\n{title} ({len(only)}): " + ", ".join(bench_label(b) for b in only))
@@ -336,9 +382,14 @@ def compare_runs(
         out.append(f"  {threshold.text}: {len(mine)} checked, {len(bad)} beyond it{note}")
         for check in bad:
             tag = "FAIL" if check.enforced else "warn"
-            out.append(f"    {tag} {check.line()}" + (f" [not enforced: {check.why_not_enforced}]" if not check.enforced else ""))
+            out.append(
+                f"    {tag} {check.line()}"
+                + (f" [not enforced: {check.why_not_enforced}]" if not check.enforced else "")
+            )
     unspread = sum(c.without_spread for c in checks)
     if unspread:
-        out.append(f"  note: {unspread} timing checks had fewer than {MIN_SPREAD_ROUNDS} steady (non-warm-up) rounds in both runs, "
-                   "so no spread to measure noise by: the threshold and --min-delta alone decide them")
+        out.append(
+            f"  note: {unspread} timing checks had fewer than {MIN_SPREAD_ROUNDS} steady (non-warm-up) rounds in both runs, "
+            "so no spread to measure noise by: the threshold and --min-delta alone decide them"
+        )
     return Outcome("\n".join(out), warnings, checks)

@@ -42,18 +42,32 @@ def equivalence_verdict(extra_info: dict[str, Any]) -> str:
 
 def add_c8_speedups(benchmarks: Iterable[dict[str, Any]]) -> None:
     """`speedup_vs_eager` for the variants that passed the equivalence check, against an eager that passed it too."""
-    c8 = [b for b in benchmarks if b.get("group") == groups.C8 and b.get("extra_info", {}).get("train_step_s")
-          and equivalence_verdict(b["extra_info"]) == "pass"]
+    c8 = [
+        b
+        for b in benchmarks
+        if b.get("group") == groups.C8
+        and b.get("extra_info", {}).get("train_step_s")
+        and equivalence_verdict(b["extra_info"]) == "pass"
+    ]
     eager = {str(_params(b).get("device")): b["extra_info"] for b in c8 if _params(b).get("variant") == "eager"}
     for bench in c8:
         info = bench["extra_info"]
-        info.update(speedup_record(float(info["train_step_s"]), eager.get(str(_params(bench).get("device"))), float(info["peak_flops_per_s"])))
+        info.update(
+            speedup_record(
+                float(info["train_step_s"]),
+                eager.get(str(_params(bench).get("device"))),
+                float(info["peak_flops_per_s"]),
+            )
+        )
 
 
 def add_loader_speedups(benchmarks: Iterable[dict[str, Any]]) -> None:
     loader = [b for b in benchmarks if b.get("group") == groups.LOADER and b.get("extra_info", {}).get("images_per_s")]
-    dataloader = {int(_params(b)["workers"]): float(b["extra_info"]["images_per_s"])
-                  for b in loader if _params(b).get("pipeline") == "dataloader"}
+    dataloader = {
+        int(_params(b)["workers"]): float(b["extra_info"]["images_per_s"])
+        for b in loader
+        if _params(b).get("pipeline") == "dataloader"
+    }
     for bench in loader:
         if _params(bench).get("pipeline") == "dataloader":
             continue

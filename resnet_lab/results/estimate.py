@@ -61,8 +61,15 @@ class Workload:
     full_epochs: bool
 
 
-def workload(preset: str, devices: Sequence[str], epochs: int | None, batches: int | None, eval_batches: int | None,
-             c32: int | None, c3_workers: Sequence[int] | None = None) -> Workload:
+def workload(
+    preset: str,
+    devices: Sequence[str],
+    epochs: int | None,
+    batches: int | None,
+    eval_batches: int | None,
+    c32: int | None,
+    c3_workers: Sequence[int] | None = None,
+) -> Workload:
     """The suite's preset (suite.PRESETS) with the same overrides as the --lab-* options."""
     from ..spec.presets import (  # the suite's own numbers, not a copy
         C3_DEFAULT_WORKERS,
@@ -79,7 +86,9 @@ def workload(preset: str, devices: Sequence[str], epochs: int | None, batches: i
         preset=preset,
         epochs=epochs or chosen.epochs,
         batches=min(full_batches, cap) if cap else full_batches,
-        eval_batches=min(math.ceil(TEST_IMAGES / TEST_BATCH), eval_cap) if eval_cap else math.ceil(TEST_IMAGES / TEST_BATCH),
+        eval_batches=min(math.ceil(TEST_IMAGES / TEST_BATCH), eval_cap)
+        if eval_cap
+        else math.ceil(TEST_IMAGES / TEST_BATCH),
         c8_epochs=epochs or chosen.c8_epochs,
         profile_batches=chosen.profile_steps + 2,  # wait + warmup + active
         c3_workers=tuple(c3_workers or C3_DEFAULT_WORKERS),
@@ -95,25 +104,72 @@ def plan(work: Workload) -> list[Planned]:
     out: list[Planned] = [Planned(groups.Q1_Q4, "test_q1_q4_record", "cpu", kind="probe", workers=None)]
     for device in work.devices:
         train = Planned("", "", device, epochs=work.epochs, batches=work.batches)
-        out.append(replace(train, question=groups.Q3B, name=f"test_q3b_profile[device={device}]", kind="probe", batches=work.profile_batches, epochs=1))
+        out.append(
+            replace(
+                train,
+                question=groups.Q3B,
+                name=f"test_q3b_profile[device={device}]",
+                kind="probe",
+                batches=work.profile_batches,
+                epochs=1,
+            )
+        )
         out += [replace(train, question=groups.C2, name=f"test_c2_phases[device={device}]")]
-        out += [replace(train, question=groups.C3, name=f"test_c3_workers[device={device}-workers={w}]", workers=w, eval_batches=work.eval_batches)
-                for w in work.c3_workers]
+        out += [
+            replace(
+                train,
+                question=groups.C3,
+                name=f"test_c3_workers[device={device}-workers={w}]",
+                workers=w,
+                eval_batches=work.eval_batches,
+            )
+            for w in work.c3_workers
+        ]
     if not work.full_epochs:
-        out += [Planned(groups.C3_LOADER, f"test_c3_loader_only[workers={w}]", "cpu", kind="loader", workers=w) for w in work.c3_workers]
+        out += [
+            Planned(groups.C3_LOADER, f"test_c3_loader_only[workers={w}]", "cpu", kind="loader", workers=w)
+            for w in work.c3_workers
+        ]
     for device in work.devices:
         train = Planned("", "", device, epochs=work.epochs, batches=work.batches, workers=work.c32)
         out.append(replace(train, question=groups.C4, name=f"test_c4_workers[device={device}-workers=one]", workers=1))
-        out += [replace(train, question=groups.C6, name=f"test_c6_optimizer[device={device}-optimizer={o}]", optimizer=o, eval_batches=work.eval_batches)
-                for o in LAB_OPTIMIZERS if o != "sgd"]
-        out.append(replace(train, question=groups.C7, name=f"test_c7_batch_norm[device={device}-batch_norm=False]", batch_norm=False,
-                           eval_batches=work.eval_batches))
+        out += [
+            replace(
+                train,
+                question=groups.C6,
+                name=f"test_c6_optimizer[device={device}-optimizer={o}]",
+                optimizer=o,
+                eval_batches=work.eval_batches,
+            )
+            for o in LAB_OPTIMIZERS
+            if o != "sgd"
+        ]
+        out.append(
+            replace(
+                train,
+                question=groups.C7,
+                name=f"test_c7_batch_norm[device={device}-batch_norm=False]",
+                batch_norm=False,
+                eval_batches=work.eval_batches,
+            )
+        )
     return out
 
 
 def plan_c8(work: Workload, variants: Iterable[str]) -> list[Planned]:
-    return [Planned(groups.C8, f"test_c8_variant[device={device}-variant={v}]", device, variant=v, epochs=work.c8_epochs, batches=work.batches,
-                    workers=work.c32) for device in work.devices for v in variants]
+    return [
+        Planned(
+            groups.C8,
+            f"test_c8_variant[device={device}-variant={v}]",
+            device,
+            variant=v,
+            epochs=work.c8_epochs,
+            batches=work.batches,
+            workers=work.c32,
+        )
+        for device in work.devices
+        for v in variants
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -134,8 +190,12 @@ def _workers(bench: Bench) -> int | None:
 class Rates:
     """Per-batch and per-epoch figures collected from the input runs, by configuration."""
 
-    per_batch: dict[tuple, list[float]] = field(default_factory=dict)  # (phase, key...) -> seconds per batch, one per record
-    per_epoch: dict[tuple, list[float]] = field(default_factory=dict)  # (what, key...) -> seconds, one per record/benchmark
+    per_batch: dict[tuple, list[float]] = field(
+        default_factory=dict
+    )  # (phase, key...) -> seconds per batch, one per record
+    per_epoch: dict[tuple, list[float]] = field(
+        default_factory=dict
+    )  # (what, key...) -> seconds, one per record/benchmark
     loader: dict[tuple, list[float]] = field(default_factory=dict)  # (device, workers) -> seconds per loader-only epoch
     probes: dict[tuple, list[float]] = field(default_factory=dict)  # (group, device) -> seconds per benchmark
 
@@ -184,7 +244,11 @@ def collect(runs: Sequence[Run]) -> Rates:
                 if record.get("warmup") is True or index == 0:
                     continue  # steady epochs only; the first epoch's extra is taken below
                 # A device-resident loader's rate depends on the variant, a DataLoader's on its workers.
-                load_key = ("load", device, None, variant) if bench.extra("loader") == "device-resident" else ("load", device, workers, None)
+                load_key = (
+                    ("load", device, None, variant)
+                    if bench.extra("loader") == "device-resident"
+                    else ("load", device, workers, None)
+                )
                 rates.add(rates.per_batch, load_key, phases["load"] / batches)
                 rates.add(rates.per_batch, ("copy", device), phases["copy"] / batches)
                 rates.add(rates.per_batch, ("train", device, optimizer, batch_norm, variant), phases["train"] / batches)
@@ -249,7 +313,11 @@ def predict(item: Planned, rates: Rates) -> Prediction:
     other = part("other", ("other", device, workers), ("other", device))
     round_overhead = part("round", ("round", device, workers), ("round", device))
     first = part("first", ("first", device, variant), ("first", device, None))
-    evaluation = item.eval_batches * TEST_BATCH * part("eval_per_image", ("eval_per_image", device)) if item.eval_batches else 0.0
+    evaluation = (
+        item.eval_batches * TEST_BATCH * part("eval_per_image", ("eval_per_image", device))
+        if item.eval_batches
+        else 0.0
+    )
     setup = part("setup", ("setup", device))
     seconds = item.epochs * (other + item.batches * per_batch + round_overhead) + first + evaluation + setup
     return Prediction(item, seconds, notes=tuple(notes))
@@ -263,12 +331,19 @@ def c32_from(runs: Sequence[Run], full_epochs: bool) -> int | None:
     wanted = "C3 (training" if full_epochs else "C3-loader"
     for run in runs:
         answer = run.lab.get("c3_2")
-        if isinstance(answer, dict) and str(answer.get("source", "")).startswith(wanted) and as_number(answer.get("workers")) is not None:
+        if (
+            isinstance(answer, dict)
+            and str(answer.get("source", "")).startswith(wanted)
+            and as_number(answer.get("workers")) is not None
+        ):
             return int(answer["workers"])
     for run in runs:
         loads: dict[int, float] = {}
         for bench in run.group(groups.C3 if full_epochs else groups.C3_LOADER):
-            workers, values = _workers(bench), bench.epoch_values("load_s") or ([bench.number("load_s")] if bench.number("load_s") else [])
+            workers, values = (
+                _workers(bench),
+                bench.epoch_values("load_s") or ([bench.number("load_s")] if bench.number("load_s") else []),
+            )
             if workers is not None and values and (not full_epochs or bench.extra("full_epoch") is True):
                 loads[workers] = statistics.fmean(values)
         if len(loads) >= 2:
@@ -328,10 +403,12 @@ def not_modelled() -> tuple[str, ...]:
 
 
 def render(predictions: Sequence[Prediction], work: Workload) -> list[str]:
-    lines = [f"workload: preset {work.preset}, devices {', '.join(work.devices)}, {work.epochs} epochs x {work.batches} batches, "
-             f"{work.eval_batches} test batches where evaluated; C3.2 = {work.c32 if work.c32 is not None else 'not known from the inputs'}",
-             "not predicted: C3's extension past 16 workers (run only while loading still improves), the session's start "
-             f"(imports, dataset decode) and the groups estimate does not model: {', '.join(not_modelled())}"]
+    lines = [
+        f"workload: preset {work.preset}, devices {', '.join(work.devices)}, {work.epochs} epochs x {work.batches} batches, "
+        f"{work.eval_batches} test batches where evaluated; C3.2 = {work.c32 if work.c32 is not None else 'not known from the inputs'}",
+        "not predicted: C3's extension past 16 workers (run only while loading still improves), the session's start "
+        f"(imports, dataset decode) and the groups estimate does not model: {', '.join(not_modelled())}",
+    ]
     by_question: dict[str, list[Prediction]] = {}
     for p in predictions:
         by_question.setdefault(p.planned.question, []).append(p)

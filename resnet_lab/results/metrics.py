@@ -87,19 +87,29 @@ def parse_threshold(text: str) -> Threshold:
     parts = text.strip().split(":")
     typed = shown(text)  # echoed back cut short: a 400-digit "threshold" is not repeated whole
     if len(parts) not in (2, 3):
-        raise argparse.ArgumentTypeError(f"'{typed}' is not METRIC[:STAT]:[+|-]AMOUNT[%], e.g. epoch_s:median:+15% or top1:-2")
+        raise argparse.ArgumentTypeError(
+            f"'{typed}' is not METRIC[:STAT]:[+|-]AMOUNT[%], e.g. epoch_s:median:+15% or top1:-2"
+        )
     name = parts[0]
     if name not in METRICS:
-        raise argparse.ArgumentTypeError(f"'{typed}': unknown metric '{shown(name)}'; choose one of {', '.join(METRICS)}")
+        raise argparse.ArgumentTypeError(
+            f"'{typed}': unknown metric '{shown(name)}'; choose one of {', '.join(METRICS)}"
+        )
     metric = METRICS[name]
     stat = parts[1] if len(parts) == 3 else metric.default_stat
     if stat not in STATS:
-        raise argparse.ArgumentTypeError(f"'{typed}': unknown statistic '{shown(stat)}'; choose one of {', '.join(STATS)}")
+        raise argparse.ArgumentTypeError(
+            f"'{typed}': unknown statistic '{shown(stat)}'; choose one of {', '.join(STATS)}"
+        )
     if stat == "last" and metric.kind == "timing":
-        raise argparse.ArgumentTypeError(f"'{typed}': timing metrics take min, max, mean or median over rounds, not 'last'")
+        raise argparse.ArgumentTypeError(
+            f"'{typed}': timing metrics take min, max, mean or median over rounds, not 'last'"
+        )
     match = _AMOUNT.match(parts[-1])
     if not match:
-        raise argparse.ArgumentTypeError(f"'{typed}': threshold '{shown(parts[-1])}' is not [+|-]NUMBER[%], e.g. +15% or -2")
+        raise argparse.ArgumentTypeError(
+            f"'{typed}': threshold '{shown(parts[-1])}' is not [+|-]NUMBER[%], e.g. +15% or -2"
+        )
     sign, number, percent = match.groups()
     if not math.isfinite(float(number)):
         raise argparse.ArgumentTypeError(f"'{text[:40]}': threshold amount must be a finite number")
@@ -154,7 +164,9 @@ def metric_value(bench: Bench, metric: Metric, stat: str) -> Value | None:
         scalar = bench.number(metric.name)  # e.g. C3-loader's single load_s, or an older run's mean
         return None if scalar is None else Value(_scale(metric, scalar), None, 1)
     steady = spread(bench.epoch_values(metric.name, steady=True))
-    return Value(_scale(metric, summary[stat]), None if steady is None else _scale(metric, steady), int(summary["rounds"]))
+    return Value(
+        _scale(metric, summary[stat]), None if steady is None else _scale(metric, steady), int(summary["rounds"])
+    )
 
 
 def unusable_figure(bench: Bench, metric: Metric, stat: str) -> str | None:

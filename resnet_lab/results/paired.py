@@ -116,7 +116,9 @@ def paired_estimate(base: Sequence[float], new: Sequence[float], rule: GateRule 
     logs = log_ratios(base, new)
     depth, coverage = interval_depth(len(logs), rule.confidence)
     if depth == 0:
-        raise ValueError(f"{len(logs)} pairs cannot give a {rule.confidence:.0%} interval; at least {min_pairs(rule.confidence)} are needed")
+        raise ValueError(
+            f"{len(logs)} pairs cannot give a {rule.confidence:.0%} interval; at least {min_pairs(rule.confidence)} are needed"
+        )
     walsh = walsh_averages(logs)
     ratio = math.exp(statistics.median(walsh))
     low, high = math.exp(walsh[depth - 1]), math.exp(walsh[len(walsh) - depth])

@@ -86,7 +86,9 @@ def workers_curve(
     return _save(fig, path)
 
 
-def device_bars(path: str | Path, labels: Sequence[str], epoch_s: Sequence[float], images_per_s: Sequence[float | None], title: str) -> Path:
+def device_bars(
+    path: str | Path, labels: Sequence[str], epoch_s: Sequence[float], images_per_s: Sequence[float | None], title: str
+) -> Path:
     """Two panels: mean epoch time and throughput per device."""
     fig, (left, right) = _new_figure(width=8.0, ncols=2)
     colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
@@ -115,14 +117,18 @@ def grouped_bars(
     for i, (name, values) in enumerate(parts.items()):
         xs = [x + (i - (len(parts) - 1) / 2) * width for x in range(len(labels))]
         ax.bar(xs, values, width=width, label=name, color=colors.get(name))
-    ax.set_xticks(range(len(labels)), labels, rotation=15 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center")
+    ax.set_xticks(
+        range(len(labels)), labels, rotation=15 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center"
+    )
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     _legend(ax)
     return _save(fig, path)
 
 
-def epoch_curves(path: str | Path, curves: Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float]]], title: str) -> Path:
+def epoch_curves(
+    path: str | Path, curves: Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float]]], title: str
+) -> Path:
     """Two panels per label: training loss and top-1 training accuracy (%) against epoch."""
     fig, (loss_ax, top1_ax) = _new_figure(width=11.0, ncols=2)
     for label, (epochs, loss, top1) in curves.items():
@@ -159,18 +165,37 @@ def speed_beside_training(
     fig, (speed_ax, loss_ax) = _new_figure(width=11.0, height=max(3.0, 0.45 * len(labels) + 1.5), ncols=2)
     rows = list(range(len(labels)))
     height = 0.38
-    speed_ax.barh([r - height / 2 for r in rows], [v or 0.0 for v in first], height=height, label="first epoch (build included)",
-                  color="#dd8452")
-    speed_ax.barh([r + height / 2 for r in rows], [v or 0.0 for v in steady], height=height, label="steady-state epoch", color="#4c72b0")
+    speed_ax.barh(
+        [r - height / 2 for r in rows],
+        [v or 0.0 for v in first],
+        height=height,
+        label="first epoch (build included)",
+        color="#dd8452",
+    )
+    speed_ax.barh(
+        [r + height / 2 for r in rows],
+        [v or 0.0 for v in steady],
+        height=height,
+        label="steady-state epoch",
+        color="#4c72b0",
+    )
     speed_ax.set_yticks(rows, labels)
     speed_ax.invert_yaxis()
     speed_ax.set_xlabel("time per epoch (s)")
-    speed_ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, fontsize="small", frameon=False)  # above: never on a bar
+    speed_ax.legend(
+        loc="lower center", bbox_to_anchor=(0.5, 1.0), ncols=2, fontsize="small", frameon=False
+    )  # above: never on a bar
     colors = [VERDICT_COLORS.get(v, VERDICT_COLORS["not checked"]) for v in verdicts]
     loss_ax.barh(rows, [v or 0.0 for v in loss], color=colors)
     for row, (value, verdict) in enumerate(zip(loss, verdicts)):
-        loss_ax.annotate(verdict if value is not None else f"{verdict}, no loss", (value or 0.0, row), xytext=(3, 0),
-                         textcoords="offset points", va="center", fontsize="small")
+        loss_ax.annotate(
+            verdict if value is not None else f"{verdict}, no loss",
+            (value or 0.0, row),
+            xytext=(3, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize="small",
+        )
     if baseline_loss is not None:
         loss_ax.axvline(baseline_loss, color="#333333", linestyle="--", linewidth=1, label="eager")
         loss_ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize="small", frameon=False)
@@ -181,8 +206,11 @@ def speed_beside_training(
     return _save(fig, path)
 
 
-def seed_bands(path: str | Path, bands: Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float], Sequence[float], Sequence[float]]],
-               title: str) -> Path:
+def seed_bands(
+    path: str | Path,
+    bands: Mapping[str, tuple[Sequence[int], Sequence[float], Sequence[float], Sequence[float], Sequence[float]]],
+    title: str,
+) -> Path:
     """Two panels per label: mean training loss and top-1 (%) over seeds against epoch, each with a ±1 sd band.
 
     `bands[label]` = (epochs, loss mean, loss sd, top-1 mean, top-1 sd), one value per epoch.
@@ -191,7 +219,13 @@ def seed_bands(path: str | Path, bands: Mapping[str, tuple[Sequence[int], Sequen
     for label, (epochs, loss, loss_sd, top1, top1_sd) in bands.items():
         for ax, mean, sd in ((loss_ax, loss, loss_sd), (top1_ax, top1, top1_sd)):
             line = ax.plot(list(epochs), list(mean), marker="o", label=label)[0]
-            ax.fill_between(list(epochs), [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)], color=line.get_color(), alpha=0.2)
+            ax.fill_between(
+                list(epochs),
+                [m - s for m, s in zip(mean, sd)],
+                [m + s for m, s in zip(mean, sd)],
+                color=line.get_color(),
+                alpha=0.2,
+            )
     loss_ax.set_xlabel("epoch")
     loss_ax.set_ylabel("training loss (mean ± sd over seeds)")
     top1_ax.set_xlabel("epoch")

@@ -32,7 +32,9 @@ def speedup_vs_world_size(path: str | Path, measured: SeriesByLabel, predicted: 
     return _save(fig, path)
 
 
-def stacked_bars(path: str | Path, labels: Sequence[str], parts: Mapping[str, Sequence[float]], title: str, ylabel: str) -> Path:
+def stacked_bars(
+    path: str | Path, labels: Sequence[str], parts: Mapping[str, Sequence[float]], title: str, ylabel: str
+) -> Path:
     """One stacked bar per label, one segment per named part (negative parts are drawn as zero)."""
     fig, (ax,) = _new_figure(width=max(8.0, 1.3 * len(labels) + 4.5))
     bottom = [0.0] * len(labels)
@@ -40,7 +42,9 @@ def stacked_bars(path: str | Path, labels: Sequence[str], parts: Mapping[str, Se
         heights = [max(0.0, v) for v in values]
         ax.bar(range(len(labels)), heights, bottom=bottom, label=name, color=color)
         bottom = [b + h for b, h in zip(bottom, heights)]
-    ax.set_xticks(range(len(labels)), labels, rotation=15 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center")
+    ax.set_xticks(
+        range(len(labels)), labels, rotation=15 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center"
+    )
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     _legend(ax)

@@ -68,11 +68,15 @@ def resolve_run_path(spec: str, storage: str = DEFAULT_STORAGE) -> Path:
     prefix = f"{int(head):04d}{sep}{tail}"
     root = storage_root(storage)
     if not root.is_dir():
-        raise LabError(f"'{spec}' is neither a file nor a saved run: the benchmark storage '{root}' does not exist (pass --storage DIR)")
+        raise LabError(
+            f"'{spec}' is neither a file nor a saved run: the benchmark storage '{root}' does not exist (pass --storage DIR)"
+        )
     pattern = f"{prefix}*.json" if sep else f"{prefix}_*.json"
     matches = sorted(root.glob(f"{machine_id()}/{pattern}")) or sorted(root.glob(f"*/{pattern}"))
     if not matches:
-        raise LabError(f"'{spec}' is neither a file nor a saved run in '{root}' (looked for */{pattern}; pass --storage DIR)")
+        raise LabError(
+            f"'{spec}' is neither a file nor a saved run in '{root}' (looked for */{pattern}; pass --storage DIR)"
+        )
     if len(matches) > 1:
         listed = ", ".join(str(m) for m in matches[:5])
         raise LabError(f"saved run id '{spec}' is ambiguous in '{root}': {listed}; pass the file path instead")
@@ -195,13 +199,25 @@ class Run:
             source = by_name[entry["by"]]
             params = entry.get("params") if isinstance(entry.get("params"), dict) else {}
             evaluation = entry.get("evaluation") if isinstance(entry.get("evaluation"), dict) else {}
-            views.append(replace(source, group=group, name=str(entry.get("name")), fullname=str(entry.get("name")), params=params,
-                                 extra_info={**source.extra_info, **evaluation, "served_by": source.name}))
+            views.append(
+                replace(
+                    source,
+                    group=group,
+                    name=str(entry.get("name")),
+                    fullname=str(entry.get("name")),
+                    params=params,
+                    extra_info={**source.extra_info, **evaluation, "served_by": source.name},
+                )
+            )
         return views
 
     def serves(self, name: str) -> list[str]:
         """The questions benchmark `name` answered besides its own group."""
-        return list(dict.fromkeys(str(e.get("group")) for e in self.lab.get("served") or [] if isinstance(e, dict) and e.get("by") == name))
+        return list(
+            dict.fromkeys(
+                str(e.get("group")) for e in self.lab.get("served") or [] if isinstance(e, dict) and e.get("by") == name
+            )
+        )
 
     def machine(self) -> "MachineSummary":
         return machine_summary(self.machine_info)
@@ -266,9 +282,13 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise LabError(f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); is the file truncated?") from None
+        raise LabError(
+            f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); is the file truncated?"
+        ) from None
     except RecursionError:
-        raise LabError(f"'{path}' is JSON nested deeper than {MAX_DEPTH} levels; it is not a pytest-benchmark run") from None
+        raise LabError(
+            f"'{path}' is JSON nested deeper than {MAX_DEPTH} levels; it is not a pytest-benchmark run"
+        ) from None
 
 
 def _too_deep(data: Any) -> str | None:
@@ -345,7 +365,9 @@ def parse_run(path: Path, data: Any, label: str | None = None) -> Run:
         raise _not_pytest_benchmark(path, f"the top level is a JSON {type(data).__name__}, not an object", data)
     deep = _too_deep(data)
     if deep:
-        raise LabError(f"'{path}' cannot be read: {deep} is nested deeper than {MAX_DEPTH} levels; it is not a pytest-benchmark run")
+        raise LabError(
+            f"'{path}' cannot be read: {deep} is nested deeper than {MAX_DEPTH} levels; it is not a pytest-benchmark run"
+        )
     benchmarks = data.get("benchmarks")
     if not isinstance(benchmarks, list):
         raise _not_pytest_benchmark(path, "no 'benchmarks' list at the top level", data)
@@ -371,7 +393,9 @@ def _schema_version(path: Path, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise LabError(f"'{path}' has an invalid schema_version {value!r}; expected a positive integer")
     if value > SCHEMA_VERSION:
-        raise LabError(f"'{path}' was written by a newer resnet-lab (schema_version {value}, this one reads up to {SCHEMA_VERSION}); upgrade resnet-lab")
+        raise LabError(
+            f"'{path}' was written by a newer resnet-lab (schema_version {value}, this one reads up to {SCHEMA_VERSION}); upgrade resnet-lab"
+        )
     return value
 
 
@@ -427,7 +451,9 @@ def machine_summary(info: dict[str, Any]) -> MachineSummary:
     gpu = info.get("gpu") if isinstance(info.get("gpu"), str) and info.get("gpu") else None
     node = info.get("node") if isinstance(info.get("node"), str) else None
     torch = info.get("torch") if isinstance(info.get("torch"), str) else None
-    return MachineSummary(cpu=brand if isinstance(brand, str) else None, cpu_count=count, gpu=gpu, node=node, torch=torch)
+    return MachineSummary(
+        cpu=brand if isinstance(brand, str) else None, cpu_count=count, gpu=gpu, node=node, torch=torch
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -449,4 +475,7 @@ def summarize(values: Iterable[float]) -> dict[str, float] | None:
     stats = Stats()
     for value in data:
         stats.update(value)
-    return {key: float(getattr(stats, key)) for key in ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3", "rounds")}
+    return {
+        key: float(getattr(stats, key))
+        for key in ("min", "max", "mean", "median", "stddev", "iqr", "q1", "q3", "rounds")
+    }

@@ -134,7 +134,14 @@ class RunLog:
 
 def read_log(path: Path, text: str) -> dict[str, Any]:
     """A run log's lines as the dict pytest-benchmark's JSON would hold; a torn last line is skipped."""
-    run: dict[str, Any] = {"machine_info": None, "commit_info": {}, "benchmarks": [], "datetime": None, "version": None, "lab": {}}
+    run: dict[str, Any] = {
+        "machine_info": None,
+        "commit_info": {},
+        "benchmarks": [],
+        "datetime": None,
+        "version": None,
+        "lab": {},
+    }
     lines = text.splitlines()
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -147,7 +154,13 @@ def read_log(path: Path, text: str) -> dict[str, Any]:
             raise LabError(f"'{path}' line {number} is not valid JSON: the run log is damaged") from None
         kind = record.get("kind") if isinstance(record, dict) else None
         if kind == "header":
-            run.update({k: record[k] for k in ("machine_info", "commit_info", "datetime", "version", "schema_version") if k in record})
+            run.update(
+                {
+                    k: record[k]
+                    for k in ("machine_info", "commit_info", "datetime", "version", "schema_version")
+                    if k in record
+                }
+            )
         elif kind == "benchmark":
             run["benchmarks"].append(record.get("benchmark"))
         elif kind == "lab":

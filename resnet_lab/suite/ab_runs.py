@@ -35,7 +35,6 @@ from ..errors import LabError
 from ..results.ab import BASE, NEW, NO_GATED, Outcome, decide_runs, gated_benchmarks, paired_runs, run_name
 from ..results.paired import GateRule, min_pairs
 
-
 TEMP_PREFIX = "resnet-lab-ab-"  # the base's clone: resnet-lab-ab-<pid>.XXXX in the temporary folder
 
 
@@ -54,7 +53,9 @@ class AbConfig:
     # Off: side by side, the runs contend for caches and memory bandwidth, so a change that waits speeds the other
     # side up and reads as a fraction of its size (results/ab-gate/, issue 23); one after the other it reads in full.
     side_by_side: bool = False
-    threads: int | None = None  # torch threads per run (OMP_NUM_THREADS); None: half the CPUs side by side, else torch's default
+    threads: int | None = (
+        None  # torch threads per run (OMP_NUM_THREADS); None: half the CPUs side by side, else torch's default
+    )
     # No pair starts that would end past this (judged by the longest pair so far) once `boxed_pairs` are done:
     # on a loaded machine the gate then decides on fewer pairs instead of overrunning CI. None: no box.
     # 15 min: one after the other a pair takes twice the wall time it took side by side (about 2.3 min on the
@@ -71,8 +72,16 @@ class AbConfig:
         return max(1, (os.cpu_count() or 2) // 2)
 
     def suite_options(self, side_out: Path) -> list[str]:
-        return ["--lab-device", self.device, "--lab-epochs", str(self.epochs), "--lab-batches", str(self.batches), "--lab-out", str(side_out)]
-
+        return [
+            "--lab-device",
+            self.device,
+            "--lab-epochs",
+            str(self.epochs),
+            "--lab-batches",
+            str(self.batches),
+            "--lab-out",
+            str(side_out),
+        ]
 
 
 # ---------------------------------------------------------------------------
@@ -107,7 +116,10 @@ def working_tree_label(repo: Path) -> str:
 def checkout_base(repo: Path, commit: str, into: Path) -> Path:
     """A throwaway clone at `commit`; --shared reads the repository's objects in place, so it is fast and copies nothing."""
     target = into / "base"
-    for args in (("clone", "--quiet", "--shared", "--no-checkout", str(repo), str(target)), ("-C", str(target), "checkout", "--quiet", "--detach", commit)):
+    for args in (
+        ("clone", "--quiet", "--shared", "--no-checkout", str(repo), str(target)),
+        ("-C", str(target), "checkout", "--quiet", "--detach", commit),
+    ):
         result = subprocess.run(["git", *args], capture_output=True, text=True)
         if result.returncode != 0:
             raise LabError(f"cannot check out the base {commit[:12]}: {last_line(result.stderr)}")
@@ -147,7 +159,10 @@ def collected_ids(config: AbConfig, root: Path, side_out: Path | None) -> tuple[
     options = config.suite_options(side_out) if side_out is not None else []
     result = procs.run(
         pytest_argv(config, "--collect-only", "-q", "benchmarks", *options),
-        cwd=root, env=side_env(root), capture_output=True, text=True,
+        cwd=root,
+        env=side_env(root),
+        capture_output=True,
+        text=True,
     )
     ids = {line.strip() for line in result.stdout.splitlines() if "::" in line and not line.startswith(" ")}
     if result.returncode not in (0, 5):  # 5: no tests collected, which is no failure
@@ -166,7 +181,9 @@ def imported_from(config: AbConfig, root: Path) -> Path | None:
 def check_imports_own_code(config: AbConfig, side: str, root: Path) -> None:
     origin = imported_from(config, root)
     if origin is None or not origin.is_relative_to(root.resolve()):
-        raise LabError(f"the {side} side's runs would import resnet_lab from {origin or 'nowhere'}, not from its checkout '{root}'")
+        raise LabError(
+            f"the {side} side's runs would import resnet_lab from {origin or 'nowhere'}, not from its checkout '{root}'"
+        )
 
 
 def loadavg() -> list[float] | None:
@@ -188,21 +205,34 @@ class RunRecord:
     log: str
 
 
-def start_side(config: AbConfig, side: str, root: Path, pair: int, order: int, ids: Sequence[str]) -> tuple[subprocess.Popen, Path]:
+def start_side(
+    config: AbConfig, side: str, root: Path, pair: int, order: int, ids: Sequence[str]
+) -> tuple[subprocess.Popen, Path]:
     out = config.out.resolve()
     log = out / "logs" / f"{order:02d}-{run_name(side, pair)}.log"
     argv = pytest_argv(
-        config, "-q", *ids, *config.suite_options(out / "lab-output" / side),
-        "--benchmark-save", run_name(side, pair), "--benchmark-save-data", "--benchmark-storage", f"file://{out / 'storage'}",
+        config,
+        "-q",
+        *ids,
+        *config.suite_options(out / "lab-output" / side),
+        "--benchmark-save",
+        run_name(side, pair),
+        "--benchmark-save-data",
+        "--benchmark-storage",
+        f"file://{out / 'storage'}",
     )
     with open(log, "w", encoding="utf-8") as handle:  # the child keeps its own copy of the descriptor
-        return procs.popen(argv, cwd=root, env=side_env(root, config.run_threads()), stdout=handle, stderr=subprocess.STDOUT), log
+        return procs.popen(
+            argv, cwd=root, env=side_env(root, config.run_threads()), stdout=handle, stderr=subprocess.STDOUT
+        ), log
 
 
 def run_together(config: AbConfig, sides: Sequence[tuple[str, Path, int, int]], ids: Sequence[str]) -> list[RunRecord]:
     """Start the runs `sides` = (side, root, pair, order) at once and wait for all; each run's wall time ends at its own exit."""
     before, start = loadavg(), time.perf_counter()
-    started = [(side, pair, order, *start_side(config, side, root, pair, order, ids)) for side, root, pair, order in sides]
+    started = [
+        (side, pair, order, *start_side(config, side, root, pair, order, ids)) for side, root, pair, order in sides
+    ]
     ended: dict[int, float] = {}
     while len(ended) < len(started):
         for i, (_, _, _, proc, _) in enumerate(started):
@@ -210,8 +240,10 @@ def run_together(config: AbConfig, sides: Sequence[tuple[str, Path, int, int]], 
                 ended[i] = time.perf_counter() - start
         time.sleep(0.05)
     after, out = loadavg(), config.out.resolve()
-    return [RunRecord(order, side, pair, proc.returncode, ended[i], before, after, str(log.relative_to(out)))
-            for i, (side, pair, order, proc, log) in enumerate(started)]
+    return [
+        RunRecord(order, side, pair, proc.returncode, ended[i], before, after, str(log.relative_to(out)))
+        for i, (side, pair, order, proc, log) in enumerate(started)
+    ]
 
 
 def run_order(pairs: int) -> list[tuple[int, str]]:
@@ -221,7 +253,6 @@ def run_order(pairs: int) -> list[tuple[int, str]]:
         sides = (BASE, NEW) if pair % 2 == 0 else (NEW, BASE)
         order += [(pair, side) for side in sides]
     return order
-
 
 
 # ---------------------------------------------------------------------------
@@ -245,7 +276,9 @@ def prepare_out(out: Path) -> list[Path]:
     if out.exists() and not out.is_dir():
         raise LabError(f"--out '{out}' exists and is not a folder; pass a folder for the runs")
     if (out / "storage").exists():
-        raise LabError(f"'{out}' already holds paired runs; pass another --out, or --from {out} to decide on them again")
+        raise LabError(
+            f"'{out}' already holds paired runs; pass another --out, or --from {out} to decide on them again"
+        )
     created = [p for p in (out, *(out / f for f in ("storage", "logs", "lab-output"))) if not p.exists()]
     try:
         for folder in ("storage", "logs", "lab-output"):
@@ -282,7 +315,9 @@ def sides_ids(config: AbConfig, base_root: Path, new_root: Path, base_label: str
         raise BaseLacksGated(f"the base {base_label} {NO_GATED} ({', '.join(wanted)}){why}", wanted)
     both = [i for i in common if i in new_ids]
     if not both:
-        raise LabError(f"the working tree has none of the gated benchmarks the base has ({', '.join(common)}): {new_problem or 'not collected'}")
+        raise LabError(
+            f"the working tree has none of the gated benchmarks the base has ({', '.join(common)}): {new_problem or 'not collected'}"
+        )
     return both
 
 
@@ -300,16 +335,26 @@ def run_pairs(config: AbConfig, roots: dict[str, Path], ids: Sequence[str]) -> l
     start, longest = time.perf_counter(), 0.0
     for pair in range(config.pairs):
         if not next_pair_fits(config, pair, time.perf_counter() - start, longest):
-            print(f"time box: {pair} pairs done in {(time.perf_counter() - start) / 60:.1f} min; another would end past "
-                  f"{config.time_box_s / 60:g} min, so the gate decides on {pair}", flush=True)
+            print(
+                f"time box: {pair} pairs done in {(time.perf_counter() - start) / 60:.1f} min; another would end past "
+                f"{config.time_box_s / 60:g} min, so the gate decides on {pair}",
+                flush=True,
+            )
             break
         began = time.perf_counter()
-        runs = order[2 * pair:2 * pair + 2]
-        for batch in ([runs] if config.side_by_side else [[run] for run in runs]):
+        runs = order[2 * pair : 2 * pair + 2]
+        for batch in [runs] if config.side_by_side else [[run] for run in runs]:
             for record in run_together(config, batch, ids):
                 records.append(record)
-                load = f"load {record.load_before[0]:.2f} -> {record.load_after[0]:.2f}" if record.load_before and record.load_after else "load n/a"
-                print(f"[{record.order + 1:2d}/{len(order)}] pair {record.pair} {record.side:4s} {record.wall_s:6.1f} s  ({load})", flush=True)
+                load = (
+                    f"load {record.load_before[0]:.2f} -> {record.load_after[0]:.2f}"
+                    if record.load_before and record.load_after
+                    else "load n/a"
+                )
+                print(
+                    f"[{record.order + 1:2d}/{len(order)}] pair {record.pair} {record.side:4s} {record.wall_s:6.1f} s  ({load})",
+                    flush=True,
+                )
         longest = max(longest, time.perf_counter() - began)
         if any(r.returncode != 0 for r in records):
             break
@@ -341,9 +386,14 @@ def run_ab(config: AbConfig) -> tuple[Outcome, Session]:
         except BaseException:
             discard_out(created)  # no run started: leave --out as it was
             raise
-        mode = f"side by side, {config.run_threads()} torch threads each" if config.side_by_side else "one after the other"
-        print(f"paired runs: base {labels[BASE]} vs new {labels[NEW]}; {config.pairs} pairs (ABBA, {mode}), "
-              f"C2 {config.epochs} epochs x {config.batches} batches; {len(ids)} benchmarks: {', '.join(i.rpartition('::')[2] for i in ids)}", flush=True)
+        mode = (
+            f"side by side, {config.run_threads()} torch threads each" if config.side_by_side else "one after the other"
+        )
+        print(
+            f"paired runs: base {labels[BASE]} vs new {labels[NEW]}; {config.pairs} pairs (ABBA, {mode}), "
+            f"C2 {config.epochs} epochs x {config.batches} batches; {len(ids)} benchmarks: {', '.join(i.rpartition('::')[2] for i in ids)}",
+            flush=True,
+        )
         start = time.perf_counter()
         records = run_pairs(config, roots, ids)
         elapsed = time.perf_counter() - start
@@ -353,27 +403,41 @@ def run_ab(config: AbConfig) -> tuple[Outcome, Session]:
     session = Session(labels, records, elapsed)
     failed = [r for r in records if r.returncode != 0]
     if failed and failed[0].side == BASE:
-        raise LabError(f"the base's run {run_name(BASE, failed[0].pair)} failed (pytest exit {failed[0].returncode}); see {config.out / failed[0].log}")
+        raise LabError(
+            f"the base's run {run_name(BASE, failed[0].pair)} failed (pytest exit {failed[0].returncode}); see {config.out / failed[0].log}"
+        )
     if failed:
         why = f"the new side's run {run_name(NEW, failed[0].pair)} failed (pytest exit {failed[0].returncode}); see {config.out / failed[0].log}"
         return Outcome(why, [], [], run_failure=why), session
     pairs = len({r.pair for r in records})
-    heading = (f"paired A/B: base {labels[BASE]} vs new {labels[NEW]}, {pairs} of {config.pairs} pairs "
-               f"({len(records)} runs) in {elapsed / 60:.1f} min")
+    heading = (
+        f"paired A/B: base {labels[BASE]} vs new {labels[NEW]}, {pairs} of {config.pairs} pairs "
+        f"({len(records)} runs) in {elapsed / 60:.1f} min"
+    )
     outcome = decide_runs(paired_runs(config.out), gated_benchmarks(config.device), config.rule, heading)
     return outcome, session
 
 
 def summary_record(config: AbConfig, outcome: Outcome, session: Session) -> dict[str, object]:
     return {
-        "base": session.labels[BASE], "new": session.labels[NEW], "elapsed_s": session.elapsed_s,
-        "config": {"pairs": config.pairs, "epochs": config.epochs, "batches": config.batches, "device": config.device,
-                   "tolerance": config.rule.tolerance, "confidence": config.rule.confidence, "order": "ABBA",
-                   "side_by_side": config.side_by_side, "threads": config.run_threads(), "time_box_s": config.time_box_s},
+        "base": session.labels[BASE],
+        "new": session.labels[NEW],
+        "elapsed_s": session.elapsed_s,
+        "config": {
+            "pairs": config.pairs,
+            "epochs": config.epochs,
+            "batches": config.batches,
+            "device": config.device,
+            "tolerance": config.rule.tolerance,
+            "confidence": config.rule.confidence,
+            "order": "ABBA",
+            "side_by_side": config.side_by_side,
+            "threads": config.run_threads(),
+            "time_box_s": config.time_box_s,
+        },
         "runs": [asdict(r) for r in session.records],
         "rows": [r.as_record() for r in outcome.rows],
-        "listed": outcome.listed, "warnings": outcome.warnings,
+        "listed": outcome.listed,
+        "warnings": outcome.warnings,
         "failed": outcome.failed,
     }
-
-

@@ -20,7 +20,6 @@ import torch
 
 from ..data import LabDataset, LoaderConfig, make_train_loader
 from ..engine.clock import SyncClock, clock_for
-from ..perf.isolated import IsolatedRun
 from ..engine.phases import (
     BATCH_PHASE_KEYS,
     CPU_KEYS,
@@ -35,6 +34,7 @@ from ..engine.phases import (
 from ..engine.run import LabRun, RunConfig
 from ..machine import numerics_state
 from ..perf.equivalence import ReferenceCache, check_variant, failure_line
+from ..perf.isolated import IsolatedRun
 from ..perf.memory import memory_peaks
 from .options import LabOptions
 
@@ -65,7 +65,9 @@ class EquivalenceGate:
 
     def check(self, benchmark: Any, config: RunConfig, run: IsolatedRun | None = None) -> None:
         # An isolated run checks in its own process, under the process-wide state its epochs train in.
-        record = check_variant(config, self.cache, self.plant, observe_fn=run.observe_check if run is not None else None)
+        record = check_variant(
+            config, self.cache, self.plant, observe_fn=run.observe_check if run is not None else None
+        )
         benchmark.extra_info["equivalence"] = record
         if record["verdict"] != "pass":
             self.failures[self.name] = {"variant": self.variant, **record}
@@ -109,7 +111,9 @@ def run_training_benchmark(
         equivalence.check(benchmark, config)
     with contextlib.ExitStack() as stack:
         if config.changes_process:
-            run: LabRun | IsolatedRun = stack.enter_context(IsolatedRun(config, options.data_config, with_test=with_test))
+            run: LabRun | IsolatedRun = stack.enter_context(
+                IsolatedRun(config, options.data_config, with_test=with_test)
+            )
             if equivalence is not None:
                 equivalence.check(benchmark, config, run)
         else:
@@ -133,7 +137,12 @@ def run_training_benchmark(
 
 
 def train_or_serve(
-    request: Any, benchmark: Any, config: RunConfig, options: LabOptions, lab_data: tuple, sweep: "SweepState",
+    request: Any,
+    benchmark: Any,
+    config: RunConfig,
+    options: LabOptions,
+    lab_data: tuple,
+    sweep: "SweepState",
     extra: dict[str, object] | None = None,
 ) -> LabRun | IsolatedRun:
     """Train `config` as this benchmark, unless a benchmark of this session already trained exactly it:
@@ -205,15 +214,21 @@ def cpu_problems(record: dict[str, object]) -> list[str]:
     if not present:
         return []
     if len(present) < len(CPU_KEYS):
-        return [f"CPU time recorded for only {', '.join(present)}: missing {', '.join(k for k in CPU_KEYS if k not in record)}"]
+        return [
+            f"CPU time recorded for only {', '.join(present)}: missing {', '.join(k for k in CPU_KEYS if k not in record)}"
+        ]
     problems = [f"{key} is {record[key]}" for key in CPU_KEYS if not 0 <= float(record[key]) < math.inf]  # type: ignore[arg-type]
     phases = sum(float(record[key]) for key in CPU_PHASE_KEYS)  # type: ignore[arg-type]
     if not problems and not phases <= float(record[EPOCH_CPU_KEY]) + 1e-6:  # type: ignore[arg-type]
-        problems.append(f"the phases' CPU time adds up to {phases} s, more than {EPOCH_CPU_KEY} {record[EPOCH_CPU_KEY]} s")
+        problems.append(
+            f"the phases' CPU time adds up to {phases} s, more than {EPOCH_CPU_KEY} {record[EPOCH_CPU_KEY]} s"
+        )
     return problems
 
 
-def loader_epoch(loader: Iterable, device: torch.device | str = "cpu", clock: SyncClock | None = None) -> dict[str, object]:
+def loader_epoch(
+    loader: Iterable, device: torch.device | str = "cpu", clock: SyncClock | None = None
+) -> dict[str, object]:
     """Iterate one epoch of a loader with no training: the C3 loader-only figure."""
     clock = clock or clock_for(device)
     images, batches = 0, 0
@@ -222,7 +237,12 @@ def loader_epoch(loader: Iterable, device: torch.device | str = "cpu", clock: Sy
             images += x.shape[0]
             batches += 1
     load_s = clock.total("load")
-    result: dict[str, object] = {"load_s": load_s, "images": images, "batches": batches, "images_per_s": images / load_s if load_s > 0 else float("inf")}
+    result: dict[str, object] = {
+        "load_s": load_s,
+        "images": images,
+        "batches": batches,
+        "images_per_s": images / load_s if load_s > 0 else float("inf"),
+    }
     if clock.keeps_cpu:
         result["load_cpu_s"] = clock.cpu_total("load")
     return result
@@ -230,4 +250,6 @@ def loader_epoch(loader: Iterable, device: torch.device | str = "cpu", clock: Sy
 
 def loader_only_sweep(train_set: LabDataset, workers: Iterable[int]) -> dict[int, float]:
     """load_s of one full CPU epoch per worker count (the C3.2 fallback when C3 did not run)."""
-    return {w: float(loader_epoch(make_train_loader(train_set, LoaderConfig(num_workers=w)))["load_s"]) for w in workers}
+    return {
+        w: float(loader_epoch(make_train_loader(train_set, LoaderConfig(num_workers=w)))["load_s"]) for w in workers
+    }

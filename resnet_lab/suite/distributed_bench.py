@@ -20,15 +20,15 @@ from typing import Any
 import torch
 
 from ..data import DataConfig, LabDataset, LoaderConfig, load_datasets
-from ..engine.loop import summarize
-from ..engine.run import RunConfig
-from .benchmarking import SUMMARY_KEYS
-from ..spec.groups import D1
-from .options import LabOptions
 from ..distributed.allreduce import allreduce_round, allreduce_summary
 from ..distributed.ddp import DDP_BUCKET_CAP_MB, DataParallelRun, ParallelConfig
 from ..distributed.launch import RankContext, World, capacity_reason, default_backend
 from ..distributed.ranks import RankGroup
+from ..engine.loop import summarize
+from ..engine.run import RunConfig
+from ..spec.groups import D1
+from .benchmarking import SUMMARY_KEYS
+from .options import LabOptions
 
 D_EPOCHS = 2  # the lab: two epochs, the second one reported
 D5_EPOCHS = 5
@@ -54,7 +54,9 @@ class DPreset:
 
 D_PRESETS = {
     # Smoke: D1 and D2 at 32 and 128, D3 at 32, D4; D2-D4 at world size 2 on one process group.
-    "smoke": DPreset(cpu_max_batch=128, world_sizes=(2,), allreduce_rounds=5, allreduce_iters=5, d5=False, d3_max_batch=32),
+    "smoke": DPreset(
+        cpu_max_batch=128, world_sizes=(2,), allreduce_rounds=5, allreduce_iters=5, d5=False, d3_max_batch=32
+    ),
     "full": DPreset(cpu_max_batch=2048, world_sizes=(2, 4), allreduce_rounds=10, allreduce_iters=20, d5=True),
 }
 
@@ -100,7 +102,10 @@ class DSpec:
 
     def run_config(self, options: LabOptions) -> RunConfig:
         return RunConfig(
-            device=self.device, epochs=self.epochs, max_batches=options.max_batches, eval_batches=options.eval_batches,
+            device=self.device,
+            epochs=self.epochs,
+            max_batches=options.max_batches,
+            eval_batches=options.eval_batches,
             loader=LoaderConfig(batch_size=self.batch_per_rank, num_workers=d_workers(self.device)),
         )
 
@@ -118,7 +123,9 @@ def load_data(context: RankContext, source: str) -> int:
     return len(context.state["data"][0])
 
 
-def start_run(context: RankContext, key: str, config: RunConfig, parallel: ParallelConfig, with_test: bool) -> dict[str, int]:
+def start_run(
+    context: RankContext, key: str, config: RunConfig, parallel: ParallelConfig, with_test: bool
+) -> dict[str, int]:
     train_set, test_set = context.state["data"]
     run = DataParallelRun(config, train_set, test_set if with_test else None, world=context.world, parallel=parallel)
     context.state[key] = run
@@ -165,8 +172,10 @@ class DState:
             return f"batch {spec.batch_per_rank} is larger than the training set ({train_images} images)"
         cap = D_PRESETS[options.preset].cpu_max_batch
         if spec.device == "cpu" and spec.batch_per_rank > cap:
-            return (f"the {options.preset} preset caps CPU batches at {cap}: a CPU has no out-of-memory error to stop at "
-                    "(the kernel would kill the session); use --lab-preset full for more")
+            return (
+                f"the {options.preset} preset caps CPU batches at {cap}: a CPU has no out-of-memory error to stop at "
+                "(the kernel would kill the session); use --lab-preset full for more"
+            )
         oom = self.oom_batch.get(spec.device)
         if oom is not None and spec.batch_per_rank >= oom and not (spec.group == D1 and spec.batch_per_rank == oom):
             return f"{spec.device} ran out of memory at batch {oom} in D1 (recorded there), so batch {spec.batch_per_rank} does not fit"
@@ -195,7 +204,9 @@ class DState:
 # ----------------------------------------------------------------------------- extra_info
 
 
-def d_extra_info(records: list[dict[str, Any]], spec: DSpec, options: LabOptions, train_set: LabDataset, world: World) -> dict[str, object]:
+def d_extra_info(
+    records: list[dict[str, Any]], spec: DSpec, options: LabOptions, train_set: LabDataset, world: World
+) -> dict[str, object]:
     """The training groups' extra_info keys, then the data-parallel ones; figures of the reported (last) epoch."""
     summary = summarize(records)
     reported = records[-1]
@@ -223,7 +234,8 @@ def d_extra_info(records: list[dict[str, Any]], spec: DSpec, options: LabOptions
         step_s=reported["step_s"],
         train_images=len(train_set),
         # An epoch of the whole training set at the measured step time (the epochs may be capped).
-        full_epoch_training_s=float(reported["step_s"]) * math.ceil(len(train_set) / (spec.world_size * spec.batch_per_rank)),
+        full_epoch_training_s=float(reported["step_s"])
+        * math.ceil(len(train_set) / (spec.world_size * spec.batch_per_rank)),
         lr=reported.get("lr"),
     )
     return info
@@ -241,7 +253,12 @@ def speedup_record(step_s: float, world_size: int, d1_step_s: float | None) -> d
 
 def run_d1(benchmark: Any, spec: DSpec, options: LabOptions, train_set: LabDataset, state: DState) -> dict[str, object]:
     """D1 at one batch on one device; running out of memory is recorded as the answer, not raised."""
-    run = DataParallelRun(spec.run_config(options), train_set, None, world=World(device=spec.device, threads_per_rank=torch.get_num_threads()))
+    run = DataParallelRun(
+        spec.run_config(options),
+        train_set,
+        None,
+        world=World(device=spec.device, threads_per_rank=torch.get_num_threads()),
+    )
     failed: list[str] = []
 
     def epoch() -> None:
@@ -262,9 +279,18 @@ def run_d1(benchmark: Any, spec: DSpec, options: LabOptions, train_set: LabDatas
     if failed:
         state.oom_batch[spec.device] = min(spec.batch_per_rank, state.oom_batch.get(spec.device, spec.batch_per_rank))
         info: dict[str, object] = {
-            "out_of_memory": True, "error": failed[0], "epochs": run.records, "device": spec.device, "world_size": 1,
-            "batch_per_rank": spec.batch_per_rank, "global_batch": spec.batch_per_rank, "batch_size": spec.batch_per_rank,
-            "backend": None, "threads_per_rank": world.threads_per_rank, "preset": options.preset, "data": train_set.source,
+            "out_of_memory": True,
+            "error": failed[0],
+            "epochs": run.records,
+            "device": spec.device,
+            "world_size": 1,
+            "batch_per_rank": spec.batch_per_rank,
+            "global_batch": spec.batch_per_rank,
+            "batch_size": spec.batch_per_rank,
+            "backend": None,
+            "threads_per_rank": world.threads_per_rank,
+            "preset": options.preset,
+            "data": train_set.source,
             "timing": "not an epoch time: the rounds ran until the device ran out of memory",
         }
     else:
@@ -276,7 +302,11 @@ def run_d1(benchmark: Any, spec: DSpec, options: LabOptions, train_set: LabDatas
 
 
 def run_parallel(
-    benchmark: Any, spec: DSpec, options: LabOptions, data: tuple[LabDataset, LabDataset], state: DState,
+    benchmark: Any,
+    spec: DSpec,
+    options: LabOptions,
+    data: tuple[LabDataset, LabDataset],
+    state: DState,
 ) -> dict[str, object]:
     """D2, D3, D5: `spec.epochs` epochs on every rank of the group, rank 0 timed by pytest-benchmark."""
     group = state.group(spec.device, spec.world_size, options.data, data)
@@ -293,7 +323,9 @@ def run_parallel(
         record["warmup"] = index == 0
     info = d_extra_info(records, spec, options, data[0], group.world)
     info.update(gradients, **test)
-    info.update(speedup_record(float(info["step_s"]), spec.world_size, state.d1_step_s.get((spec.device, spec.batch_per_rank))))  # type: ignore[arg-type]
+    info.update(
+        speedup_record(float(info["step_s"]), spec.world_size, state.d1_step_s.get((spec.device, spec.batch_per_rank)))
+    )  # type: ignore[arg-type]
     info["scaling"] = "weak"
     info["scaling_note"] = WEAK_SCALING
     if spec.measure_comm:
@@ -324,8 +356,14 @@ def comm_summary(record: dict[str, Any], d1_step_s: float | None) -> dict[str, o
 
 
 def run_d4(
-    benchmark: Any, device: str, world_size: int, size_name: str, size_bytes: int, options: LabOptions,
-    data: tuple[LabDataset, LabDataset], state: DState,
+    benchmark: Any,
+    device: str,
+    world_size: int,
+    size_name: str,
+    size_bytes: int,
+    options: LabOptions,
+    data: tuple[LabDataset, LabDataset],
+    state: DState,
 ) -> dict[str, object]:
     """D4: fp32 allreduce of `size_bytes` per rank, rounds of back-to-back operations, nccl-tests' bandwidths."""
     preset = D_PRESETS[options.preset]
@@ -339,9 +377,14 @@ def run_d4(
     benchmark.pedantic(one_round, rounds=preset.allreduce_rounds, iterations=1, warmup_rounds=1)
     info = allreduce_summary(rounds[1:] if len(rounds) > preset.allreduce_rounds else rounds, numel * 4, world_size)
     info.update(
-        size=size_name, device=device, world_size=world_size, backend=group.world.backend, launcher=group.world.launcher,
-        threads_per_rank=group.world.threads_per_rank, iters_per_round=preset.allreduce_iters, preset=options.preset,
+        size=size_name,
+        device=device,
+        world_size=world_size,
+        backend=group.world.backend,
+        launcher=group.world.launcher,
+        threads_per_rank=group.world.threads_per_rank,
+        iters_per_round=preset.allreduce_iters,
+        preset=options.preset,
     )
     benchmark.extra_info.update(info)
     return info
-

@@ -17,7 +17,6 @@ from ..errors import LabError
 from ..spec.presets import C3_DEFAULT_WORKERS, DEFAULT_SEEDS, PRESETS, extension_counts
 
 
-
 @dataclass(frozen=True)
 class LabOptions:
     """The suite's options after the preset is applied; explicit options win over the preset."""
@@ -32,8 +31,12 @@ class LabOptions:
     profile_steps: int = 3
     c8_epochs: int = 2
     out_dir: str = "lab-output"
-    numerics: Numerics = Numerics()  # fp32 math on CUDA: PyTorch's defaults (cuDNN convolutions in TF32) unless --lab-tf32 off
-    seeds: tuple[int, ...] = DEFAULT_SEEDS  # --lab-seeds; other than the default, training benchmarks get a `seed` param
+    numerics: Numerics = (
+        Numerics()
+    )  # fp32 math on CUDA: PyTorch's defaults (cuDNN convolutions in TF32) unless --lab-tf32 off
+    seeds: tuple[int, ...] = (
+        DEFAULT_SEEDS  # --lab-seeds; other than the default, training benchmarks get a `seed` param
+    )
     seed: int = 0  # the seed of this benchmark's run (one of `seeds`; the `seed` fixture sets it)
 
     @property
@@ -55,8 +58,14 @@ class LabOptions:
     def base_config(self) -> RunConfig:
         """The lab's run at this preset: what every training benchmark replaces fields of."""
         # The seed sets the initial weights (RunConfig.seed) and the loader's shuffle and augmentation (LoaderConfig.seed).
-        return RunConfig(epochs=self.epochs, max_batches=self.max_batches, eval_batches=self.eval_batches, numerics=self.numerics,
-                         seed=self.seed, loader=LoaderConfig(seed=self.seed))
+        return RunConfig(
+            epochs=self.epochs,
+            max_batches=self.max_batches,
+            eval_batches=self.eval_batches,
+            numerics=self.numerics,
+            seed=self.seed,
+            loader=LoaderConfig(seed=self.seed),
+        )
 
     @property
     def data_config(self) -> DataConfig:
@@ -129,5 +138,3 @@ def check_seeds(seeds: tuple[int, ...]) -> tuple[int, ...]:
     if len(set(seeds)) != len(seeds):
         raise LabError(f"--lab-seeds: a seed is given twice in {','.join(map(str, seeds))}: list each once")
     return tuple(seeds)
-
-

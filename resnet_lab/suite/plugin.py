@@ -18,13 +18,23 @@ from typing import Any
 
 import pytest
 
-from ..argtypes import choice, data_source, device_list, non_negative_int, on_off, output_dir, positive_int, seed_list, worker_list
+from ..argtypes import (
+    choice,
+    data_source,
+    device_list,
+    non_negative_int,
+    on_off,
+    output_dir,
+    positive_int,
+    seed_list,
+    worker_list,
+)
 from ..data import SOURCES_HELP, SYNTHETIC, check_source
 from ..errors import LabError
 from ..fileio import check_outputs
 from ..spec import groups
-from .options import build_options
 from ..spec.presets import C3_DEFAULT_WORKERS, PRESETS
+from .options import build_options
 
 
 @dataclass(frozen=True)
@@ -41,34 +51,92 @@ class Option:
 
 _SMOKE, _FULL = PRESETS["smoke"], PRESETS["full"]
 LAB_OPTIONS: tuple[Option, ...] = (
-    Option("--lab-preset", dict(
-        type=choice(*PRESETS, what="preset"), default="smoke", metavar="NAME",
-        help=f"smoke ({_SMOKE.epochs} epochs x {_SMOKE.max_batches} batches, CPU-sized) or full "
-        f"(the lab as written: {_FULL.epochs} epochs, all batches). Default: smoke")),
-    Option("--lab-data", dict(type=data_source, default=SYNTHETIC, metavar="SRC", help=f"{SOURCES_HELP}. Default: {SYNTHETIC}")),
-    Option("--lab-device", dict(
-        type=device_list, default="cpu,cuda", metavar="LIST",
-        help="comma-separated devices; absent ones are skipped with the reason. Default: cpu,cuda")),
-    Option("--lab-epochs", dict(type=positive_int, default=None, metavar="N", help="epochs per training benchmark. Default: from the preset")),
-    Option("--lab-batches", dict(
-        type=non_negative_int, default=None, metavar="N",
-        help="max batches per epoch, 0 = no cap. Default: from the preset (smoke 2, full none)")),
-    Option("--lab-eval-batches", dict(
-        type=non_negative_int, default=None, metavar="N",
-        help="test batches evaluated after training where a question reads test accuracy (C6, C7 and the runs serving them), "
-        "0 = the whole test set. Default: from the preset (smoke 2, full all)")),
-    Option("--lab-workers", dict(
-        type=worker_list, default=None, metavar="LIST",
-        help=f"C3 worker counts, e.g. 0,2,4. Default: {','.join(map(str, C3_DEFAULT_WORKERS))} and on by 4 while loading time improves")),
-    Option("--lab-seeds", dict(
-        type=seed_list, default=None, metavar="LIST",
-        help="seeds of the training benchmarks (weights, shuffle, augmentation), e.g. 0,1,2: each trains once per seed, "
-        "with `seed` as a param (names end in -seed=N). Default: 0 only, and no seed param")),
-    Option("--lab-out", dict(type=output_dir, default="lab-output", metavar="DIR", help="folder for profiler traces and tables. Default: lab-output")),
-    Option("--lab-tf32", dict(
-        type=on_off, default="on", metavar="on|off",
-        help="CUDA: cuDNN runs fp32 convolutions as TF32 (PyTorch's default on Ampere and newer); 'off' computes them "
-        "in full fp32 like the lab's older GPUs. Default: on")),
+    Option(
+        "--lab-preset",
+        dict(
+            type=choice(*PRESETS, what="preset"),
+            default="smoke",
+            metavar="NAME",
+            help=f"smoke ({_SMOKE.epochs} epochs x {_SMOKE.max_batches} batches, CPU-sized) or full "
+            f"(the lab as written: {_FULL.epochs} epochs, all batches). Default: smoke",
+        ),
+    ),
+    Option(
+        "--lab-data",
+        dict(type=data_source, default=SYNTHETIC, metavar="SRC", help=f"{SOURCES_HELP}. Default: {SYNTHETIC}"),
+    ),
+    Option(
+        "--lab-device",
+        dict(
+            type=device_list,
+            default="cpu,cuda",
+            metavar="LIST",
+            help="comma-separated devices; absent ones are skipped with the reason. Default: cpu,cuda",
+        ),
+    ),
+    Option(
+        "--lab-epochs",
+        dict(
+            type=positive_int, default=None, metavar="N", help="epochs per training benchmark. Default: from the preset"
+        ),
+    ),
+    Option(
+        "--lab-batches",
+        dict(
+            type=non_negative_int,
+            default=None,
+            metavar="N",
+            help="max batches per epoch, 0 = no cap. Default: from the preset (smoke 2, full none)",
+        ),
+    ),
+    Option(
+        "--lab-eval-batches",
+        dict(
+            type=non_negative_int,
+            default=None,
+            metavar="N",
+            help="test batches evaluated after training where a question reads test accuracy (C6, C7 and the runs serving them), "
+            "0 = the whole test set. Default: from the preset (smoke 2, full all)",
+        ),
+    ),
+    Option(
+        "--lab-workers",
+        dict(
+            type=worker_list,
+            default=None,
+            metavar="LIST",
+            help=f"C3 worker counts, e.g. 0,2,4. Default: {','.join(map(str, C3_DEFAULT_WORKERS))} and on by 4 while loading time improves",
+        ),
+    ),
+    Option(
+        "--lab-seeds",
+        dict(
+            type=seed_list,
+            default=None,
+            metavar="LIST",
+            help="seeds of the training benchmarks (weights, shuffle, augmentation), e.g. 0,1,2: each trains once per seed, "
+            "with `seed` as a param (names end in -seed=N). Default: 0 only, and no seed param",
+        ),
+    ),
+    Option(
+        "--lab-out",
+        dict(
+            type=output_dir,
+            default="lab-output",
+            metavar="DIR",
+            help="folder for profiler traces and tables. Default: lab-output",
+        ),
+    ),
+    Option(
+        "--lab-tf32",
+        dict(
+            type=on_off,
+            default="on",
+            metavar="on|off",
+            help="CUDA: cuDNN runs fp32 convolutions as TF32 (PyTorch's default on Ampere and newer); 'off' computes them "
+            "in full fp32 like the lab's older GPUs. Default: on",
+        ),
+    ),
 )
 
 
@@ -85,7 +153,9 @@ def _outputs(config: pytest.Config) -> list[tuple[str, str]]:
     if json_out is not None:
         outputs.append(("--benchmark-json", str(getattr(json_out, "name", json_out))))
     storage = str(config.getoption("benchmark_storage", "") or "")
-    if (config.getoption("benchmark_save", None) or config.getoption("benchmark_autosave", None)) and storage.startswith("file://"):
+    if (
+        config.getoption("benchmark_save", None) or config.getoption("benchmark_autosave", None)
+    ) and storage.startswith("file://"):
         outputs.append(("--benchmark-storage", storage.removeprefix("file://")))
     return outputs
 

@@ -18,25 +18,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from _pytest.fixtures import FixtureFunctionDefinition  # pytest exports no public type for a fixture
 import torch
+from _pytest.fixtures import FixtureFunctionDefinition  # pytest exports no public type for a fixture
 
 from ..data import load_datasets
 from ..devices import device_marks
-from .distributed_bench import DState
 from ..engine.clock import synced_timer
 from ..errors import LabError
 from ..machine import environment_info
-from ..procs import raise_terminated
 from ..perf.equivalence import ReferenceCache
 from ..perf.variants import device_peaks
+from ..procs import raise_terminated
 from ..results.answers import short_answers
 from ..results.derived import add_cross_benchmark_figures
 from ..results.runs import SCHEMA_VERSION, machine_id, parse_run, storage_root
-from .options import LabOptions
 from ..spec.outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for, option_path
+from .distributed_bench import DState
+from .options import LabOptions
 from .sweep import SweepState, lab_record
-
 
 RUN_LOG = pytest.StashKey[RunLog]()
 SIGTERM_BEFORE = pytest.StashKey[object]()
@@ -101,7 +100,9 @@ def prepare_outputs(config: pytest.Config) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     # pytest-benchmark turns itself off under xdist and would record nothing; refuse instead.
-    if config.pluginmanager.hasplugin("xdist") and (config.getoption("numprocesses", None) or config.getoption("dist", "no") != "no"):
+    if config.pluginmanager.hasplugin("xdist") and (
+        config.getoption("numprocesses", None) or config.getoption("dist", "no") != "no"
+    ):
         raise pytest.UsageError(
             "benchmarks must not run under pytest-xdist (-n/--dist): pytest-benchmark disables itself there "
             "and parallel runs would share the CPU cores being measured. Run `pytest benchmarks` without -n."
@@ -208,7 +209,9 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_benchmark_generate_json(config: pytest.Config, benchmarks: list, include_data: bool, machine_info: dict, commit_info: dict):
+def pytest_benchmark_generate_json(
+    config: pytest.Config, benchmarks: list, include_data: bool, machine_info: dict, commit_info: dict
+):
     # A run cut short (Ctrl-C, a time box) leaves the benchmark in flight with no rounds, and
     # pytest-benchmark would then fail to write any JSON at all; keep every finished benchmark instead.
     benchmarks[:] = [b for b in benchmarks if b.stats is not None and b.stats.data]
@@ -221,8 +224,13 @@ def run_log_header(config: pytest.Config) -> dict:
     machine_info = config.hook.pytest_benchmark_generate_machine_info(config=config)
     config.hook.pytest_benchmark_update_machine_info(config=config, machine_info=machine_info)
     commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
-    return {"machine_info": machine_info, "commit_info": commit_info, "datetime": datetime.now(timezone.utc).isoformat(),
-            "version": pytest_benchmark.__version__, "schema_version": SCHEMA_VERSION}
+    return {
+        "machine_info": machine_info,
+        "commit_info": commit_info,
+        "datetime": datetime.now(timezone.utc).isoformat(),
+        "version": pytest_benchmark.__version__,
+        "schema_version": SCHEMA_VERSION,
+    }
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -283,14 +291,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
         result = yield  # pytest-benchmark writes the JSON in here
     except OSError as exc:
         # The error skipped pytest's own terminal summary (it runs inside this hook), so say it here, once.
-        kept = (f"the {len(config.stash[FINISHED])} finished benchmarks are in '{log.path}', which resnet-lab report and compare read"
-                if log and log.lines else "no benchmark had finished")
+        kept = (
+            f"the {len(config.stash[FINISHED])} finished benchmarks are in '{log.path}', which resnet-lab report and compare read"
+            if log and log.lines
+            else "no benchmark had finished"
+        )
         where = f": '{exc.filename}'" if exc.filename else ""
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.ensure_newline()
             write_answers(config, reporter)
-            reporter.write_line(f"resnet-lab: error: could not write the benchmark results ({exc.strerror or exc}{where}); {kept}", red=True, bold=True)
+            reporter.write_line(
+                f"resnet-lab: error: could not write the benchmark results ({exc.strerror or exc}{where}); {kept}",
+                red=True,
+                bold=True,
+            )
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
         return None
     json_path = benchmark_json_path(config)
@@ -318,8 +333,11 @@ def write_answers(config: pytest.Config, reporter) -> None:
     if not finished:
         return
     json_path = benchmark_json_path(config)
-    run = parse_run(json_path or config.rootpath, {"machine_info": {}, "benchmarks": finished, "lab": session_lab(config)},
-                    label=json_path.name if json_path else "this run")
+    run = parse_run(
+        json_path or config.rootpath,
+        {"machine_info": {}, "benchmarks": finished, "lab": session_lab(config)},
+        label=json_path.name if json_path else "this run",
+    )
     reporter.section("the lab's short answers")
     for line in short_answers(run):
         reporter.write_line(line)
@@ -333,13 +351,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     saved = json_path or saved_to_storage(config)
     if saved is not None:
-        terminalreporter.write_line(f"JSON: {saved}; the answer sheet: resnet-lab report {saved} --out {saved.parent / 'report'}")
+        terminalreporter.write_line(
+            f"JSON: {saved}; the answer sheet: resnet-lab report {saved} --out {saved.parent / 'report'}"
+        )
     else:
-        terminalreporter.write_line("No JSON was saved: add --benchmark-json PATH to keep this run for resnet-lab report and compare")
+        terminalreporter.write_line(
+            "No JSON was saved: add --benchmark-json PATH to keep this run for resnet-lab report and compare"
+        )
 
 
 def hooks_and_fixtures() -> dict[str, object]:
     """Every hook (`pytest_*`) and fixture this module defines: what benchmarks/conftest.py puts in its namespace, so
     that they apply to benchmarks/ only and none can be left out (tests/test_layering.py reads them from the source)."""
-    return {name: value for name, value in globals().items()
-            if (name.startswith("pytest_") and callable(value)) or isinstance(value, FixtureFunctionDefinition)}
+    return {
+        name: value
+        for name, value in globals().items()
+        if (name.startswith("pytest_") and callable(value)) or isinstance(value, FixtureFunctionDefinition)
+    }

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 
 from ..data import LabDataset
 from ..engine.run import LabRun, RunConfig
+from ..spec.presets import c32_answer
 from .benchmarking import loader_only_sweep
 from .options import LabOptions
-from ..spec.presets import c32_answer
 
 
 @dataclass
@@ -62,10 +62,14 @@ class SweepState:
         if by is None:
             return None
         self.serve(group, name, params, by, self.evaluation(by) if config.evaluates else None)
-        return (f"served by {by}: the same configuration was already trained{' and evaluated' if config.evaluates else ''} "
-                f"in this run, so {group} reads its figures (JSON: lab.served, extra_info.serves) instead of training it again")
+        return (
+            f"served by {by}: the same configuration was already trained{' and evaluated' if config.evaluates else ''} "
+            f"in this run, so {group} reads its figures (JSON: lab.served, extra_info.serves) instead of training it again"
+        )
 
-    def serve(self, group: str, name: str, params: dict[str, object], by: str, evaluation: dict[str, object] | None = None) -> None:
+    def serve(
+        self, group: str, name: str, params: dict[str, object], by: str, evaluation: dict[str, object] | None = None
+    ) -> None:
         entry: dict[str, object] = {"group": group, "name": name, "params": dict(params), "by": by}
         if evaluation is not None:
             entry["evaluation"] = dict(evaluation)  # made for this question, after the serving benchmark was saved
@@ -108,8 +112,11 @@ def lab_record(options: LabOptions, sweep: SweepState | None) -> dict[str, objec
         "numerics": {
             "cudnn_tf32": options.numerics.cudnn_tf32,
             "float32_matmul_precision": options.numerics.matmul_precision,
-            "note": ("CUDA fp32 convolutions run as TF32 (PyTorch's default on Ampere and newer; the lab's GPUs had none)"
-                     if options.numerics.cudnn_tf32 else "CUDA fp32 convolutions in full fp32, as on the lab's GPUs (--lab-tf32 off)"),
+            "note": (
+                "CUDA fp32 convolutions run as TF32 (PyTorch's default on Ampere and newer; the lab's GPUs had none)"
+                if options.numerics.cudnn_tf32
+                else "CUDA fp32 convolutions in full fp32, as on the lab's GPUs (--lab-tf32 off)"
+            ),
         },
         "c3_2": sweep.answer if sweep else None,
         "served": list(sweep.served) if sweep else [],

@@ -39,7 +39,13 @@ OUTLIER_Z = 3.0  # a newest run this many robust sigmas (1.4826 x MAD) off its s
 DRIFT_ALPHA = 0.01  # a trend within segments this significant makes the changes a drift
 SEED = 20  # the permutations are drawn from a fixed seed: the same history gives the same answer
 
-REGRESSION, IMPROVEMENT, SUSPICIOUS, NO_CHANGE, INSUFFICIENT = "regression", "improvement", "suspicious", "no change", "insufficient data"
+REGRESSION, IMPROVEMENT, SUSPICIOUS, NO_CHANGE, INSUFFICIENT = (
+    "regression",
+    "improvement",
+    "suspicious",
+    "no change",
+    "insufficient data",
+)
 LABELS = (REGRESSION, IMPROVEMENT, SUSPICIOUS, NO_CHANGE, INSUFFICIENT)
 
 
@@ -92,7 +98,9 @@ class Change:
 class Verdict:
     label: str
     changes: tuple[Change, ...] = ()
-    drift: float | None = None  # the fitted change over the series (ratio - 1 or units) when a line fits better than steps
+    drift: float | None = (
+        None  # the fitted change over the series (ratio - 1 or units) when a line fits better than steps
+    )
     outlier: bool = False  # the newest run is far off its segment
     why: str = ""
     gate: bool = False  # the newest segment is a significant regression beyond tolerance
@@ -135,8 +143,13 @@ def judgeable(starts: np.ndarray) -> bool:
     return admissible(starts, 0, int(starts[-1])).size > 0
 
 
-def split_p_value(segment: np.ndarray, gain: float, rng: np.random.Generator, permutations: int = PERMUTATIONS,
-                  cuts: np.ndarray | None = None) -> float:
+def split_p_value(
+    segment: np.ndarray,
+    gain: float,
+    rng: np.random.Generator,
+    permutations: int = PERMUTATIONS,
+    cuts: np.ndarray | None = None,
+) -> float:
     """P(best admissible split gain of a random order of the runs >= `gain`), counting the observed order (so
     never 0). `cuts`: the admissible split points, relative to the segment's start (default: all of them)."""
     shuffled = rng.permuted(np.broadcast_to(segment, (permutations, segment.size)), axis=1)
@@ -163,8 +176,9 @@ def commit_cost(starts: np.ndarray):  # -> ruptures.costs.CostL2
     return CommitCostL2()
 
 
-def locate(z: np.ndarray, alpha: float, *, blocks: Sequence[object] | None = None,
-           permutations: int = PERMUTATIONS) -> list[tuple[int, float]]:
+def locate(
+    z: np.ndarray, alpha: float, *, blocks: Sequence[object] | None = None, permutations: int = PERMUTATIONS
+) -> list[tuple[int, float]]:
     """(index, p-value) of the significant change points of `z`, in time order; with `blocks` (a key per run,
     e.g. its commit), only at the first run of a block."""
     import ruptures  # type: ignore[import-untyped]  # local: only `history` needs it
@@ -242,10 +256,15 @@ def is_drift(z: np.ndarray, cuts: Sequence[int], alpha: float, starts: np.ndarra
     full = np.column_stack([line, steps[:, 1:]])
     dof = n - full.shape[1]
     fit = np.linalg.lstsq(full, z, rcond=None)[0]
-    sse = {name: float(((z - d @ np.linalg.lstsq(d, z, rcond=None)[0]) ** 2).sum()) for name, d in (("line", line), ("steps", steps))}
+    sse = {
+        name: float(((z - d @ np.linalg.lstsq(d, z, rcond=None)[0]) ** 2).sum())
+        for name, d in (("line", line), ("steps", steps))
+    }
     sse_full = float(((z - full @ fit) ** 2).sum())
     if dof <= 0 or sse_full <= 1e-12 * max(1.0, sse["line"], sse["steps"]):
-        return sse["steps"] > sse_full  # exact fits (identical runs, seeded quality): a drift only if steps leave a trend
+        return (
+            sse["steps"] > sse_full
+        )  # exact fits (identical runs, seeded quality): a drift only if steps leave a trend
     scale = sse_full / dof
     p_steps = float(stats.f.sf(((sse["line"] - sse_full) / k) / scale, k, dof))
     p_slope = float(stats.f.sf((sse["steps"] - sse_full) / scale, 1, dof))
@@ -266,8 +285,14 @@ def newest_is_outlier(values: np.ndarray, start: int, rule: Rule) -> bool:
     return gap > OUTLIER_Z * sigma
 
 
-def judge(values: Sequence[float] | np.ndarray, rule: Rule, alpha: float, *, blocks: Sequence[object] | None = None,
-          permutations: int = PERMUTATIONS) -> Verdict:
+def judge(
+    values: Sequence[float] | np.ndarray,
+    rule: Rule,
+    alpha: float,
+    *,
+    blocks: Sequence[object] | None = None,
+    permutations: int = PERMUTATIONS,
+) -> Verdict:
     """The series' change points and label. `alpha`: the false-alarm rate allowed to this one series
     (the caller divides the run's rate among its series). `blocks`: a key per run (its commit); a change
     starts only where the key changes. None: one run per commit."""
@@ -276,8 +301,11 @@ def judge(values: Sequence[float] | np.ndarray, rule: Rule, alpha: float, *, blo
     starts = boundaries(blocks, n)
     if not judgeable(starts):
         commits = "" if blocks is None else f" of {starts.size - 1} commit{'s' if starts.size > 2 else ''}"
-        return Verdict(INSUFFICIENT, why=f"{n} runs{commits}; a change needs {MIN_RUNS} runs on either side of a commit",
-                       segments=((0, n),))
+        return Verdict(
+            INSUFFICIENT,
+            why=f"{n} runs{commits}; a change needs {MIN_RUNS} runs on either side of a commit",
+            segments=((0, n),),
+        )
     z = rule.transform(data)
     found = locate(z, alpha, blocks=blocks, permutations=permutations)
     cuts = [t for t, _ in found]
@@ -293,20 +321,43 @@ def judge(values: Sequence[float] | np.ndarray, rule: Rule, alpha: float, *, blo
         start = float(np.median(data[: segments[0][1]]))
         end = start * (1 + total) if rule.log_scale else start + total
         worse = rule.beyond(start, end) == 1  # a drift for the worse beyond tolerance over the whole series
-        return Verdict(SUSPICIOUS if worse else NO_CHANGE, changes, drift=total, outlier=outlier, segments=segments,
-                       why=f"a gradual drift ({_fmt_change(rule, total)} over {n} runs"
-                           + (f" of {commits} commits" if commits != n else "") + "), not a step at one commit")
+        return Verdict(
+            SUSPICIOUS if worse else NO_CHANGE,
+            changes,
+            drift=total,
+            outlier=outlier,
+            segments=segments,
+            why=f"a gradual drift ({_fmt_change(rule, total)} over {n} runs"
+            + (f" of {commits} commits" if commits != n else "")
+            + "), not a step at one commit",
+        )
     if changes and changes[-1].direction == 1:
-        return Verdict(REGRESSION, changes, outlier=outlier, gate=True, segments=segments,
-                       why=f"the newest {n - last_start} runs are {_fmt_change(rule, rule.change(changes[-1].before, changes[-1].after))} "
-                           f"against the {changes[-1].index - segments[-2][0]} before (p = {changes[-1].p_value:.3g})")
+        return Verdict(
+            REGRESSION,
+            changes,
+            outlier=outlier,
+            gate=True,
+            segments=segments,
+            why=f"the newest {n - last_start} runs are {_fmt_change(rule, rule.change(changes[-1].before, changes[-1].after))} "
+            f"against the {changes[-1].index - segments[-2][0]} before (p = {changes[-1].p_value:.3g})",
+        )
     if changes and changes[-1].direction == -1:
-        return Verdict(IMPROVEMENT, changes, outlier=outlier, segments=segments,
-                       why=f"the newest {n - last_start} runs are {_fmt_change(rule, rule.change(changes[-1].before, changes[-1].after))} "
-                           f"against the {changes[-1].index - segments[-2][0]} before (p = {changes[-1].p_value:.3g})")
+        return Verdict(
+            IMPROVEMENT,
+            changes,
+            outlier=outlier,
+            segments=segments,
+            why=f"the newest {n - last_start} runs are {_fmt_change(rule, rule.change(changes[-1].before, changes[-1].after))} "
+            f"against the {changes[-1].index - segments[-2][0]} before (p = {changes[-1].p_value:.3g})",
+        )
     if outlier:
-        return Verdict(SUSPICIOUS, changes, outlier=True, segments=segments,
-                       why="the newest run is far off its segment; more runs will tell a step from an outlier")
+        return Verdict(
+            SUSPICIOUS,
+            changes,
+            outlier=True,
+            segments=segments,
+            why="the newest run is far off its segment; more runs will tell a step from an outlier",
+        )
     why = "no significant change" if not changes else "the newest segment is within tolerance of the one before it"
     return Verdict(NO_CHANGE, changes, segments=segments, why=why)
 

@@ -15,7 +15,13 @@ from .detect import IMPROVEMENT, INSUFFICIENT, NO_CHANGE, REGRESSION, SUSPICIOUS
 from .series import FIGURE_TITLES, Judged, Point, fmt_value, short
 
 LABEL_ORDER = {REGRESSION: 0, SUSPICIOUS: 1, IMPROVEMENT: 2, NO_CHANGE: 3, INSUFFICIENT: 4}
-LABEL_COLORS = {REGRESSION: "#c0392b", SUSPICIOUS: "#d68910", IMPROVEMENT: "#1e8449", NO_CHANGE: "#5d6d7e", INSUFFICIENT: "#95a5a6"}
+LABEL_COLORS = {
+    REGRESSION: "#c0392b",
+    SUSPICIOUS: "#d68910",
+    IMPROVEMENT: "#1e8449",
+    NO_CHANGE: "#5d6d7e",
+    INSUFFICIENT: "#95a5a6",
+}
 LABEL_ICONS = {REGRESSION: "🔴", SUSPICIOUS: "🟠", IMPROVEMENT: "🟢", NO_CHANGE: "⚪", INSUFFICIENT: "⚫"}
 
 
@@ -67,8 +73,11 @@ def counts(judged: Sequence[Judged]) -> str:
 
 
 def footnotes(ctx: Context, judged: Sequence[Judged]) -> list[str]:
-    notes = [f"{ctx.runs} runs of {ctx.commits} commits" + (f" since {ctx.since}" if ctx.since else "")
-             + f"; false-alarm rate {ctx.alpha:g} over all {len(judged)} series (each tested at {ctx.alpha / max(1, sum(j.label != INSUFFICIENT for j in judged)):.3g})"]
+    notes = [
+        f"{ctx.runs} runs of {ctx.commits} commits"
+        + (f" since {ctx.since}" if ctx.since else "")
+        + f"; false-alarm rate {ctx.alpha:g} over all {len(judged)} series (each tested at {ctx.alpha / max(1, sum(j.label != INSUFFICIENT for j in judged)):.3g})"
+    ]
     if any(p.dirty for j in judged for p in j.series.points):
         notes.append(f"{DIRTY_MARK} a run of a commit with uncommitted changes (dirty)")
     notes += [f"skipped {s}" for s in ctx.skipped]
@@ -83,10 +92,26 @@ def footnotes(ctx: Context, judged: Sequence[Judged]) -> list[str]:
 def terminal(ctx: Context, judged: Sequence[Judged]) -> str:
     out = []
     for machine in dict.fromkeys(j.series.machine for j in ordered(judged)):
-        rows = [[j.label, j.series.benchmark, j.series.figure, str(len(j.series.points)), newest_text(j),
-                 "; ".join(change_text(j, c) for c in j.verdict.changes) or "-", j.verdict.why]
-                for j in ordered(judged) if j.series.machine == machine]
-        out += [f"machine: {machine}", format_table(["status", "benchmark", "figure", "runs", "newest", "changes (first commit, size, p)", "why"], rows), ""]
+        rows = [
+            [
+                j.label,
+                j.series.benchmark,
+                j.series.figure,
+                str(len(j.series.points)),
+                newest_text(j),
+                "; ".join(change_text(j, c) for c in j.verdict.changes) or "-",
+                j.verdict.why,
+            ]
+            for j in ordered(judged)
+            if j.series.machine == machine
+        ]
+        out += [
+            f"machine: {machine}",
+            format_table(
+                ["status", "benchmark", "figure", "runs", "newest", "changes (first commit, size, p)", "why"], rows
+            ),
+            "",
+        ]
     out += footnotes(ctx, judged)
     out.append(f"\nresult: {ctx.headline} ({counts(judged)})")
     return "\n".join(out)
@@ -104,10 +129,21 @@ def md_escape(text: str) -> str:
 def markdown(ctx: Context, judged: Sequence[Judged]) -> str:
     icon = {0: "✅", 1: "❌", 2: "⚠️"}[ctx.status]
     out = [f"## {icon} resnet-lab history: {ctx.headline}", "", counts(judged), ""]
-    out += ["| status | benchmark | figure | machine | runs | newest | changes (first commit, size, p) | why |", "|---|---|---|---|---|---|---|---|"]
+    out += [
+        "| status | benchmark | figure | machine | runs | newest | changes (first commit, size, p) | why |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for j in ordered(judged):
-        cells = [f"{LABEL_ICONS[j.label]} {j.label}", f"`{j.series.benchmark}`", f"`{j.series.figure}`", j.series.machine, str(len(j.series.points)),
-                 newest_text(j), "<br>".join(change_text(j, c) for c in j.verdict.changes) or "-", j.verdict.why]
+        cells = [
+            f"{LABEL_ICONS[j.label]} {j.label}",
+            f"`{j.series.benchmark}`",
+            f"`{j.series.figure}`",
+            j.series.machine,
+            str(len(j.series.points)),
+            newest_text(j),
+            "<br>".join(change_text(j, c) for c in j.verdict.changes) or "-",
+            j.verdict.why,
+        ]
         out.append("| " + " | ".join(md_escape(c) for c in cells) + " |")
     out += [""] + [f"- {md_escape(n)}" for n in footnotes(ctx, judged)]
     return "\n".join(out) + "\n"
@@ -140,30 +176,72 @@ def _draw(j: Judged, number: int) -> str:
     low = [p.value - (p.spread or 0) / 2 for p in s.points]
     high = [p.value + (p.spread or 0) / 2 for p in s.points]
     if any(p.spread for p in s.points):
-        ax.fill_between(xs, low, high, color="#5d6d7e", alpha=0.18, linewidth=0, label="run's own noise (IQR over steady rounds)")
+        ax.fill_between(
+            xs, low, high, color="#5d6d7e", alpha=0.18, linewidth=0, label="run's own noise (IQR over steady rounds)"
+        )
     ax.plot(xs, ys, color="#34495e", linewidth=1, alpha=0.6, zorder=2)
     clean = [(x, y) for x, y, p in zip(xs, ys, s.points) if not p.dirty]
     dirty = [(x, y) for x, y, p in zip(xs, ys, s.points) if p.dirty]
     if clean:
         ax.plot(*zip(*clean), "o", color="#34495e", markersize=4.5, zorder=3, label="run")
     if dirty:
-        ax.plot(*zip(*dirty), "o", markerfacecolor="white", markeredgecolor="#34495e", markersize=5, zorder=3, label="run of a dirty tree")
+        ax.plot(
+            *zip(*dirty),
+            "o",
+            markerfacecolor="white",
+            markeredgecolor="#34495e",
+            markersize=5,
+            zorder=3,
+            label="run of a dirty tree",
+        )
     for k, (a, b) in enumerate(v.segments):
         if b > a:
-            ax.hlines(statistics.median(ys[a:b]), a + 0.6, b + 0.4, color=color if k == len(v.segments) - 1 else "#7f8c8d", linewidth=2.2, zorder=4,
-                      label="segment median" if k == 0 else "_nolegend_")
+            ax.hlines(
+                statistics.median(ys[a:b]),
+                a + 0.6,
+                b + 0.4,
+                color=color if k == len(v.segments) - 1 else "#7f8c8d",
+                linewidth=2.2,
+                zorder=4,
+                label="segment median" if k == 0 else "_nolegend_",
+            )
     for k, change in enumerate(v.changes):
         x = change.index + 0.5
-        ax.axvline(x, color=LABEL_COLORS[REGRESSION if change.direction == 1 else IMPROVEMENT if change.direction == -1 else NO_CHANGE],
-                   linestyle="--", linewidth=1.4, zorder=5, gid=f"changepoint-{number}-{k}")
-        ax.annotate(f"{commit_text(s.points[change.index])}  {change.ratio:.2f}x", (x, 1.0), xycoords=("data", "axes fraction"),
-                    xytext=(3, -12), textcoords="offset points", fontsize=8, color="#2c3e50")
+        ax.axvline(
+            x,
+            color=LABEL_COLORS[
+                REGRESSION if change.direction == 1 else IMPROVEMENT if change.direction == -1 else NO_CHANGE
+            ],
+            linestyle="--",
+            linewidth=1.4,
+            zorder=5,
+            gid=f"changepoint-{number}-{k}",
+        )
+        ax.annotate(
+            f"{commit_text(s.points[change.index])}  {change.ratio:.2f}x",
+            (x, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -12),
+            textcoords="offset points",
+            fontsize=8,
+            color="#2c3e50",
+        )
     if v.outlier and s.points:
-        ax.plot([xs[-1]], [ys[-1]], "o", markersize=11, markerfacecolor="none", markeredgecolor=LABEL_COLORS[SUSPICIOUS], zorder=6)
+        ax.plot(
+            [xs[-1]],
+            [ys[-1]],
+            "o",
+            markersize=11,
+            markerfacecolor="none",
+            markeredgecolor=LABEL_COLORS[SUSPICIOUS],
+            zorder=6,
+        )
     ticks = [x for x in xs if x == 1 or s.points[x - 1].block != s.points[x - 2].block]
     for x in ticks[1:]:  # where a commit's runs begin: the only places a change can start
         ax.axvline(x - 0.5, color="#d5dbdb", linewidth=0.8, zorder=1)
-    ax.set_xticks(ticks, [commit_text(s.points[x - 1]) for x in ticks], rotation=35, ha="right", fontsize=7.5, family="monospace")
+    ax.set_xticks(
+        ticks, [commit_text(s.points[x - 1]) for x in ticks], rotation=35, ha="right", fontsize=7.5, family="monospace"
+    )
     ax.set_xlim(0.5, len(xs) + 0.5)
     unit = {"s": "seconds", "%": "percent", "": ""}[s.metric.unit]
     ax.set_ylabel(f"{s.figure}" + (f" ({unit})" if unit else ""), fontsize=9)
@@ -176,7 +254,7 @@ def _draw(j: Judged, number: int) -> str:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight", pad_inches=0.05)
     text = buffer.getvalue()
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 CSS = """
@@ -203,21 +281,28 @@ def badge(label: str) -> str:
 
 def page(ctx: Context, judged: Sequence[Judged]) -> str:
     e = html.escape
-    banner = {0: ("#1e8449", "No regression in the newest runs"), 1: ("#c0392b", "Regression: the newest runs sit in a slower segment"),
-              2: ("#7f8c8d", "Not enough runs to judge")}[ctx.status]
+    banner = {
+        0: ("#1e8449", "No regression in the newest runs"),
+        1: ("#c0392b", "Regression: the newest runs sit in a slower segment"),
+        2: ("#7f8c8d", "Not enough runs to judge"),
+    }[ctx.status]
     rows = "".join(
         f"<tr><td>{badge(j.label)}</td><td><code>{e(j.series.benchmark)}</code></td><td>{e(j.series.figure)}</td><td>{len(j.series.points)}</td>"
         f"<td>{e(newest_text(j))}</td><td>{'<br>'.join(e(change_text(j, c)) for c in j.verdict.changes) or '-'}</td><td>{e(j.verdict.why)}</td></tr>"
-        for j in ordered(judged))
+        for j in ordered(judged)
+    )
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>resnet-lab history: {e(ctx.headline)}</title><style>{CSS}</style></head><body><main>",
         "<h1>resnet-lab history</h1>",
         f'<div class="meta">{e(footnotes(ctx, judged)[0])}</div>',
         f'<div class="banner" id="status" data-status="{ctx.status}" style="background:{banner[0]}">{e(banner[1])} · {e(counts(judged))}</div>',
         "<h2>Latest status</h2>",
         "<table><tr><th>status</th><th>benchmark</th><th>figure</th><th>runs</th><th>newest</th><th>changes (first commit, size, p)</th><th>why</th></tr>",
-        rows, "</table>",
+        rows,
+        "</table>",
     ]
     number = 0
     for machine in dict.fromkeys(j.series.machine for j in judged):
@@ -227,7 +312,8 @@ def page(ctx: Context, judged: Sequence[Judged]) -> str:
                 parts.append(
                     f'<figure class="plot" data-figure="{e(figure)}" data-benchmark="{e(j.series.benchmark)}" data-changes="{len(j.verdict.changes)}">'
                     f"<figcaption>{badge(j.label)} <strong>{e(FIGURE_TITLES.get(figure, figure))}</strong> · <code>{e(j.series.benchmark)}</code>"
-                    f" · {e(j.series.workload)}</figcaption>{plot_svg(j, number)}</figure>")
+                    f" · {e(j.series.workload)}</figcaption>{plot_svg(j, number)}</figure>"
+                )
                 number += 1
     parts.append('<ul class="notes">' + "".join(f"<li>{e(n)}</li>" for n in footnotes(ctx, judged)[1:]) + "</ul>")
     parts.append("</main></body></html>")

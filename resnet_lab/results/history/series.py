@@ -32,7 +32,13 @@ from .sources import block_key, commit_id, is_dirty
 
 # The figures `compare` gates by default (CI_THRESHOLDS), in that order; epoch_s is the benchmark's round time.
 FIGURES: tuple[str, ...] = tuple(dict.fromkeys(t.split(":")[0] for t in CI_THRESHOLDS))
-FIGURE_TITLES = {"epoch_s": "round time (epoch_s)", "train_s": "train_s per epoch", "load_s": "load_s per epoch", "top1": "top-1", "loss": "loss"}
+FIGURE_TITLES = {
+    "epoch_s": "round time (epoch_s)",
+    "train_s": "train_s per epoch",
+    "load_s": "load_s per epoch",
+    "top1": "top-1",
+    "loss": "loss",
+}
 TIMING_TOLERANCE = 0.05  # the issue's gate: a timing segment more than 5 % slower
 ALPHA = 0.05  # false-alarm rate over all series of one history
 
@@ -129,13 +135,20 @@ def can_judge(s: Series) -> bool:
     return judgeable(boundaries([p.block for p in s.points], len(s.points)))
 
 
-def judge_all(series: Sequence[Series], *, alpha: float = ALPHA, timing_tolerance: float = TIMING_TOLERANCE) -> list[Judged]:
+def judge_all(
+    series: Sequence[Series], *, alpha: float = ALPHA, timing_tolerance: float = TIMING_TOLERANCE
+) -> list[Judged]:
     """Each series' verdict at alpha / (number of series with enough runs to judge)."""
     judgeable = [s for s in series if can_judge(s)] or series
     per_series = alpha / max(1, len(judgeable))
     out = []
     for s in series:
-        verdict = judge([p.value for p in s.points], rule_for(s.metric, timing_tolerance), per_series, blocks=[p.block for p in s.points])
+        verdict = judge(
+            [p.value for p in s.points],
+            rule_for(s.metric, timing_tolerance),
+            per_series,
+            blocks=[p.block for p in s.points],
+        )
         if s.broken:
             verdict = Verdict(REGRESSION, verdict.changes, why=s.broken, gate=True, segments=verdict.segments)
         out.append(Judged(s, verdict))

@@ -42,7 +42,9 @@ def load_sources(specs: Sequence[str], storage: str = DEFAULT_STORAGE) -> Loaded
             folders.append(path.resolve())
             found = _folder_files(path)
             if not found:
-                raise LabError(f"'{spec}' is a folder with no JSON runs in it (a pytest-benchmark storage folder holds */NNNN_*.json)")
+                raise LabError(
+                    f"'{spec}' is a folder with no JSON runs in it (a pytest-benchmark storage folder holds */NNNN_*.json)"
+                )
             for file in found:
                 if file.resolve() in seen:
                     continue
@@ -111,6 +113,7 @@ def is_dirty(run: Run) -> bool:
 
 def commits_since(ref: str, repo: Path | None = None) -> set[str]:
     """REF and the commits after it that HEAD reaches (full ids)."""
+
     def git(*args: str) -> str:
         try:
             result = subprocess.run(["git", *args], cwd=repo, check=False, capture_output=True, text=True, timeout=60)
@@ -118,7 +121,9 @@ def commits_since(ref: str, repo: Path | None = None) -> set[str]:
             raise LabError("--since needs git, which is not installed here") from None
         if result.returncode != 0:
             detail = (result.stderr.strip().splitlines() or ["git failed"])[-1]
-            raise LabError(f"--since {ref}: {detail} (give a commit, tag or branch of the repository in the current folder)")
+            raise LabError(
+                f"--since {ref}: {detail} (give a commit, tag or branch of the repository in the current folder)"
+            )
         return result.stdout
 
     start = git("rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}").strip()
@@ -148,7 +153,9 @@ def check_outputs(outputs: dict[str, Path | None], loaded: Loaded) -> None:
             raise LabError(f"{option} '{path}' is one of the runs being read; write it somewhere else")
         for folder in loaded.folders:
             if target.is_relative_to(folder):
-                raise LabError(f"{option} '{path}' lies inside the source folder '{folder}'; write it outside the benchmark storage")
+                raise LabError(
+                    f"{option} '{path}' lies inside the source folder '{folder}'; write it outside the benchmark storage"
+                )
         if target in taken:
             raise LabError(f"{option} and {taken[target]} both name '{path}'; give them different files")
         taken[target] = option

@@ -19,12 +19,16 @@ from .detect import REGRESSION, Rule, Verdict, judge
 RUNS = 20
 STEP_AT = 10  # 0-based: the 11th run is the first of the slower segment
 STEP = 1.15
-SERIES_PER_HISTORY = 4  # the timing series of the A/B gate's two benchmarks: C2 epoch_s, train_s, load_s; loader round time
+SERIES_PER_HISTORY = (
+    4  # the timing series of the A/B gate's two benchmarks: C2 epoch_s, train_s, load_s; loader round time
+)
 TIMING = Rule(worse=+1, log_scale=True, tolerance=0.05)
 SCENARIOS = ("step", "noise", "drift", "outlier", "newest outlier")
 
 
-def history(rng: np.random.Generator, scenario: str, sigma: float, runs: int = RUNS, runs_per_commit: int = 1) -> np.ndarray:
+def history(
+    rng: np.random.Generator, scenario: str, sigma: float, runs: int = RUNS, runs_per_commit: int = 1
+) -> np.ndarray:
     """One series of `runs` commits around 1.0, `runs_per_commit` runs each with log-normal noise `sigma`, and the
     scenario planted per commit: step: x1.15 from commit 11 on; drift: a straight ramp in log to x1.15 at the
     last commit; outlier: commit 11's first run x1.5; newest outlier: the last run x1.5; noise: nothing."""
@@ -45,7 +49,9 @@ def history(rng: np.random.Generator, scenario: str, sigma: float, runs: int = R
 
 def located(verdict: Verdict, at: int = STEP_AT, within: int = 1, runs_per_commit: int = 1) -> bool:
     """A step (not a drift) reported within `within` commits of commit `at`."""
-    return verdict.drift is None and any(abs(c.index - at * runs_per_commit) <= within * runs_per_commit for c in verdict.changes)
+    return verdict.drift is None and any(
+        abs(c.index - at * runs_per_commit) <= within * runs_per_commit for c in verdict.changes
+    )
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,16 @@ class Rates:
     runs_per_commit: int = 1
 
 
-def rates(scenario: str, sigma: float, histories: int = 200, *, alpha: float = 0.05, series: int = SERIES_PER_HISTORY, seed: int = 0,
-          runs_per_commit: int = 1) -> Rates:
+def rates(
+    scenario: str,
+    sigma: float,
+    histories: int = 200,
+    *,
+    alpha: float = 0.05,
+    series: int = SERIES_PER_HISTORY,
+    seed: int = 0,
+    runs_per_commit: int = 1,
+) -> Rates:
     """Each history has `series` independent series (the planted one first, the others noise), judged at
     alpha / series each, as `history` divides its false-alarm rate; with `runs_per_commit` > 1, the runs of a
     commit are one block, as `history` judges them."""
@@ -70,17 +84,36 @@ def rates(scenario: str, sigma: float, histories: int = 200, *, alpha: float = 0
     blocks = np.repeat(np.arange(RUNS), runs_per_commit).tolist() if runs_per_commit > 1 else None
     flagged = found = exact = drift = suspicious = 0
     for _ in range(histories):
-        verdicts = [judge(history(rng, scenario if k == 0 else "noise", sigma, runs_per_commit=runs_per_commit), TIMING, alpha / series, blocks=blocks)
-                    for k in range(series)]
+        verdicts = [
+            judge(
+                history(rng, scenario if k == 0 else "noise", sigma, runs_per_commit=runs_per_commit),
+                TIMING,
+                alpha / series,
+                blocks=blocks,
+            )
+            for k in range(series)
+        ]
         flagged += any(v.label == REGRESSION for v in verdicts)
         found += located(verdicts[0], runs_per_commit=runs_per_commit)
         exact += located(verdicts[0], within=0, runs_per_commit=runs_per_commit)
         drift += verdicts[0].drift is not None
         suspicious += verdicts[0].label == "suspicious"
-    return Rates(scenario, sigma, histories, flagged / histories, found / histories, drift / histories, suspicious / histories, exact / histories, runs_per_commit)
+    return Rates(
+        scenario,
+        sigma,
+        histories,
+        flagged / histories,
+        found / histories,
+        drift / histories,
+        suspicious / histories,
+        exact / histories,
+        runs_per_commit,
+    )
 
 
-def ab_gate_spread(root: Path, figures: Sequence[tuple[str, str]] = (("C2", "train_s"), ("loader", "epoch_s"))) -> dict[str, float]:
+def ab_gate_spread(
+    root: Path, figures: Sequence[tuple[str, str]] = (("C2", "train_s"), ("loader", "epoch_s"))
+) -> dict[str, float]:
     """The run-to-run spread of the committed A/A trials (results/ab-gate/gate-aa-*): the standard deviation of
     log(figure) over the runs of one side of one trial, pooled over sides and trials, per `group:figure`."""
     spreads: dict[str, float] = {}

@@ -10,6 +10,7 @@ from ..runs import Run, as_number
 from .format import NR, Figures, answered_by, fmt_s, from_line, md_table, not_run
 from .values import by_device, epoch_time, phase_mean
 
+
 def section(runs: Sequence[Run], figures: Figures) -> list[str]:
     lines = ["## C4: one worker vs the C3.2 worker count", "", "Means over epochs, seconds per epoch.", ""]
     blocks = by_device(runs, groups.C4)
@@ -22,7 +23,11 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
         for b in benches:
             workers = b.extra("workers")
             choice = b.param("choice", "")
-            label = f"{workers} worker{'s' if workers != 1 else ''}" + (" (C3.2)" if str(choice).startswith("c3") else "") + answered_by(b)
+            label = (
+                f"{workers} worker{'s' if workers != 1 else ''}"
+                + (" (C3.2)" if str(choice).startswith("c3") else "")
+                + answered_by(b)
+            )
             ld, tr, ep = phase_mean(b, "load_s"), phase_mean(b, "train_s"), epoch_time(b)
             share = f"{ld / ep:.0%}" if ld is not None and ep else NR
             rows.append([label, fmt_s(ld), fmt_s(tr), fmt_s(ep), share])
@@ -37,5 +42,7 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
         if labels:
             title = f"C4: loading vs training time ({device}, {run.label})"
             parts = {plots.PHASE_NAMES["load_s"]: load, plots.PHASE_NAMES["train_s"]: train}
-            lines += figures.add(f"c4_side_by_side_{index}_{device}", title, lambda p: plots.grouped_bars(p, labels, parts, title))
+            lines += figures.add(
+                f"c4_side_by_side_{index}_{device}", title, lambda p: plots.grouped_bars(p, labels, parts, title)
+            )
     return lines

@@ -40,26 +40,55 @@ def d1_section(runs: Sequence[Run]) -> list[str]:
             batch = batch_of(b)
             if oom(b):
                 failed.append((batch, b.extra("error")))
-                rows.append([fmt_int(batch), fmt_int(b.extra("threads_per_rank")), NR, NR, NR, NR, NR, NR, "**out of memory**"])
+                rows.append(
+                    [fmt_int(batch), fmt_int(b.extra("threads_per_rank")), NR, NR, NR, NR, NR, NR, "**out of memory**"]
+                )
                 continue
             fits.append(batch)
             records = b.epochs()
             images = as_number(records[-1].get("images")) if records else None
             training = b.number("training_s")
-            rows.append([
-                fmt_int(batch), fmt_int(b.extra("threads_per_rank")), fmt_int(b.extra("batches_per_epoch")), fmt_s(training),
-                fmt_s(b.number("step_s")), fmt_rate(images / training if images and training else None),
-                fmt_s(b.number("full_epoch_training_s")), fmt_loss(b.number("loss")), "no",
-            ])
+            rows.append(
+                [
+                    fmt_int(batch),
+                    fmt_int(b.extra("threads_per_rank")),
+                    fmt_int(b.extra("batches_per_epoch")),
+                    fmt_s(training),
+                    fmt_s(b.number("step_s")),
+                    fmt_rate(images / training if images and training else None),
+                    fmt_s(b.number("full_epoch_training_s")),
+                    fmt_loss(b.number("loss")),
+                    "no",
+                ]
+            )
         lines += [f"### device={device}", ""]
-        lines += md_table(["batch", "threads", "batches/epoch", "training (s/epoch)", "step (s)", "images/s", "full-epoch estimate (s)",
-                           "loss", "out of memory"], rows)
+        lines += md_table(
+            [
+                "batch",
+                "threads",
+                "batches/epoch",
+                "training (s/epoch)",
+                "step (s)",
+                "images/s",
+                "full-epoch estimate (s)",
+                "loss",
+                "out of memory",
+            ],
+            rows,
+        )
         largest = max((f for f in fits if f is not None), default=None)
         if failed:
             batch, error = min(failed, key=lambda f: f[0] or 0)
-            lines += [f"**Largest batch that fits on {device}: {fmt_int(largest)}** (out of memory at batch {fmt_int(batch)}: {error or NR}).", ""]
+            lines += [
+                f"**Largest batch that fits on {device}: {fmt_int(largest)}** (out of memory at batch {fmt_int(batch)}: {error or NR}).",
+                "",
+            ]
         else:
-            cap = " (on a CPU the preset caps the sweep: there is no out-of-memory error to stop at)" if device == "cpu" else ""
+            cap = (
+                " (on a CPU the preset caps the sweep: there is no out-of-memory error to stop at)"
+                if device == "cpu"
+                else ""
+            )
             lines += [f"**Largest batch run on {device}: {fmt_int(largest)}**; memory did not run out{cap}.", ""]
     return lines
 
@@ -90,20 +119,46 @@ def d2_section(runs: Sequence[Run], figures: Figures) -> list[str]:
     for _, b in sorted(benches, key=lambda rb: (device_of(rb[1]), batch_of(rb[1]) or 0, ranks_of(rb[1]))):
         step, base = b.number("step_s"), b.number("d1_step_s") or d1_step(runs, device_of(b), batch_of(b))
         speedup = ranks_of(b) * base / step if step and base else None
-        rows.append([
-            device_of(b), str(b.extra("backend") or NR), str(ranks_of(b)), fmt_int(batch_of(b)), fmt_int(b.extra("global_batch")),
-            fmt_int(b.extra("threads_per_rank")), fmt_s(step), fmt_s(base), fmt_num(speedup, 3), fmt_num(speedup / ranks_of(b) if speedup else None, 3),
-            fmt_s(b.number("full_epoch_training_s")),
-        ])
-    lines += md_table(["device", "backend", "ranks", "batch/rank", "global batch", "threads/rank", "step (s)", "D1 step (s)", "speedup",
-                       "efficiency", "full-epoch estimate (s)"], rows)
+        rows.append(
+            [
+                device_of(b),
+                str(b.extra("backend") or NR),
+                str(ranks_of(b)),
+                fmt_int(batch_of(b)),
+                fmt_int(b.extra("global_batch")),
+                fmt_int(b.extra("threads_per_rank")),
+                fmt_s(step),
+                fmt_s(base),
+                fmt_num(speedup, 3),
+                fmt_num(speedup / ranks_of(b) if speedup else None, 3),
+                fmt_s(b.number("full_epoch_training_s")),
+            ]
+        )
+    lines += md_table(
+        [
+            "device",
+            "backend",
+            "ranks",
+            "batch/rank",
+            "global batch",
+            "threads/rank",
+            "step (s)",
+            "D1 step (s)",
+            "speedup",
+            "efficiency",
+            "full-epoch estimate (s)",
+        ],
+        rows,
+    )
     cpu = [(run, b) for run, b in benches if device_of(b) == "cpu"]
     if cpu:
         run, b = cpu[0]
         cores = run.machine().cpu_count
-        d1_threads = next((x.extra("threads_per_rank") for _, x in found(runs, groups.D1) if device_of(x) == "cpu"), None)
+        d1_threads = next(
+            (x.extra("threads_per_rank") for _, x in found(runs, groups.D1) if device_of(x) == "cpu"), None
+        )
         lines += [
-            f"**What a CPU \"speedup\" measures.** The ranks shared the {fmt_int(cores)} cores of one CPU "
+            f'**What a CPU "speedup" measures.** The ranks shared the {fmt_int(cores)} cores of one CPU '
             f"({fmt_int(b.extra('threads_per_rank'))} thread(s) per rank; D1 ran one process with {fmt_int(d1_threads)}). "
             "No hardware was added: the figure mostly measures how splitting the same cores between processes (and their "
             "contention for memory bandwidth, plus gloo's allreduce running on those cores) changes a step, not what more "
@@ -128,7 +183,9 @@ def d2_section(runs: Sequence[Run], figures: Figures) -> list[str]:
             predicted[label] = (sizes, [float(r["speedup_no_overlap"]) for r in table])
     if measured:
         title = "D2: speedup vs ranks, per batch (weak scaling)"
-        lines += figures.add("d2_speedup", title, lambda p: plots_distributed.speedup_vs_world_size(p, measured, predicted, title))
+        lines += figures.add(
+            "d2_speedup", title, lambda p: plots_distributed.speedup_vs_world_size(p, measured, predicted, title)
+        )
     return lines
 
 
@@ -158,11 +215,26 @@ def d3_section(runs: Sequence[Run], figures: Figures) -> list[str]:
         if d1 is None and (base := d1_step(runs, device_of(b), batch_of(b))) is not None and steps(b):
             d1 = base * steps(b)  # type: ignore[operator]
         ddp = b.number("ddp_training_s")
-        lab = b.number("comm_lab_s") if b.number("comm_lab_s") is not None else (ddp - d1 if ddp is not None and d1 is not None else None)
-        rows.append([
-            device_of(b), str(ranks_of(b)), fmt_int(batch_of(b)), fmt_int(steps(b)), fmt_s(ddp), fmt_s(b.number("nosync_training_s")),
-            fmt_s(exposed), fmt_s(reduce), f"{fmt_s(overlap)} ({fmt_share(share)})", fmt_s(lab), fmt_s(d1),
-        ])
+        lab = (
+            b.number("comm_lab_s")
+            if b.number("comm_lab_s") is not None
+            else (ddp - d1 if ddp is not None and d1 is not None else None)
+        )
+        rows.append(
+            [
+                device_of(b),
+                str(ranks_of(b)),
+                fmt_int(batch_of(b)),
+                fmt_int(steps(b)),
+                fmt_s(ddp),
+                fmt_s(b.number("nosync_training_s")),
+                fmt_s(exposed),
+                fmt_s(reduce),
+                f"{fmt_s(overlap)} ({fmt_share(share)})",
+                fmt_s(lab),
+                fmt_s(d1),
+            ]
+        )
         name = f"{device_of(b)} ×{ranks_of(b)}, b{batch_of(b)}"
         if b.number("nosync_training_s") is not None and exposed is not None:
             labels.append(f"{name}: direct")
@@ -172,14 +244,35 @@ def d3_section(runs: Sequence[Run], figures: Figures) -> list[str]:
             labels.append(f"{name}: lab's method")
             compute.append(d1)
             comm.append(lab)
-    lines += md_table(["device", "ranks", "batch/rank", "steps", "DDP training (s)", "no_sync training (s)", "exposed comm (s)",
-                       "allreduce, hook (s)", "overlapped (s, share)", "lab's method: DDP − D1 (s)", "D1 training (s)"], rows)
-    lines += ["Negative communication means the baseline was slower than the DDP pass it is subtracted from: "
-              "noise, or (lab's method) a baseline measured under other conditions.", ""]
+    lines += md_table(
+        [
+            "device",
+            "ranks",
+            "batch/rank",
+            "steps",
+            "DDP training (s)",
+            "no_sync training (s)",
+            "exposed comm (s)",
+            "allreduce, hook (s)",
+            "overlapped (s, share)",
+            "lab's method: DDP − D1 (s)",
+            "D1 training (s)",
+        ],
+        rows,
+    )
+    lines += [
+        "Negative communication means the baseline was slower than the DDP pass it is subtracted from: "
+        "noise, or (lab's method) a baseline measured under other conditions.",
+        "",
+    ]
     if labels:
         title = "D3: computation and communication per epoch"
         parts = {"computation": compute, "communication (exposed)": comm}
-        lines += figures.add("d3_compute_comm", title, lambda p: plots_distributed.stacked_bars(p, labels, parts, title, "seconds per epoch"))
+        lines += figures.add(
+            "d3_compute_comm",
+            title,
+            lambda p: plots_distributed.stacked_bars(p, labels, parts, title, "seconds per epoch"),
+        )
     return lines
 
 
@@ -201,12 +294,33 @@ def d4_section(runs: Sequence[Run]) -> list[str]:
     lines += sources_line(run for run, _ in benches)
     rows = []
     for _, b in benches:
-        rows.append([
-            device_of(b), str(b.extra("backend") or NR), str(ranks_of(b)), str(b.extra("size") or NR), fmt_int(b.extra("size_bytes")),
-            fmt_ms(b.number("time_s")), fmt_num(b.number("algbw_gb_per_s"), 4), fmt_num(b.number("busbw_gb_per_s"), 4),
-            fmt_int(b.extra("ring_bytes_per_rank")),
-        ])
-    lines += md_table(["device", "backend", "ranks", "size", "bytes", "ms per allreduce", "algbw (GB/s)", "busbw (GB/s)", "ring bytes per rank"], rows)
+        rows.append(
+            [
+                device_of(b),
+                str(b.extra("backend") or NR),
+                str(ranks_of(b)),
+                str(b.extra("size") or NR),
+                fmt_int(b.extra("size_bytes")),
+                fmt_ms(b.number("time_s")),
+                fmt_num(b.number("algbw_gb_per_s"), 4),
+                fmt_num(b.number("busbw_gb_per_s"), 4),
+                fmt_int(b.extra("ring_bytes_per_rank")),
+            ]
+        )
+    lines += md_table(
+        [
+            "device",
+            "backend",
+            "ranks",
+            "size",
+            "bytes",
+            "ms per allreduce",
+            "algbw (GB/s)",
+            "busbw (GB/s)",
+            "ring bytes per rank",
+        ],
+        rows,
+    )
     util = []
     for _, d3 in found(runs, groups.D3):
         bw = gradient_bandwidth(runs, device_of(d3), ranks_of(d3))
@@ -216,10 +330,19 @@ def d4_section(runs: Sequence[Run]) -> list[str]:
             continue
         implied = gradient_bytes / (bw.number("algbw_gb_per_s") * GB)  # type: ignore[operator]
         effective = ring_bytes_per_rank(gradient_bytes, ranks_of(d3)) / hook / GB if hook else None
-        util.append([
-            device_of(d3), str(ranks_of(d3)), fmt_int(batch_of(d3)), fmt_ms(implied), fmt_ms(hook), fmt_ms(per_step(d3, "comm_exposed_s")),
-            fmt_ms(per_step(d3, "comm_lab_s")), fmt_share(implied / hook if hook else None), fmt_num(effective, 4),
-        ])
+        util.append(
+            [
+                device_of(d3),
+                str(ranks_of(d3)),
+                fmt_int(batch_of(d3)),
+                fmt_ms(implied),
+                fmt_ms(hook),
+                fmt_ms(per_step(d3, "comm_exposed_s")),
+                fmt_ms(per_step(d3, "comm_lab_s")),
+                fmt_share(implied / hook if hook else None),
+                fmt_num(effective, 4),
+            ]
+        )
     if util:
         lines += [
             "**Utilization (the lab's question).** The ring-allreduce time per step that D4's bandwidth implies for the gradients, "
@@ -228,14 +351,30 @@ def d4_section(runs: Sequence[Run]) -> list[str]:
             "effective busbw is 2(n−1)/n × gradient bytes ÷ hook time.",
             "",
         ]
-        lines += md_table(["device", "ranks", "batch/rank", "implied (ms/step)", "hook allreduce (ms/step)", "exposed (ms/step)",
-                           "lab's method (ms/step)", "utilization", "effective busbw (GB/s)"], util)
+        lines += md_table(
+            [
+                "device",
+                "ranks",
+                "batch/rank",
+                "implied (ms/step)",
+                "hook allreduce (ms/step)",
+                "exposed (ms/step)",
+                "lab's method (ms/step)",
+                "utilization",
+                "effective busbw (GB/s)",
+            ],
+            util,
+        )
     return lines
 
 
 def gradient_bandwidth(runs: Sequence[Run], device: str, ranks: int) -> Bench | None:
     """D4's all-gradients benchmark for (device, ranks), the last one found."""
-    match = [b for _, b in found(runs, groups.D4) if device_of(b) == device and ranks_of(b) == ranks and b.extra("size") == "gradients"]
+    match = [
+        b
+        for _, b in found(runs, groups.D4)
+        if device_of(b) == device and ranks_of(b) == ranks and b.extra("size") == "gradients"
+    ]
     return match[-1] if match else None
 
 
@@ -256,16 +395,42 @@ def d5_section(runs: Sequence[Run]) -> list[str]:
     lines += sources_line(run for run, _ in benches)
     rows = []
     for _, b in benches:
-        rows.append([
-            str(b.extra("d5_run") or NR), device_of(b), str(ranks_of(b)), fmt_int(batch_of(b)), fmt_int(b.extra("global_batch")),
-            str(b.param("lr_rule") or NR), fmt_num(b.number("lr"), 4), fmt_loss(b.number("loss")), fmt_pct(b.number("top1")),
-            fmt_pct(b.number("test_top1")), fmt_s(b.number("epoch_s")),
-        ])
-    lines += md_table(["run", "device", "ranks", "batch/rank", "global batch", "lr rule", "final lr", "final loss", "train top-1",
-                       "test top-1", "mean epoch (s)"], rows)
+        rows.append(
+            [
+                str(b.extra("d5_run") or NR),
+                device_of(b),
+                str(ranks_of(b)),
+                fmt_int(batch_of(b)),
+                fmt_int(b.extra("global_batch")),
+                str(b.param("lr_rule") or NR),
+                fmt_num(b.number("lr"), 4),
+                fmt_loss(b.number("loss")),
+                fmt_pct(b.number("top1")),
+                fmt_pct(b.number("test_top1")),
+                fmt_s(b.number("epoch_s")),
+            ]
+        )
+    lines += md_table(
+        [
+            "run",
+            "device",
+            "ranks",
+            "batch/rank",
+            "global batch",
+            "lr rule",
+            "final lr",
+            "final loss",
+            "train top-1",
+            "test top-1",
+            "mean epoch (s)",
+        ],
+        rows,
+    )
     return lines
 
 
 def section(runs: Sequence[Run], figures: Figures) -> list[str]:
     """Every D section, in the lab's order (the scaling model follows as its own section, scaling.py)."""
-    return d1_section(runs) + d2_section(runs, figures) + d3_section(runs, figures) + d4_section(runs) + d5_section(runs)
+    return (
+        d1_section(runs) + d2_section(runs, figures) + d3_section(runs, figures) + d4_section(runs) + d5_section(runs)
+    )

@@ -68,8 +68,11 @@ def section(runs: Sequence[Run], figures: Figures | None = None) -> list[str]:
     lines += md_table(["question", "fact", "measured", "lab's answer", "agrees"], rows)
     by_key = fact("adam", "state_by_key")
     if isinstance(by_key, dict) and by_key:
-        parts = [f"`{k}`: {fmt_int(v.get('tensors'))} tensors, {fmt_int(v.get('elements'))} elements"
-                 for k, v in by_key.items() if isinstance(v, dict)]
+        parts = [
+            f"`{k}`: {fmt_int(v.get('tensors'))} tensors, {fmt_int(v.get('elements'))} elements"
+            for k, v in by_key.items()
+            if isinstance(v, dict)
+        ]
         lines += ["Adam state by key: " + "; ".join(parts) + ".", ""]
     if len(found) > 1:
         same = all(b.extra_info.get("sgd") == bench.extra_info.get("sgd") for _, b in found[1:])

@@ -8,6 +8,7 @@ from ...spec import groups
 from ..runs import Run, as_number
 from .format import NR, Figures, fmt_int, fmt_s, from_line, md_table, not_run
 
+
 def section(runs: Sequence[Run], figures: Figures | None = None) -> list[str]:
     lines = ["## Q3b: profiler summary", ""]
     found = [(run, b) for run in runs for b in run.group(groups.Q3B)]
@@ -28,6 +29,9 @@ def section(runs: Sequence[Run], figures: Figures | None = None) -> list[str]:
             lines += md_table(["phase", "CPU time (s)", "device time (s)", "calls", "share of CPU time"], rows)
         else:
             lines += ["Phase summary: not recorded.", ""]
-        lines += [f"Profiled steps: {fmt_int(bench.extra('steps'))}. Trace (Chrome/Perfetto): `{bench.extra('trace_path') or NR}`. "
-                  f"Operator table: `{bench.extra('table_path') or NR}`.", ""]
+        lines += [
+            f"Profiled steps: {fmt_int(bench.extra('steps'))}. Trace (Chrome/Perfetto): `{bench.extra('trace_path') or NR}`. "
+            f"Operator table: `{bench.extra('table_path') or NR}`.",
+            "",
+        ]
     return lines

@@ -23,7 +23,11 @@ def seeded_configurations(run: Run) -> dict[tuple[str, str], list[Bench]]:
         for bench in run.group(group):
             if SEED_PARAM in bench.params:
                 found.setdefault((group, bench.configuration), []).append(bench)
-    return {key: sorted(benches, key=lambda b: b.seed) for key, benches in found.items() if len({b.seed for b in benches}) > 1}
+    return {
+        key: sorted(benches, key=lambda b: b.seed)
+        for key, benches in found.items()
+        if len({b.seed for b in benches}) > 1
+    }
 
 
 def mean_sd(values: Sequence[float], scale: float = 1.0, digits: int = 4) -> str:
@@ -49,7 +53,10 @@ def per_epoch(benches: Sequence[Bench]) -> list[tuple[int, list[float], list[flo
 
 def epoch_rows(benches: Sequence[Bench]) -> list[list[str]]:
     """Per epoch: seeds that recorded it, loss mean ± sd, train top-1 mean ± sd (in percent)."""
-    return [[str(epoch), str(max(len(loss), len(top1))), mean_sd(loss), mean_sd(top1, digits=2)] for epoch, loss, top1 in per_epoch(benches)]
+    return [
+        [str(epoch), str(max(len(loss), len(top1))), mean_sd(loss), mean_sd(top1, digits=2)]
+        for epoch, loss, top1 in per_epoch(benches)
+    ]
 
 
 def band(benches: Sequence[Bench]) -> tuple[list[int], list[float], list[float], list[float], list[float]] | None:
@@ -57,8 +64,13 @@ def band(benches: Sequence[Bench]) -> tuple[list[int], list[float], list[float],
     rows = [(e, loss, top1) for e, loss, top1 in per_epoch(benches) if len(loss) == len(top1) == len(benches)]
     if not rows:
         return None
-    return ([e for e, _, _ in rows], [statistics.fmean(r[1]) for r in rows], [statistics.stdev(r[1]) for r in rows],
-            [statistics.fmean(r[2]) for r in rows], [statistics.stdev(r[2]) for r in rows])
+    return (
+        [e for e, _, _ in rows],
+        [statistics.fmean(r[1]) for r in rows],
+        [statistics.stdev(r[1]) for r in rows],
+        [statistics.fmean(r[2]) for r in rows],
+        [statistics.stdev(r[2]) for r in rows],
+    )
 
 
 def section(runs: Sequence[Run], figures: Figures) -> list[str]:
@@ -66,10 +78,14 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
     blocks = [(run, configurations) for run, configurations in blocks if configurations]
     if not blocks:
         return []
-    lines = ["## Seeds: the spread of loss and top-1", "",
-             "Configurations trained at several seeds (`--lab-seeds`): per epoch, the mean ± standard deviation over the seeds "
-             "of the training loss and of the train top-1 (percent, over all samples of the epoch). A variant whose curve sits "
-             "several standard deviations from eager's trains differently.", ""]
+    lines = [
+        "## Seeds: the spread of loss and top-1",
+        "",
+        "Configurations trained at several seeds (`--lab-seeds`): per epoch, the mean ± standard deviation over the seeds "
+        "of the training loss and of the train top-1 (percent, over all samples of the epoch). A variant whose curve sits "
+        "several standard deviations from eager's trains differently.",
+        "",
+    ]
     for index, (run, configurations) in enumerate(blocks, 1):
         lines += [from_line(run), ""]
         bands: dict[str, dict[str, tuple]] = {}
@@ -82,5 +98,9 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
                 bands.setdefault(group, {})[configuration.partition("[")[2].rstrip("]") or configuration] = curve
         for group, curves in bands.items():  # one figure per group: its configurations side by side
             title = f"{group}: loss and top-1 over seeds ({run.label})"
-            lines += figures.add(f"seeds_{group}_{index}", title, lambda p, curves=curves, title=title: plots.seed_bands(p, curves, title))
+            lines += figures.add(
+                f"seeds_{group}_{index}",
+                title,
+                lambda p, curves=curves, title=title: plots.seed_bands(p, curves, title),
+            )
     return lines

@@ -46,5 +46,8 @@ def curves_of(bench: Bench) -> tuple[list[int], list[float], list[float]]:
 
 def by_device(runs: Sequence[Run], group: str) -> list[tuple[Run, str, list[Bench]]]:
     """(run, device, that device's benchmarks of `group`) for each run and device, in order."""
-    return [(run, device, [b for b in run.group(group) if str(b.param("device", "cpu")) == device])
-            for run in runs for device in dict.fromkeys(str(b.param("device", "cpu")) for b in run.group(group))]
+    return [
+        (run, device, [b for b in run.group(group) if str(b.param("device", "cpu")) == device])
+        for run in runs
+        for device in dict.fromkeys(str(b.param("device", "cpu")) for b in run.group(group))
+    ]
