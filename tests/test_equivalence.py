@@ -40,6 +40,7 @@ def cache() -> eq.ReferenceCache:
     return eq.ReferenceCache(train_set)
 
 
+@pytest.mark.slow  # a full check per case (~10-40 s each on 2 cores); the smoke run checks every CPU variant
 @pytest.mark.parametrize("name", ["eager", "channels-last", "best"])
 def test_every_variant_that_runs_on_this_cpu_passes(cache, name):
     record = eq.check_variant(variant_config(name), cache)
@@ -49,12 +50,14 @@ def test_every_variant_that_runs_on_this_cpu_passes(cache, name):
     assert record["worst"]["ratio"] <= 1.0 and record["check_s"] > 0 and record["build_s"] > 0
 
 
+@pytest.mark.slow  # a full check per case (~10-40 s each on 2 cores); the smoke run checks every CPU variant
 def test_eager_rerun_sits_on_its_own_reference(cache):
     # Not bit for bit on this CPU (seed 0: an eager rerun differs from the reference run), but far inside the bound.
     record = eq.check_variant(variant_config("eager"), cache)
     assert record["verdict"] == "pass" and all(kind["needed_tolerance"] == 0.0 for kind in record["kinds"].values())
 
 
+@pytest.mark.slow  # a full check per case (~10-40 s each on 2 cores); the smoke run checks every CPU variant
 @pytest.mark.parametrize("plant", list(PLANTS))
 def test_each_planted_bug_fails_the_check_of_the_one_variant_it_is_planted_in(cache, plant):
     name = "best" if plant in DEVICE_PATH_PLANTS else "channels-last"
@@ -113,6 +116,7 @@ def test_a_failed_check_is_one_failure_not_also_a_teardown_error(pytester):
     assert "ERROR at teardown of test_fails" not in result.stdout.str()
 
 
+@pytest.mark.slow  # a full check per case (~10-40 s each on 2 cores); the smoke run checks every CPU variant
 def test_best_on_a_cpu_checks_inside_its_own_isolated_process(cache, monkeypatch):
     monkeypatch.setattr(LabOptions, "data_config", property(lambda self: TINY))
     config = replace(variant_config("best"), epochs=1)
@@ -137,6 +141,7 @@ def test_best_on_a_cpu_checks_inside_its_own_isolated_process(cache, monkeypatch
     assert not seen  # the variant's path ran in the child
 
 
+@pytest.mark.slow  # a full check per case (~10-40 s each on 2 cores); the smoke run checks every CPU variant
 def test_the_references_see_the_same_first_batch_and_weights(cache):
     # Guards the reference's inputs: before any update, eager fp32 and fp64 start from the same weights and the
     # same normalized batch, so their first-batch losses agree to fp32 rounding (measured 1.3e-7 relative at
@@ -155,13 +160,13 @@ def test_the_references_see_the_same_first_batch_and_weights(cache):
 def test_the_rule_sees_a_rescaling_that_a_cosine_would_not():
     ref = torch.linspace(1, 2, 1000, dtype=torch.float64)
     obs = lambda t: eq.Observation(
-        {"grad/w": t, "loss/epoch": torch.tensor(1.0, dtype=torch.float64)}, {"batches": 1, "initial_weights_sum": 0.0}
+        {"buffer/w": t, "loss/epoch": torch.tensor(1.0, dtype=torch.float64)}, {"batches": 1, "initial_weights_sum": 0.0}
     )  # noqa: E731
     refs = eq.References(obs(ref), obs(ref.float().double()), 0.0)
     scaled = obs(ref * 1.05)
     assert torch.nn.functional.cosine_similarity(ref, ref * 1.05, dim=0) > 0.9999
     record = eq.compare(scaled, refs, "float32")
-    assert record["verdict"] == "fail" and record["worst"]["tensor"] == "grad/w"
+    assert record["verdict"] == "fail" and record["worst"]["tensor"] == "buffer/w"
     assert record["worst"]["relative_error"] == pytest.approx(0.05)
     assert eq.compare(obs(ref.float().double()), refs, "float32")["verdict"] == "pass"
     nan = obs(torch.full_like(ref, math.nan))

@@ -18,19 +18,17 @@ Compared per tensor: the epoch's loss, the last step's gradients, the updated pa
 optimizer state (SGD's momentum buffers) and BatchNorm's running statistics; the batch and image
 counts and BatchNorm's step counters must be equal.
 
-Why per-kind tolerances: fp32 rounding is not a smooth ~1e-7 here. A few ReLU activations lie within
-rounding of zero and take the other side of the kink in fp32 (8 of 17.8M in one backward at batch 32,
-seed 0), and BatchNorm spreads each flipped element over its channel and everything upstream: eager
-fp32's gradients sit ~1e-3 from fp64 after ONE backward, and ~5e-6 with fp64's ReLU masks forced
-(scripts/fp32_relu_kinks.py; ../shared/probes/compile_vs_fp64.py's eager line shows the same 1.6e-3
-on this CPU, where the issue quoted ~2e-6). lr 0.1 at the check's batch 16 then amplifies the
-difference step by step (seed 0: first-batch loss 1.3e-7 relative, second 1.2e-4, partial 2.8e-2;
-4.3e-3 on the epoch's loss): the yardstick is eager's own distance, so these discrete kink errors,
-not a difference of inputs (tests/test_equivalence.py pins the first batch), set the bounds. Any
-compiled or reordered fp32 path flips its own kinks, so gradients and momentum buffers need a
-tolerance in the 1e-2 range; parameters move by lr x gradient per step, so their tolerance can be 1e-5, which
-still sees a skipped weight decay (5e-5 of a weight per step); the loss and running statistics
-sit between. Measured margins (one seed so far) are in results/equivalence-margins/.
+Why the tolerances are wide and the check's lr is lower: fp32 does not sit a smooth ~1e-7 from fp64
+here. A few ReLU activations lie within rounding of zero and take the other side of the kink in fp32
+(8 of 17.8M in one backward at batch 32, seed 0), and BatchNorm spreads each flip over its channel and
+everything upstream: eager fp32's gradients sit ~1e-3 from fp64 after ONE backward, ~5e-6 with fp64's
+ReLU masks forced (scripts/fp32_relu_kinks.py). Every SGD step amplifies the difference, so eager's
+distance is one draw of a chaotic quantity and a legitimate variant's is another: over 10 seeds a
+legitimate channels-last run sat up to 5.6x eager's distance. `CHECK_LR_FACTOR` damps the chaos; the
+tolerances (`TOLERANCES`, set from the tolerance-free `needed` figures over 10 seeds) cover the rest,
+and stay 8x or more below what the planted bugs need, bar one whose signal is below the noise (a
+skipped weight decay: the optimizer's hyperparameters are compared exactly instead).
+Margins over seeds: results/equivalence-margins/.
 """
 
 from __future__ import annotations
@@ -66,16 +64,18 @@ CHECK_LR_FACTOR = 0.1
 MULTIPLIER = 3.0  # dynamo's same(): 2 for fp32, 3 under autocast; 3 for both here, the tolerances do the rest
 
 KINDS = ("loss", "grad", "param", "optimizer", "buffer")
-# Norm-wise relative tolerance per dtype and kind: ||variant - fp64|| <= MULTIPLIER * ||eager fp32 - fp64||
-# + tolerance * ||fp64||. fp32: Inductor's reordered reductions pass with margin (worst seen in
-# results/equivalence-margins/ against these); bfloat16: autocast's rounding, with room for the CPU
-# models whose bf16 kernels accumulate differently.
+# Norm-wise relative tolerance per dtype and kind: ||variant - fp64|| <= MULTIPLIER * yardstick + tolerance * ||fp64||.
+# fp32: about twice the most any legitimate fp32 path needed over 10 seeds (results/equivalence-margins/, where
+# `needed` is each kind's tolerance-free requirement); every planted bug but one needs 8x or more of these. A skipped
+# weight decay (1e-5 of a parameter after the check's steps) is below fp32's kink noise: the optimizer's
+# hyperparameters are an exact fact instead (`observe`). bfloat16: autocast's rounding, 2.5x what the emulated bf16
+# paths of this CPU needed (one seed); not measured on a GPU's bf16 kernels.
 TOLERANCES: dict[str, dict[str, float]] = {
-    "float32": {"loss": 1e-4, "grad": 3e-2, "param": 1e-5, "optimizer": 3e-2, "buffer": 1e-3},
-    # Measured on one seed only (scripts/equivalence_margins.py, emulated bf16 on the 2-core EPYC): per-tensor
-    # errors up to 0.4 (small tensors: linear.bias, BN running means), so per tensor bf16 sees little beyond the loss.
-    "bfloat16": {"loss": 1e-2, "grad": 6e-1, "param": 1.0, "optimizer": 7e-1, "buffer": 6e-1},
+    "float32": {"loss": 3e-3, "grad": 0.25, "param": 0.08, "optimizer": 0.15, "buffer": 0.015},
+    "bfloat16": {"loss": 1e-2, "grad": 0.4, "param": 0.25, "optimizer": 0.35, "buffer": 0.1},
 }
+# How an optimizer steps, not what: a fused or foreach step is a legitimate fast path.
+IMPLEMENTATION_KEYS = frozenset({"params", "foreach", "fused", "capturable", "differentiable"})
 TOLERANCES["float16"] = TOLERANCES["bfloat16"]  # no C8 variant runs fp16; a wider mantissa than bf16's
 
 
@@ -85,7 +85,7 @@ def rule_record() -> dict[str, object]:
         "multiplier": MULTIPLIER,
         "lr_factor": CHECK_LR_FACTOR,
         "tolerances": TOLERANCES,
-        "exact": ["batches", "images", "initial weights", "BatchNorm num_batches_tracked"],
+        "exact": ["batches", "images", "initial weights", "BatchNorm num_batches_tracked", "optimizer hyperparameters"],
         "cosine_fallback": False,
         "modelled_on": "torch._dynamo.utils.same (fp64 reference, eager's error times a multiplier)",
     }
@@ -196,6 +196,10 @@ def initial_checksum(model: nn.Module) -> float:
 def observe(model: nn.Module, optimizer: torch.optim.Optimizer, record: dict[str, object]) -> Observation:
     tensors: dict[str, torch.Tensor] = {"loss/epoch": torch.tensor(float(record["loss"]), dtype=torch.float64)}  # type: ignore[arg-type]
     exact: dict[str, object] = {"batches": record["batches"], "images": record["images"]}
+    for i, group in enumerate(optimizer.param_groups):
+        for key, value in group.items():
+            if key not in IMPLEMENTATION_KEYS:
+                exact[f"optimizer/group{i}.{key}"] = float(value) if isinstance(value, torch.Tensor) else value
     for name, p in model.named_parameters():
         tensors[f"param/{name}"] = _host_copy(p)
         if p.grad is not None:
