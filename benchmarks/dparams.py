@@ -18,7 +18,8 @@ from resnet_lab.suite.distributed_bench import D_PRESETS, batch_sizes
 def parametrize(
     metafunc: pytest.Metafunc, *, single_device: bool = False, batches: bool = True, max_batch: int | None = None
 ) -> None:
-    """device+backend(+batch_per_rank up to `max_batch`) jointly, then world_size: 1 for `single_device`, else the preset's."""
+    """device+backend(+batch_per_rank up to `max_batch`) jointly, then world_size: 1 for `single_device`, else the
+    preset's."""
     options = metafunc.config.lab_options
     preset = D_PRESETS[options.preset]
     names = ["device", "backend"] + (["batch_per_rank"] if batches else [])

@@ -1,4 +1,5 @@
-"""C6: SGD, SGD-Nesterov, Adagrad, Adadelta, Adam at lr 0.1, wd 5e-4: time, loss, top-1 per epoch, at the C3.2 worker count."""
+"""C6: SGD, SGD-Nesterov, Adagrad, Adadelta, Adam at lr 0.1, wd 5e-4: time, loss, top-1 per epoch, at the C3.2 worker
+count."""
 
 from dataclasses import replace
 

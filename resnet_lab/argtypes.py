@@ -71,7 +71,7 @@ Converter = Callable[[str], Any]
 
 
 def _declared(spec: Spec, convert: Converter, name: str) -> Converter:
-    convert.spec = spec  # type: ignore[attr-defined]
+    convert.spec = spec  # type: ignore[attr-defined]  # the converter carries its spec for --help and errors
     convert.__name__ = name  # argparse names the type in "invalid <name> value" when one raises ValueError
     return convert
 
@@ -244,7 +244,8 @@ output_dir = _path("output-dir")  # a folder the command writes into
 
 @declares(Spec("path", role="input"))
 def data_source(value: str) -> str:
-    """`--data`/`--lab-data`: 'synthetic' or a path, `~` expanded; its layout is checked by the command (data.sources)."""
+    """`--data`/`--lab-data`: 'synthetic' or a path, `~` expanded; its layout is checked by the command
+    (data.sources)."""
     return os.path.expanduser(_non_empty(value, "a data source"))
 
 
@@ -299,7 +300,8 @@ def role_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> di
 
 @declares(Spec("list", 0, MAX_SEED))
 def seed_list(text: str) -> tuple[int, ...]:
-    """'0,1,2' -> (0, 1, 2): seeds in the order given; each 0..2**32-1, none repeated (a repeat would train the same run twice)."""
+    """'0,1,2' -> (0, 1, 2): seeds in the order given; each 0..2**32-1, none repeated (a repeat would train the same run
+    twice)."""
     parts = [p.strip() for p in text.split(",")]
     if not text.strip() or any(not p for p in parts):
         raise argparse.ArgumentTypeError(f"expected a comma-separated list of seeds, e.g. 0,1,2, got '{shown(text)}'")

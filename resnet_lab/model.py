@@ -67,7 +67,7 @@ class ResNet(nn.Module):
         self.bn1 = norm(GROUP_WIDTHS[0], batch_norm)
         in_planes = GROUP_WIDTHS[0]
         groups = []
-        for width, stride, count in zip(GROUP_WIDTHS, GROUP_STRIDES, blocks_per_group):
+        for width, stride, count in zip(GROUP_WIDTHS, GROUP_STRIDES, blocks_per_group, strict=False):
             blocks = []
             for block_stride in [stride] + [1] * (count - 1):
                 blocks.append(BasicBlock(in_planes, width, block_stride, batch_norm))

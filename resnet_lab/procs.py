@@ -69,14 +69,16 @@ def _child_setup() -> None:
 
 def popen(argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
     """subprocess.Popen, tracked, dying with this process (parent-death signal set before exec)."""
-    proc = subprocess.Popen(list(argv), preexec_fn=_child_setup, **kwargs)  # noqa: PLW1509 (one prctl call, no locks)
+    # preexec_fn is safe here despite threads: one prctl call, no locks taken in the child.
+    proc = subprocess.Popen(list(argv), preexec_fn=_child_setup, **kwargs)
     with _lock:
         _live.add(proc)
     return proc
 
 
 def run(argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:
-    """subprocess.run's common case (capture_output, text, cwd, env) through `popen`: stopped if this process unwinds."""
+    """subprocess.run's common case (capture_output, text, cwd, env) through `popen`: stopped if this process
+    unwinds."""
     capture = kwargs.pop("capture_output", False)
     if capture:
         kwargs.update(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -168,5 +170,6 @@ def remove_stale(folder: str | os.PathLike[str], prefix: str) -> None:
 
 
 def temporary_name(prefix: str) -> str:
-    """`<prefix><pid>.`: the start of a temporary's name (end it with TEMP_SUFFIX), for mkdtemp/mkstemp and `remove_stale`."""
+    """`<prefix><pid>.`: the start of a temporary's name (end it with TEMP_SUFFIX), for mkdtemp/mkstemp and
+    `remove_stale`."""
     return f"{prefix}{os.getpid()}."

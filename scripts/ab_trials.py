@@ -1,6 +1,7 @@
 """The noise and error rates of `resnet-lab ab`, from the runs of real trials (results/ab-gate/).
 
-    python scripts/ab_trials.py --aa DIR [DIR ...] [--planted DIR ...] [--compute DIR ...] [--wait DIR ...] [--pairs 6] [--draws 20000]
+    python scripts/ab_trials.py --aa DIR [DIR ...] [--planted DIR ...] [--compute DIR ...] [--wait DIR ...]
+                                [--pairs 6] [--draws 20000]
 
 Each DIR is an `ab --out DIR` (runs in DIR/storage, DIR/ab.json with the machine's load per run).
 Prints, as markdown:
@@ -113,7 +114,7 @@ def side_values(out: Path) -> dict[str, dict[str, list[float]]]:
     gated = gated_benchmarks(json.loads((out / "ab.json").read_text())["config"]["device"])
     values: dict[str, dict[str, list[float]]] = {g.figure: {"base": [], "new": [], "within": []} for g in gated}
     for pair in paired_runs(out):
-        for side, run in zip(("base", "new"), pair):
+        for side, run in zip(("base", "new"), pair, strict=True):
             for g in gated:
                 b = next(x for x in run.benchmarks if x.name == g.name)
                 values[g.figure][side].append(figure(b, g.figure))
@@ -163,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("## Trials\n")
     print(
-        "| trial | design | pairs x C2 epochs | load avg (1 min) first -> last run | minutes of runs (wall) | figure | ratio (paired) | "
+        "| trial | design | pairs x C2 epochs | load avg (1 min) first -> last "
+        "run | minutes of runs (wall) | figure | ratio (paired) | "
         "interval | ratio of medians (unpaired) | CPU time ratio | verdict |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -174,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.aa:  # the noise and the resampled rates need A/A pairs
         print("\n## Noise\n")
         print(
-            "| trial | figure | cv of base runs | cv of new runs | within-run cv (steady epochs) | sd of paired log ratios |"
+            "| trial | figure | cv of base runs | cv of new runs | within-run cv "
+            "(steady epochs) | sd of paired log ratios |"
         )
         print("|---|---|---|---|---|---|")
         for out in args.aa:
@@ -219,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if kinds:
         print(
-            f"\n## Power at +10% resampled from the planted trials' own pairs (recentred), {args.pairs[-1]} pairs, {args.draws} draws\n"
+            "\n## Power at +10% resampled from the planted trials' own pairs "
+            f"(recentred), {args.pairs[-1]} pairs, {args.draws} draws\n"
         )
         print(
             "| planted change | figure | trials | pooled pairs | sd of paired log ratios (recentred) | power at +10% |"

@@ -1,4 +1,4 @@
-"""Is torch.compile's distance from fp64 numerics or semantics? One lab SGD step of ResNet-18, compiled and eager, in fp32 and fp64.
+"""torch.compile vs fp64: numerics or semantics? One lab SGD step of ResNet-18, compiled and eager, in fp32 and fp64.
 
     python scripts/compile_precision.py [--batch 32] [--steps 3] [--seed 0]
 
@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import torch
+import torch.nn.functional as F
 
-from resnet_lab.model import resnet18  # noqa: E402
-from resnet_lab.optim import make_optimizer  # noqa: E402
+from resnet_lab.model import resnet18
+from resnet_lab.optim import make_optimizer
 
 
 def train(

@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     wrong = {p: s for p, s in summary["paths"].items() if s["as_expected"] != s["runs"]}  # type: ignore[union-attr]
     for path, s in summary["paths"].items():  # type: ignore[union-attr]
         print(
-            f"{path:40s} expected {s['expected']:4s} {s['as_expected']}/{s['runs']} as expected, margin {s['margin']:.3g}"
+            f"{path:40s} expected {s['expected']:4s} {s['as_expected']}/{s['runs']} "
+            f"as expected, margin {s['margin']:.3g}"
         )
     return 1 if wrong else 0
 

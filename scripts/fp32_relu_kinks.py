@@ -42,7 +42,7 @@ def main() -> None:
         m64 = list(masks)
         masks.clear()
         g32 = grads(torch.float32)
-        flips = [int((a != b).sum()) for a, b in zip(masks, m64)]
+        flips = [int((a != b).sum()) for a, b in zip(masks, m64, strict=False)]
         forced = iter(m64)
         lab_model.F.relu = lambda t, *a, **k: t * next(forced).to(t.dtype)
         g32_forced = grads(torch.float32)

@@ -42,11 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# `resnet-lab history`: the detector on synthetic histories",
         "",
-        f"Each history: {SERIES_PER_HISTORY} timing series of {RUNS} runs with log-normal noise sigma per run; the scenario is planted in",
-        f"the first, the others are noise only; each series judged at 0.05 / {SERIES_PER_HISTORY} (the command's Bonferroni split).",
+        f"Each history: {SERIES_PER_HISTORY} timing series of {RUNS} runs with "
+        "log-normal noise sigma per run; the scenario is planted in",
+        "the first, the others are noise only; each series judged at 0.05 / "
+        f"{SERIES_PER_HISTORY} (the command's Bonferroni split).",
         f"{args.histories} histories per cell, seed 0. Regenerate: `python scripts/history_rates.py`.",
         "",
-        "| noise sigma | scenario | regression flagged (any series) | step located at run 11 +-1 | at run 11 | called a drift | labelled suspicious |",
+        "| noise sigma | scenario | regression flagged (any series) | step "
+        "located at run 11 +-1 | at run 11 | called a drift | labelled "
+        "suspicious |",
         "|---|---|---|---|---|---|---|",
     ]
 
@@ -55,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             for scenario in SCENARIOS:
                 r = rates(scenario, sigma, args.histories, runs_per_commit=runs_per_commit)
                 lines.append(
-                    f"| {name} | {scenario} | {r.regression:.1%} | {r.located:.1%} | {r.exact:.1%} | {r.drift:.1%} | {r.suspicious:.1%} |"
+                    f"| {name} | {scenario} | {r.regression:.1%} | {r.located:.1%} | "
+                    f"{r.exact:.1%} | {r.drift:.1%} | {r.suspicious:.1%} |"
                 )
 
     table(1)
@@ -63,12 +68,18 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"## {RUNS_PER_COMMIT} runs per commit",
         "",
-        f"{RUNS} commits of {RUNS_PER_COMMIT} runs each ({RUNS * RUNS_PER_COMMIT} runs), each run with its own noise; the scenario planted per commit",
-        "(the outlier: one run of commit 11). A change may start only at a commit's first run; the permutation test permutes",
-        "runs and takes the best split over the same commit boundaries. Located: within +-1 commit of commit 11, and at",
+        f"{RUNS} commits of {RUNS_PER_COMMIT} runs each "
+        f"({RUNS * RUNS_PER_COMMIT} runs), each run with its own noise; the "
+        "scenario planted per commit",
+        "(the outlier: one run of commit 11). A change may start only at a "
+        "commit's first run; the permutation test permutes",
+        "runs and takes the best split over the same commit boundaries. "
+        "Located: within +-1 commit of commit 11, and at",
         "commit 11's first run.",
         "",
-        "| noise sigma | scenario | regression flagged (any series) | step located at commit 11 +-1 | at commit 11 | called a drift | labelled suspicious |",
+        "| noise sigma | scenario | regression flagged (any series) | step "
+        "located at commit 11 +-1 | at commit 11 | called a drift | labelled "
+        "suspicious |",
         "|---|---|---|---|---|---|---|",
     ]
     table(RUNS_PER_COMMIT)

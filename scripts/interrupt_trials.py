@@ -10,7 +10,7 @@ left behind (after SIGKILL one may: nothing can clean up after SIGKILL, and it i
     python scripts/interrupt_trials.py 40 --seed 3 --data path/to/image-folder
 
 Prints one line per trial and a summary table per signal; exit status 1 when any trial broke the
-rule. tests/test_faults.py imports `run_trial` from here and runs a few trials.
+rule. tests/test_interrupts.py imports `run_trial` from here and runs a few trials.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def classify(out: Path) -> str:
     except ValueError:
         return "partial"
     complete = (
-        isinstance(record, dict) and NEW_KEYS <= set(record) and len(record["epochs"]) == 1 and payload.endswith(b"}\n")
+        isinstance(record, dict) and set(record) >= NEW_KEYS and len(record["epochs"]) == 1 and payload.endswith(b"}\n")
     )
     return "new" if complete else "partial"
 
@@ -155,7 +155,10 @@ def run_trial(
 
 
 def summary_table(trials: list[Trial]) -> str:
-    header = "| signal | trials | signal sent | at-write (tmp seen) | old | new | partial/missing | tmp left | exit statuses | traceback on stderr | ok |"
+    header = (
+        "| signal | trials | signal sent | at-write (tmp seen) | old | new | "
+        "partial/missing | tmp left | exit statuses | traceback on stderr | ok |"
+    )
     rows = [header, "|" + "---|" * (header.count("|") - 1)]
     for name in ("SIGINT", "SIGKILL"):
         group = [t for t in trials if t.signal == name]
@@ -165,9 +168,11 @@ def summary_table(trials: list[Trial]) -> str:
         statuses = collections.Counter(t.returncode for t in group)
         at_write = [t for t in group if t.trigger == AT_WRITE]
         rows.append(
-            f"| {name} | {len(group)} | {sum(t.sent for t in group)} | {len(at_write)} ({sum(t.write_seen for t in at_write)}) "
+            f"| {name} | {len(group)} | {sum(t.sent for t in group)} | "
+            f"{len(at_write)} ({sum(t.write_seen for t in at_write)}) "
             f"| {outcomes['old']} | {outcomes['new']} | {outcomes['partial'] + outcomes['missing']} "
-            f"| {sum(t.leftover_tmp > 0 for t in group)} | {', '.join(f'{k}: {v}' for k, v in sorted(statuses.items()))} "
+            f"| {sum(t.leftover_tmp > 0 for t in group)} | "
+            f"{', '.join(f'{k}: {v}' for k, v in sorted(statuses.items()))} "
             f"| {sum(t.traceback for t in group)} | {sum(t.ok for t in group)}/{len(group)} |"
         )
     return "\n".join(rows)

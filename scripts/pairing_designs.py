@@ -152,7 +152,7 @@ class Worker:
 
 
 def together(workers: list[Worker], cmds: list[dict]) -> list[dict]:
-    for w, c in zip(workers, cmds):
+    for w, c in zip(workers, cmds, strict=True):
         w.send(**c)
     return [w.receive() for w in workers]
 
@@ -170,8 +170,10 @@ def run_design(
                 [w for w, _ in order],
                 [{"do": "free", "threads": 1, "plant": p, "blocks": args.blocks // 2, **common} for _, p in order],
             )
-            by_side = dict(zip([("base" if w is base else "new") for w, _ in order], res))
-            blocks += [{"base": b, "new": n} for b, n in zip(by_side["base"]["blocks"], by_side["new"]["blocks"])]
+            by_side = dict(zip([("base" if w is base else "new") for w, _ in order], res, strict=False))
+            blocks += [
+                {"base": b, "new": n} for b, n in zip(by_side["base"]["blocks"], by_side["new"]["blocks"], strict=False)
+            ]
     elif design == "barrier":
         for _ in range(args.blocks):
             t = together(
@@ -181,14 +183,14 @@ def run_design(
                     {"do": "train", "threads": 1, "plant": plant, **common},
                 ],
             )
-            l = together(
+            loads = together(
                 [base, new],
                 [
                     {"do": "load", "threads": 1, "plant": {}, **common},
                     {"do": "load", "threads": 1, "plant": plant, **common},
                 ],
             )
-            blocks.append({"base": {**t[0], **l[0]}, "new": {**t[1], **l[1]}})
+            blocks.append({"base": {**t[0], **loads[0]}, "new": {**t[1], **loads[1]}})
     else:
         for b in range(args.blocks):
             order = [("base", base, {}), ("new", new, plant)]
@@ -233,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             "wait": {"step_sleep_s": args.effect * step_s, "batch_sleep_s": args.effect * batch_s},
         }
         print(
-            f"calibration ({threads} threads, alone): step {step_s:.3f} s, no-grad forward of the batch {cal['forward_s']:.3f} s, "
+            f"calibration ({threads} threads, alone): step {step_s:.3f} s, no-grad "
+            f"forward of the batch {cal['forward_s']:.3f} s, "
             f"loader batch {batch_s:.3f} s -> plants {plants}",
             flush=True,
         )
@@ -244,23 +247,29 @@ def main(argv: list[str] | None = None) -> int:
                 blocks = run_design(design, base, new, plants[plant_name], args, threads)
                 results[f"{design}/{plant_name}"] = blocks
                 print(
-                    f"{design:13s} {plant_name:8s} train {ratio(blocks, 'train_s'):.3f} (cpu {ratio(blocks, 'train_cpu_s'):.3f})  "
+                    f"{design:13s} {plant_name:8s} train {ratio(blocks, 'train_s'):.3f} "
+                    f"(cpu {ratio(blocks, 'train_cpu_s'):.3f})  "
                     f"loader {ratio(blocks, 'load_s'):.3f} (cpu {ratio(blocks, 'load_cpu_s'):.3f})  "
-                    f"base train {statistics.median(b['base']['train_s'] for b in blocks):.2f} s  [{time.perf_counter() - start:.0f} s]",
+                    "base train "
+                    f"{statistics.median(b['base']['train_s'] for b in blocks):.2f} s  "
+                    f"[{time.perf_counter() - start:.0f} s]",
                     flush=True,
                 )
     finally:
         base.close()
         new.close()
     print(
-        "\n| design | planted | train wall ratio | train CPU ratio | loader wall ratio | loader CPU ratio | base train s (median) |"
+        "\n| design | planted | train wall ratio | train CPU ratio | loader "
+        "wall ratio | loader CPU ratio | base train s (median) |"
     )
     print("|---|---|---|---|---|---|---|")
     for key, blocks in results.items():
         design, plant_name = key.split("/")
         print(
-            f"| {design} | {plant_name} +{args.effect:.0%} | {ratio(blocks, 'train_s'):.3f} | {ratio(blocks, 'train_cpu_s'):.3f} | "
-            f"{ratio(blocks, 'load_s'):.3f} | {ratio(blocks, 'load_cpu_s'):.3f} | {statistics.median(b['base']['train_s'] for b in blocks):.2f} |"
+            f"| {design} | {plant_name} +{args.effect:.0%} | "
+            f"{ratio(blocks, 'train_s'):.3f} | {ratio(blocks, 'train_cpu_s'):.3f} | "
+            f"{ratio(blocks, 'load_s'):.3f} | {ratio(blocks, 'load_cpu_s'):.3f} | "
+            f"{statistics.median(b['base']['train_s'] for b in blocks):.2f} |"
         )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -175,7 +175,7 @@ def main() -> None:
     results: dict[str, float] = {}
     for workers in args.workers:
         loader = DataLoader(PilCifar(images_np, labels_np), batch_size=BATCH, shuffle=True, num_workers=workers)
-        results[f"pil_dataloader_w{workers}"] = images_per_s(lambda: loader, lambda: None)
+        results[f"pil_dataloader_w{workers}"] = images_per_s(loader.__iter__, lambda: None)
         print(
             f"{'pil_dataloader_w' + str(workers):32s} {results[f'pil_dataloader_w{workers}']:>12,.0f} images/s",
             flush=True,

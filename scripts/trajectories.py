@@ -1,6 +1,7 @@
 """Training trajectories of C8's CPU-runnable paths against eager, from the same seeds (issue 19, item 4).
 
-    python scripts/trajectories.py [--data ../shared/datasets/cifar10-jpeg.tar.gz] [--log results/cpu-trajectories/runs.jsonl]
+    python scripts/trajectories.py [--data ../shared/datasets/cifar10-jpeg.tar.gz]
+                                   [--log results/cpu-trajectories/runs.jsonl]
                                    [--steps 200] [--batch 32] [--budget-min 60] [--only CONFIG ...]
     python scripts/trajectories.py --summarize [--log ...] [--steps N --batch B]   # tables from the log, trains nothing
 
@@ -46,14 +47,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-import torch  # noqa: E402
+import torch
 
-from resnet_lab.data import DataConfig, LoaderConfig, load_datasets  # noqa: E402
-from resnet_lab.engine import loop  # noqa: E402
-from resnet_lab.engine.loop import evaluate  # noqa: E402
-from resnet_lab.engine.metrics import EpochMetrics  # noqa: E402
-from resnet_lab.engine.run import LabRun, RunConfig  # noqa: E402
-from resnet_lab.engine.step import StepConfig  # noqa: E402
+from resnet_lab.data import DataConfig, LoaderConfig, load_datasets
+from resnet_lab.engine import loop
+from resnet_lab.engine.loop import evaluate
+from resnet_lab.engine.metrics import EpochMetrics
+from resnet_lab.engine.run import LabRun, RunConfig
+from resnet_lab.engine.step import StepConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
@@ -313,12 +314,13 @@ def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, fl
 
 
 def early_difference(a: list[float], b: list[float], steps: int = 3) -> str:
-    """|a - b| / b at the first `steps` steps: 1 is the forward from the same weights, 2 and 3 show the first updates."""
-    return "/".join(f"{abs(x - y) / abs(y):.0e}" for x, y in zip(a[:steps], b[:steps]))
+    """|a - b| / b at the first `steps` steps: 1 is the forward from the same weights, 2 and 3 show the first
+    updates."""
+    return "/".join(f"{abs(x - y) / abs(y):.0e}" for x, y in zip(a[:steps], b[:steps], strict=False))
 
 
 def first_parting(a: list[float], b: list[float]) -> int | None:
-    for step, (x, y) in enumerate(zip(a, b), 1):
+    for step, (x, y) in enumerate(zip(a, b, strict=False), 1):
         if abs(x - y) > DIVERGED:
             return step
     return None
@@ -335,7 +337,9 @@ def summarize(runs: list[dict[str, object]]) -> str:
     lines.append(f"{len(runs)} runs; batch {r0['batch']}, {r0['steps']} steps; torch {r0['torch']}; {r0['cpu']}")
     lines.append("")
     lines.append(
-        "| config | seeds | train loss, last half (mean ± sd) | train top-1 (all steps) | test top-1 | loss rel. diff vs eager at steps 1/2/3 (per seed) | steps until parted (>1e-3) |"
+        "| config | seeds | train loss, last half (mean ± sd) | train top-1 "
+        "(all steps) | test top-1 | loss rel. diff vs eager at steps 1/2/3 "
+        "(per seed) | steps until parted (>1e-3) |"
     )
     lines.append("|---|---|---|---|---|---|---|")
     for name in configs:
@@ -361,13 +365,14 @@ def summarize(runs: list[dict[str, object]]) -> str:
         )
     lines.append("")
     lines.append(
-        "Paired against eager at the same seed: d_s = variant's minus eager's per-step loss, averaged over the last half of the steps."
+        "Paired against eager at the same seed: d_s = variant's minus eager's "
+        "per-step loss, averaged over the last half of the steps."
     )
     lines.append("Seed-to-seed noise: the same figure between eager runs of different seeds (all pairs).")
     lines.append("")
     seeds = sorted(eager)
     noise = [
-        tail_mean([a - b for a, b in zip(eager[s]["step_loss"], eager[t]["step_loss"])])
+        tail_mean([a - b for a, b in zip(eager[s]["step_loss"], eager[t]["step_loss"], strict=False)])
         for i, s in enumerate(seeds)
         for t in seeds[i + 1 :]
     ]
@@ -380,7 +385,7 @@ def summarize(runs: list[dict[str, object]]) -> str:
         if name == "eager":
             continue
         ds = [
-            tail_mean([a - b for a, b in zip(by[(name, s)]["step_loss"], eager[s]["step_loss"])])
+            tail_mean([a - b for a, b in zip(by[(name, s)]["step_loss"], eager[s]["step_loss"], strict=False)])
             for s in seeds
             if (name, s) in by
         ]
@@ -388,7 +393,8 @@ def summarize(runs: list[dict[str, object]]) -> str:
             continue
         mean, low, high = t_interval(ds)
         lines.append(
-            f"| {name} | {len(ds)} | {', '.join(f'{d:+.4f}' for d in ds)} | {mean:+.4f} | [{low:+.4f}, {high:+.4f}] | {mean / noise_sd:+.2f} |"
+            f"| {name} | {len(ds)} | {', '.join(f'{d:+.4f}' for d in ds)} | "
+            f"{mean:+.4f} | [{low:+.4f}, {high:+.4f}] | {mean / noise_sd:+.2f} |"
         )
     return "\n".join(lines)
 

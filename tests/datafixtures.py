@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import pickle
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import torchvision
 from PIL import Image
 
@@ -139,3 +141,24 @@ def assert_matches(train, test, expected: Expected, source: str) -> None:
     for dataset in (train, test):
         assert dataset.images.dtype == np.uint8 and dataset.images.flags["C_CONTIGUOUS"]
         assert dataset.labels.dtype == np.int64
+
+
+class CountingLoader:
+    """In-memory batches that count how many the current epoch pulled."""
+
+    def __init__(self, n: int, size: int = 4, seed: int = 0) -> None:
+        gen = torch.Generator().manual_seed(seed)
+        self.batches = [
+            (torch.randn(size, 3, 32, 32, generator=gen), torch.randint(0, 10, (size,), generator=gen))
+            for _ in range(n)
+        ]
+        self.served = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.served = 0
+        for batch in self.batches:
+            self.served += 1
+            yield batch

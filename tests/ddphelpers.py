@@ -71,9 +71,9 @@ def one_step_vs_halves(context: RankContext) -> float:
         y = torch.tensor([int(data.labels[i]) for i in shard])
         reference.zero_grad(set_to_none=True)
         F.cross_entropy(reference(x), y).backward()  # BatchNorm normalizes this half on its own, as each rank did
-        for g, p in zip(grads, reference.parameters()):
+        for g, p in zip(grads, reference.parameters(), strict=True):
             g += p.grad / len(shards)
-    for g, p in zip(grads, reference.parameters()):
+    for g, p in zip(grads, reference.parameters(), strict=True):
         p.grad = g
     optimizer.step()
     with torch.no_grad():
@@ -133,7 +133,8 @@ def fail_on_rank(context: RankContext, rank: int) -> int:
 
 
 def torchrun(*args: str, cwd: Path) -> subprocess.Popen:
-    """`torchrun --standalone` (torchrun picks a free rendezvous port) with two ranks running this checkout's `resnet-lab train`."""
+    """`torchrun --standalone` (torchrun picks a free rendezvous port) with two ranks running this
+    checkout's `resnet-lab train`."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     return subprocess.Popen(
         [str(TORCHRUN), "--standalone", "--nproc-per-node", "2", "-m", "resnet_lab", "train", *args],

@@ -14,7 +14,8 @@ from fixtures.labruns import bench, machine_info, training_bench
 
 from resnet_lab import cli
 from resnet_lab.results.ab import BASE, NEW, NO_GATED, figure, gated_benchmarks
-from resnet_lab.results.runs import Bench, machine_id
+from resnet_lab.results.loading import machine_id
+from resnet_lab.results.runs import Bench
 from resnet_lab.suite.ab_runs import AbConfig, next_pair_fits, run_order
 
 C2_NAME = "test_c2_phases[device=cpu]"
@@ -51,7 +52,8 @@ def suite_run(
     nan_epoch: int | None = None,
     cpu: tuple[float, float] | None = None,
 ) -> dict:
-    """`cpu`: (train_cpu_s, round_cpu_s) recorded beside the wall times, as CPU runs do since issue 23; None: an older run."""
+    """`cpu`: (train_cpu_s, round_cpu_s) recorded beside the wall times, as CPU runs do since issue 23; None: an older
+    run."""
     rng = random.Random(0)
     c2 = training_bench(
         rng,
@@ -88,7 +90,7 @@ def write_pairs(out: Path, base: list[dict], new: list[dict]) -> Path:
     storage = out / "storage" / machine_id()
     storage.mkdir(parents=True)
     number = 1
-    for pair, (b, n) in enumerate(zip(base, new)):
+    for pair, (b, n) in enumerate(zip(base, new, strict=True)):
         for side, data in ((BASE, b), (NEW, n)):
             (storage / f"{number:04d}_ab-{side}-{pair:02d}.json").write_text(json.dumps(data))
             number += 1
@@ -149,7 +151,7 @@ def as_bench(record: dict) -> Bench:
 def test_figure_is_the_median_of_the_steady_epochs():
     c2 = as_bench(suite_run(4.0, 9.0, epochs=4)["benchmarks"][0])
     c2.extra_info["epochs"][0]["train_s"] = 100.0  # warm-up: not read
-    for r, value in zip(c2.extra_info["epochs"][1:], (3.0, 5.0, 4.5)):
+    for r, value in zip(c2.extra_info["epochs"][1:], (3.0, 5.0, 4.5), strict=True):
         r["train_s"] = value
     assert figure(c2, "train_s") == 4.5
     for r in c2.extra_info["epochs"]:
@@ -183,7 +185,8 @@ def test_a_slower_training_step_fails_and_names_the_figure(capsys, tmp_path):
 
 
 def cpu_scenario(tmp_path: Path, train: tuple[float, float], loader: tuple[float, float]) -> Path:
-    """Pairs whose new runs change the wall time and the CPU time beside it by the factors (wall, cpu) given per figure."""
+    """Pairs whose new runs change the wall time and the CPU time beside it by the factors (wall, cpu) given per
+    figure."""
     rng = random.Random(2)
     base, new = [], []
     for load in loads():

@@ -1,4 +1,5 @@
-"""What every training benchmark records and checks: extra_info, the epoch-record checks, C3's loader epoch and C3.2 state."""
+"""What every training benchmark records and checks: extra_info, the epoch-record checks, C3's loader epoch and C3.2
+state."""
 
 from __future__ import annotations
 

@@ -18,8 +18,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from clihelpers import in_process
 
-from resnet_lab import cli, fileio
+from resnet_lab import fileio
 
 EPOCH_KEYS = {
     "epoch",
@@ -77,15 +78,6 @@ def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]
     return proc.returncode, out, err
 
 
-def in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        rc = cli.main(list(argv))
-    except SystemExit as exc:  # argparse's usage errors
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
 def assert_usage_error(rc: int, out: str, err: str, message: str) -> None:
     """Exit 2, nothing on stdout, exactly one error line on stderr (argparse adds its usage lines), no traceback."""
     assert rc == 2, err
@@ -127,14 +119,18 @@ def test_tiny_synthetic_run_prints_epochs_and_averages_and_writes_json(tmp_path:
         "resnet-lab train: synthetic data (50000 train / 10000 test), device cpu, optimizer sgd, workers 2"
     )
     epoch_re = re.compile(
-        rf"epoch (\d)/2  startup {NUMBER}s  load {NUMBER}s  copy {NUMBER}s  train {NUMBER}s  metrics {NUMBER}s  shutdown {NUMBER}s  epoch {NUMBER}s  "
+        rf"epoch (\d)/2  startup {NUMBER}s  load {NUMBER}s  copy {NUMBER}s  "
+        rf"train {NUMBER}s  metrics {NUMBER}s  shutdown {NUMBER}s  epoch "
+        rf"{NUMBER}s  "
         rf"loss {NUMBER}  top1 {NUMBER}%  \((\d+) img/s\)"
     )
     epoch_lines = [m for m in map(epoch_re.fullmatch, lines) if m]
     assert [m.group(1) for m in epoch_lines] == ["1", "2"], out
     mean_line = next(line for line in lines if line.startswith("mean over 2 epochs:"))
     assert re.fullmatch(
-        rf"mean over 2 epochs: startup {NUMBER}s  load {NUMBER}s  copy {NUMBER}s  train {NUMBER}s  metrics {NUMBER}s  shutdown {NUMBER}s  epoch {NUMBER}s  "
+        rf"mean over 2 epochs: startup {NUMBER}s  load {NUMBER}s  copy {NUMBER}s "
+        rf" train {NUMBER}s  metrics {NUMBER}s  shutdown {NUMBER}s  epoch "
+        rf"{NUMBER}s  "
         rf"\| last epoch loss {NUMBER}  top1 {NUMBER}%",
         mean_line,
     ), mean_line
@@ -154,8 +150,8 @@ def test_tiny_synthetic_run_prints_epochs_and_averages_and_writes_json(tmp_path:
     assert record["data"] == {"source": "synthetic", "kind": "synthetic", "train_images": 50000, "test_images": 10000}
     epochs = record["epochs"]
     assert [e["epoch"] for e in epochs] == [1, 2]
-    for e, match in zip(epochs, epoch_lines):
-        assert EPOCH_KEYS <= set(e)
+    for e, match in zip(epochs, epoch_lines, strict=True):
+        assert set(e) >= EPOCH_KEYS
         assert e["batches"] == 1 and e["images"] == 8 and e["phases_synced"] is True
         for key in (
             "startup_s",
@@ -181,6 +177,7 @@ def test_tiny_synthetic_run_prints_epochs_and_averages_and_writes_json(tmp_path:
             zip(
                 ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s", "epoch_s"),
                 map(float, match.groups()[1:8]),
+                strict=True,
             )
         )
         for key, value in printed.items():
@@ -189,7 +186,7 @@ def test_tiny_synthetic_run_prints_epochs_and_averages_and_writes_json(tmp_path:
         assert float(match.group(10)) == pytest.approx(100 * e["top1"], abs=5e-3)
     assert [e["warmup"] for e in epochs] == [True, False]
     summary = record["summary"]
-    assert SUMMARY_KEYS <= set(summary) and summary["epochs"] == 2
+    assert set(summary) >= SUMMARY_KEYS and summary["epochs"] == 2
     for key in ("startup_s", "load_s", "copy_s", "train_s", "metrics_s", "shutdown_s", "epoch_s"):
         assert summary[key] == pytest.approx((epochs[0][key] + epochs[1][key]) / 2)
     assert summary["loss"] == epochs[1]["loss"] and summary["top1"] == epochs[1]["top1"]
@@ -260,7 +257,8 @@ def cuda_absent() -> bool:
     [
         (
             ["--optimizer", "adadelat"],
-            "unknown optimizer 'adadelat': choose one of sgd, sgd-nesterov, adagrad, adadelta, adam; did you mean 'adadelta'?",
+            "unknown optimizer 'adadelat': choose one of sgd, sgd-nesterov, "
+            "adagrad, adadelta, adam; did you mean 'adadelta'?",
         ),
         (["--optimizer", "rmsprop"], "unknown optimizer 'rmsprop'"),
         (["--device", "tpu"], "argument --device: unknown device 'tpu': use 'cpu' or 'cuda'"),
@@ -335,8 +333,8 @@ def test_json_write_failure_keeps_the_existing_file(
     rc, out, err = in_process(capsys, "train", "--data", str(tiny_folder), *TINY, "--json", str(out_json))
     assert rc == 2 and "Traceback" not in err
     assert (
-        err.strip()
-        == f"resnet-lab: error: cannot write --json {out_json}: No space left on device; an existing file there was left unchanged"
+        err.strip() == f"resnet-lab: error: cannot write --json {out_json}: No space left on "
+        "device; an existing file there was left unchanged"
     )
     assert "mean over 1 epochs" in out, "the results were still printed"
     assert out_json.read_text() == old
@@ -346,7 +344,8 @@ def test_json_write_failure_keeps_the_existing_file(
 
 
 def test_errors_from_real_processes(tmp_path: Path) -> None:
-    """A sample (argparse, data, --json) as a user sees them: exit 2, one line, no traceback; in-process tests cover the rest."""
+    """A sample (argparse, data, --json) as a user sees them: exit 2, one line, no traceback; in-process tests cover the
+    rest."""
     (tmp_path / "empty").mkdir()
     (tmp_path / "a-file").write_text("x")
     cases = [

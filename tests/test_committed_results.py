@@ -10,9 +10,9 @@ import pytest
 from resnet_lab.errors import LabError
 from resnet_lab.results.ab import decide_runs, gated_benchmarks, paired_runs
 from resnet_lab.results.compare import CI_THRESHOLDS, compare_runs, parse_threshold
+from resnet_lab.results.loading import SCHEMA_VERSION, load_run, parse_run
 from resnet_lab.results.paired import GateRule
 from resnet_lab.results.report.sheet import answer_sheet
-from resnet_lab.results.runs import SCHEMA_VERSION, load_run, parse_run
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 # The A/B trials' runs (results/ab-gate/*/storage) are 16 small runs of the same two benchmarks per trial:

@@ -1,33 +1,24 @@
-"""`resnet-lab compare`: threshold grammar, the noise-aware rule, pairing, machines, exit codes, and end to end."""
+"""`resnet-lab compare`, the command: pass and fail, machines, pairing, storage ids, exit codes."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
-import statistics
-import textwrap
 
 import pytest
-from fixtures.labruns import make_run, stats_of, write_run
+from fixtures.labruns import make_run, write_run
 
 from resnet_lab import cli
 from resnet_lab.results.compare import (
     CI_THRESHOLDS,
     METRICS,
     NOISE_K,
-    Value,
     metric_value,
     pair_benchmarks,
-    parse_threshold,
-    quality_violation,
     spread,
-    timing_violation,
 )
-from resnet_lab.results.runs import load_run, machine_id, summarize
-
-pytest_plugins = ["pytester"]
+from resnet_lab.results.loading import load_run, machine_id
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -39,117 +30,6 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 @pytest.fixture
 def base_path(tmp_path):
     return write_run(tmp_path / "base.json", make_run(seed=0))
-
-
-# ---------------------------------------------------------------------------
-# --fail grammar
-# ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "text, metric, stat, direction, amount, relative",
-    [
-        ("epoch_s:median:+15%", "epoch_s", "median", 1, 0.15, True),
-        ("load_s:mean:+25%", "load_s", "mean", 1, 0.25, True),
-        ("top1:-2", "top1", "last", -1, 2.0, False),
-        ("train_s:0.5", "train_s", "median", 1, 0.5, False),  # no sign: the metric's bad direction
-        ("top1:mean:3", "top1", "mean", -1, 3.0, False),
-        ("loss:+10%", "loss", "last", 1, 0.10, True),
-        ("epoch_s:min:-.5%", "epoch_s", "min", -1, 0.005, True),
-    ],
-)
-def test_threshold_grammar(text, metric, stat, direction, amount, relative):
-    t = parse_threshold(text)
-    assert (t.metric.name, t.stat, t.direction, t.relative) == (metric, stat, direction, relative)
-    assert t.amount == pytest.approx(amount)
-
-
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("epoch_s", "is not METRIC"),
-        ("a:b:c:d", "is not METRIC"),
-        ("speed:+1", "unknown metric 'speed'"),
-        ("epoch_s:p99:+1%", "unknown statistic 'p99'"),
-        ("epoch_s:last:+1%", "not 'last'"),
-        ("epoch_s:median:fast", "is not [+|-]NUMBER[%]"),
-        ("top1:--2", "is not [+|-]NUMBER[%]"),
-    ],
-)
-def test_threshold_grammar_errors(text, message):
-    with pytest.raises(argparse.ArgumentTypeError) as exc:
-        parse_threshold(text)
-    assert message in str(exc.value)
-
-
-def test_ci_thresholds_parse():
-    assert [parse_threshold(t).text for t in CI_THRESHOLDS] == list(CI_THRESHOLDS)
-
-
-# ---------------------------------------------------------------------------
-# the noise-aware rule, on hand-computed numbers
-# ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "old, new, threshold, k, floor, violated, margin",
-    [
-        # +30% beyond +15%, spread margin 1.5 x 0.1 = 0.15 < 0.3: a regression
-        (Value(1.0, 0.10, 5), Value(1.3, 0.05, 5), "epoch_s:median:+15%", 1.5, 0.05, True, 0.15),
-        # same change, but the new run varies by 0.25 over its rounds: 1.5 x 0.25 = 0.375 > 0.3, noise
-        (Value(1.0, 0.10, 5), Value(1.3, 0.25, 5), "epoch_s:median:+15%", 1.5, 0.05, False, 0.375),
-        # +10% is inside a +15% threshold whatever the spread
-        (Value(1.0, 0.0, 5), Value(1.1, 0.0, 5), "epoch_s:median:+15%", 1.5, 0.05, False, 0.0),
-        # +50% of 40 ms is 20 ms: below the 50 ms floor
-        (Value(0.04, 0.0, 2), Value(0.06, 0.0, 2), "load_s:median:+15%", 1.5, 0.05, False, 0.0),
-        # absolute threshold in seconds
-        (Value(2.0, 0.0, 2), Value(2.6, 0.0, 2), "train_s:median:+0.5", 1.5, 0.05, True, 0.0),
-        # faster is never a violation of a + threshold
-        (Value(2.0, 0.0, 2), Value(1.0, 0.0, 2), "train_s:median:+15%", 1.5, 0.05, False, 0.0),
-    ],
-)
-def test_timing_rule(old, new, threshold, k, floor, violated, margin):
-    got, got_margin = timing_violation(parse_threshold(threshold), old, new, k, floor)
-    assert got is violated
-    assert got_margin == pytest.approx(margin)
-
-
-def test_phase_values_are_pytest_benchmark_statistics_over_epochs(tmp_path):
-    bench = load_run(write_run(tmp_path / "three.json", make_run(seed=0, epochs=3))).group("C2")[0]
-    loads = [r["load_s"] for r in bench.extra_info["epochs"]]
-    value = metric_value(bench, METRICS["load_s"], "median")
-    assert value.value == pytest.approx(statistics.median(loads))  # the figure: every epoch, the lab's epoch 1 included
-    # The spread: epochs 2 and 3 only (IQR of two values, as pytest-benchmark computes it: max - min), not the warm-up gap.
-    assert value.spread == pytest.approx(abs(loads[2] - loads[1]))
-    epoch = metric_value(bench, METRICS["epoch_s"], "median")
-    rounds = bench.stats["data"]
-    assert epoch.value == pytest.approx(bench.stats["median"]) and epoch.spread == pytest.approx(
-        abs(rounds[2] - rounds[1])
-    )
-    assert summarize(bench.epoch_values("epoch_s"))["median"] == pytest.approx(bench.stats["median"])
-    top1 = metric_value(bench, METRICS["top1"], "last")
-    assert top1.value == pytest.approx(100 * bench.extra_info["epochs"][-1]["top1"]) and top1.spread is None
-
-
-def test_one_steady_round_has_no_spread(base_path):
-    """Two epochs (the smoke preset): one steady round, no spread; the warm-up gap is not taken for noise."""
-    bench = load_run(base_path).group("C2")[0]
-    assert metric_value(bench, METRICS["load_s"], "median").spread is None
-    assert metric_value(bench, METRICS["epoch_s"], "median").spread is None
-    probe = load_run(base_path).group("Q1-Q4")[0]  # one round, no epoch records
-    assert metric_value(probe, METRICS["epoch_s"], "median").spread is None
-
-
-def test_rounds_without_epoch_records_all_count_as_steady(tmp_path):
-    data = make_run(seed=0, groups=("loader",))
-    rounds = [0.5, 0.75, 1.0]
-    data["benchmarks"][1]["stats"] = stats_of(rounds)  # the device-resident loader's rounds
-    bench = load_run(write_run(tmp_path / "loader.json", data)).benchmarks[1]
-    assert (
-        metric_value(bench, METRICS["epoch_s"], "median").spread
-        == pytest.approx(summarize(rounds)["iqr"])
-        == pytest.approx(0.375)
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -269,7 +149,8 @@ def test_reduced_precision_quality_is_enforced_on_one_machine_only(capsys, tmp_p
 
 @pytest.mark.parametrize("bf16_side", ["base", "new"])
 def test_reduced_precision_on_either_side_is_not_gated_across_machines(capsys, tmp_path, bf16_side):
-    """BASE trained in bf16 and NEW in fp32 (or the other way round) on another machine: not the same numerics either."""
+    """BASE trained in bf16 and NEW in fp32 (or the other way round) on another machine: not the same numerics
+    either."""
     base = _bf16_c8_drop(make_run(seed=0), 0.0, bf16=bf16_side == "base")
     new = _bf16_c8_drop(make_run(seed=0, cpu="Intel Xeon"), -0.10, bf16=bf16_side == "new")
     paths = write_run(tmp_path / "base.json", base), write_run(tmp_path / "new.json", new)
@@ -342,7 +223,9 @@ def test_a_non_finite_epoch_fails_with_its_name(capsys, tmp_path, base_path):
     assert rc == 1, out
     failing = [line.strip() for line in out.splitlines() if line.strip().startswith("FAIL")]
     assert failing == [
-        f"FAIL C2 test_c2_phases[device=cpu]: train_s non-finite in NEW (BASE median {metric_value(load_run(base_path).group('C2')[0], METRICS['train_s'], 'median').value:.4g})"
+        "FAIL C2 test_c2_phases[device=cpu]: train_s non-finite in NEW (BASE "
+        "median "
+        f"{metric_value(load_run(base_path).group('C2')[0], METRICS['train_s'], 'median').value:.4g})"
     ]
 
 
@@ -446,209 +329,6 @@ def test_storage_id_errors(capsys, tmp_path):
     assert rc == 2 and "neither a file nor a saved run" in err
     rc, _, err = run_cli(capsys, "0001", "0001", "--storage", str(tmp_path / "nowhere"))
     assert rc == 2 and "does not exist" in err
-
-
-# ---------------------------------------------------------------------------
-# end to end: a real tiny benchmark, run twice with pytest-benchmark
-# ---------------------------------------------------------------------------
-
-TINY_BENCHMARK = textwrap.dedent(
-    '''
-    """A tiny real training loop recording the suite's per-epoch phases (load, train, metrics).
-
-    Each load pass and each step also waits a fixed few milliseconds: that wait, not the tiny
-    compute, sets the phases' cost, so the gap between two configurations is the same on an idle
-    machine and on one busy with the rest of the test suite.
-    """
-    import os
-    import time
-
-    import torch
-
-    BATCHES = int(os.environ["TINY_BATCHES"])  # more batches per epoch = genuinely more work
-    AUGMENT_PASSES = int(os.environ["TINY_AUGMENT_PASSES"])  # a slower loading configuration
-    BATCH = 32
-    PASS_S = STEP_S = 0.01
-    torch.set_num_threads(1)  # one core each, so a busy second core does not halve a run at random
-
-
-    def make_state():
-        g = torch.Generator().manual_seed(0)
-        images = torch.randint(0, 256, (1024, 3, 32, 32), dtype=torch.uint8, generator=g)
-        labels = torch.randint(0, 10, (1024,), generator=g)
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
-        return images, labels, model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), g
-
-
-    def load_batch(images, labels, g):
-        """Gather, crop, flip, normalize; AUGMENT_PASSES times over (the cost scales with it, like a slower decoder)."""
-        for _ in range(AUGMENT_PASSES):
-            idx = torch.randint(0, images.shape[0], (BATCH,), generator=g)
-            padded = torch.nn.functional.pad(images[idx].float(), (4, 4, 4, 4))
-            i, j = torch.randint(0, 9, (2,), generator=g).tolist()
-            x = padded[:, :, i : i + 32, j : j + 32]
-            x = torch.where(torch.rand(BATCH, 1, 1, 1, generator=g) < 0.5, x.flip(3), x)
-            x = ((x / 255.0 - 0.48) / 0.2).contiguous()
-            time.sleep(PASS_S)
-        return x, labels[idx]
-
-
-    def run_epoch(state, records):
-        images, labels, model, opt, g = state
-        load_s = train_s = metrics_s = loss_sum = 0.0
-        correct = seen = 0
-        start = time.perf_counter()
-        for _ in range(BATCHES):
-            t0 = time.perf_counter()
-            x, y = load_batch(images, labels, g)
-            t1 = time.perf_counter()
-            out = model(x)
-            loss = torch.nn.functional.cross_entropy(out, y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            time.sleep(STEP_S)
-            t2 = time.perf_counter()
-            loss_sum += loss.item() * y.shape[0]
-            correct += int((out.argmax(1) == y).sum())
-            seen += y.shape[0]
-            t3 = time.perf_counter()
-            load_s, train_s, metrics_s = load_s + t1 - t0, train_s + t2 - t1, metrics_s + t3 - t2
-        epoch_s = time.perf_counter() - start
-        records.append({"epoch": len(records) + 1, "batches": BATCHES, "images": seen, "load_s": load_s, "copy_s": 0.0,
-                        "train_s": train_s, "metrics_s": metrics_s, "epoch_s": epoch_s, "images_per_s": seen / epoch_s,
-                        "loss": loss_sum / seen, "top1": correct / seen, "warmup": not records})
-
-
-    def test_tiny_training(benchmark):
-        state = make_state()
-        run_epoch(state, [])  # warm-up, outside the clock
-        records = []
-        benchmark.group = "C2"
-        benchmark.pedantic(run_epoch, args=(state, records), rounds=5, iterations=1)
-        benchmark.extra_info.update(epochs=records, loss=records[-1]["loss"], top1=records[-1]["top1"], device="cpu")
-    '''
-)
-
-
-def run_tiny(pytester, monkeypatch, name: str, batches: int, augment_passes: int):
-    # Under `pytest -n`, the inner run would inherit PYTEST_XDIST_WORKER and pytest-benchmark would disable itself.
-    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("TINY_BATCHES", str(batches))
-    monkeypatch.setenv("TINY_AUGMENT_PASSES", str(augment_passes))
-    out = pytester.path / f"{name}.json"
-    storage = f"file://{pytester.path / 'storage'}"  # also saved the --benchmark-autosave way, read back by storage id
-    result = pytester.runpytest_subprocess(
-        "-p",
-        "no:cacheprovider",
-        "-p",
-        "no:xdist",
-        "--benchmark-json",
-        str(out),
-        "--benchmark-autosave",
-        "--benchmark-storage",
-        storage,
-        "test_tiny.py",
-    )
-    result.assert_outcomes(passed=1)
-    return out
-
-
-def failing_lines(out: str) -> str:
-    return "\n".join(line for line in out.splitlines() if line.strip().startswith("FAIL"))
-
-
-def test_end_to_end_slower_runs_are_flagged_and_self_compare_passes(pytester, monkeypatch, capsys):
-    """Twice the batches per epoch, then each batch loaded three times over, each against one base run."""
-    pytester.makepyfile(test_tiny=TINY_BENCHMARK)
-    base = run_tiny(pytester, monkeypatch, "base", 20, 1)
-    more_batches = run_tiny(pytester, monkeypatch, "more-batches", 40, 1)
-    slower_loading = run_tiny(pytester, monkeypatch, "slower-loading", 20, 3)
-    rc, out, _ = run_cli(capsys, str(base), str(more_batches))
-    assert rc == 1 and "epoch_s" in failing_lines(out) and "train_s" in failing_lines(out), out
-    rc, out, _ = run_cli(capsys, str(base), str(slower_loading))
-    assert rc == 1 and " load_s " in failing_lines(out), out
-    rc, out, _ = run_cli(
-        capsys, "0001", str(base), "--storage", str(pytester.path / "storage")
-    )  # autosaved vs --benchmark-json
-    assert rc == 0 and "result: ok" in out
-    assert "1.00x" in out
-
-
-# ---------------------------------------------------------------------------
-# the rule's boundaries and defaults, pinned
-# ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "old, new, threshold, violated",
-    [
-        # +16% against +15%: the limit is 15% of BASE (0.15 s), not of NEW (0.174 s)
-        (1.0, 1.16, "epoch_s:median:+15%", True),
-        (1.0, 1.14, "epoch_s:median:+15%", False),
-        # exactly at the limit (binary-exact numbers): not beyond it; one step more is
-        (2.0, 2.5, "train_s:median:+25%", False),
-        (2.0, 2.5625, "train_s:median:+25%", True),
-        (2.0, 2.5, "train_s:median:+0.5", False),
-        (2.0, 2.5625, "train_s:median:+0.5", True),
-        # a '-' threshold: getting faster by more than 10% of BASE is the violation
-        (2.0, 1.75, "load_s:median:-10%", True),
-        (2.0, 1.875, "load_s:median:-10%", False),
-        (2.0, 2.5625, "load_s:median:-10%", False),
-    ],
-)
-def test_timing_limit_is_relative_to_base(old, new, threshold, violated):
-    got, margin = timing_violation(parse_threshold(threshold), Value(old, 0.0, 5), Value(new, 0.0, 5), 1.5, 0.05)
-    assert (got, margin) == (violated, 0.0)
-
-
-@pytest.mark.parametrize(
-    "old, new, threshold, violated",
-    [
-        (2.0, 2.25, "loss:+10%", True),  # +0.25 > 10% of BASE's 2.0
-        (2.0, 2.1875, "loss:+10%", False),
-        (2.0, 2.5, "loss:+0.5", False),
-        (50.0, 47.5, "top1:-2", True),  # points, in percent
-        (50.0, 48.0, "top1:-2", False),
-        (50.0, 55.0, "top1:-2", False),
-    ],
-)
-def test_quality_limit_is_relative_to_base(old, new, threshold, violated):
-    assert quality_violation(parse_threshold(threshold), Value(old, None, 1), Value(new, None, 1)) is violated
-
-
-def test_relative_limit_is_a_magnitude():
-    assert parse_threshold("loss:+25%").limit(-2.0) == 0.5
-    assert parse_threshold("loss:+0.25").limit(-2.0) == 0.25
-
-
-@pytest.mark.parametrize(
-    "old, new, violated",
-    [
-        # margin 1.5 x 0.25 = 0.375 s: a change of exactly that is noise, one step more is not
-        (Value(1.0, 0.25, 5), Value(1.375, 0.0, 5), False),
-        (Value(1.0, 0.25, 5), Value(1.4375, 0.0, 5), True),
-    ],
-)
-def test_noise_margin_is_exclusive(old, new, violated):
-    assert timing_violation(parse_threshold("epoch_s:median:+10%"), old, new, 1.5, 0.05) == (violated, 0.375)
-
-
-def test_min_delta_is_exclusive():
-    threshold = parse_threshold("epoch_s:median:+1%")
-    assert timing_violation(threshold, Value(1.0, 0.0, 5), Value(1.0625, 0.0, 5), 1.5, 0.0625) == (False, 0.0)
-    assert timing_violation(threshold, Value(1.0, 0.0, 5), Value(1.125, 0.0, 5), 1.5, 0.0625) == (True, 0.0)
-
-
-def test_margin_is_k_times_the_larger_spread():
-    threshold = parse_threshold("epoch_s:median:+10%")
-    # old spread 0.1, new 0.2: margin 2 x 0.2 = 0.4; a +0.5 s change is beyond it, +0.35 s is not
-    assert timing_violation(threshold, Value(1.0, 0.1, 5), Value(1.5, 0.2, 5), 2.0, 0.05) == (True, 0.4)
-    assert timing_violation(threshold, Value(1.0, 0.2, 5), Value(1.35, 0.1, 5), 2.0, 0.05) == (False, 0.4)
-    # a missing spread counts as none
-    assert timing_violation(threshold, Value(1.0, None, 1), Value(1.5, None, 1), 2.0, 0.05) == (True, 0.0)
 
 
 def c2_run(train_s: tuple[float, ...]) -> dict:

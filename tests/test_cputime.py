@@ -36,7 +36,7 @@ def test_kind_note_quotes_the_cpu_ratio():
 
 
 def test_the_cpu_keys_are_the_phase_keys_with_cpu_in_their_unit():
-    assert CPU_PHASE_KEYS == tuple(f"{p}_cpu_s" for p in PHASES) and CPU_KEYS[-1] == "epoch_cpu_s"
+    assert tuple(f"{p}_cpu_s" for p in PHASES) == CPU_PHASE_KEYS and CPU_KEYS[-1] == "epoch_cpu_s"
     assert cpu_key("train_s") == "train_cpu_s" and cpu_key("round_s") == "round_cpu_s"
     with pytest.raises(ValueError, match="not a wall-time key"):
         cpu_key("loss")
@@ -81,5 +81,6 @@ def test_epoch_problems_check_the_cpu_keys_and_accept_records_without_them():
     ]
     partial = {k: v for k, v in epoch_record().items() if k != "copy_cpu_s"}
     assert epoch_problems(partial) == [
-        "CPU time recorded for only startup_cpu_s, load_cpu_s, train_cpu_s, metrics_cpu_s, shutdown_cpu_s, epoch_cpu_s: missing copy_cpu_s"
+        "CPU time recorded for only startup_cpu_s, load_cpu_s, train_cpu_s, "
+        "metrics_cpu_s, shutdown_cpu_s, epoch_cpu_s: missing copy_cpu_s"
     ]

@@ -62,7 +62,8 @@ def test_ranks_the_machine_cannot_hold_have_a_reason() -> None:
     cores = cpu_count()
     assert capacity_reason("cpu", cores) is None
     assert capacity_reason("cpu", cores + 1) == (
-        f"{cores + 1} CPU ranks need at least {cores + 1} cores (fewer and the ranks only contend for them); this machine has {cores}"
+        f"{cores + 1} CPU ranks need at least {cores + 1} cores (fewer and the "
+        f"ranks only contend for them); this machine has {cores}"
     )
     if not torch.cuda.is_available():
         assert capacity_reason("cuda", 1) == CUDA_SKIP
@@ -89,9 +90,8 @@ def test_a_taken_rendezvous_port_is_a_clear_error() -> None:
 
 def test_group_chose_a_free_port_and_runs_on_every_rank(group: RankGroup) -> None:
     assert group.port > 0
-    with socket.socket() as probe:
-        with pytest.raises(OSError):
-            probe.bind(("127.0.0.1", group.port))  # rank 0's store holds it
+    with socket.socket() as probe, pytest.raises(OSError):
+        probe.bind(("127.0.0.1", group.port))  # rank 0's store holds it
     assert group.run(ddphelpers.fail_on_rank, -1, all_ranks=True) == [0, 1]
 
 
@@ -107,7 +107,8 @@ def test_every_rank_holds_identical_parameters_after_n_steps(group: RankGroup) -
 
 @pytest.mark.parametrize(("size", "padding"), [(24, 0), (25, 1)], ids=["divisible", "padded"])
 def test_each_sample_once_per_epoch_across_ranks(group: RankGroup, size: int, padding: int) -> None:
-    """DistributedSampler: disjoint shards covering the set; an indivisible set repeats `padding` samples so ranks stay in step."""
+    """DistributedSampler: disjoint shards covering the set; an indivisible set repeats `padding` samples so ranks stay
+    in step."""
     per_rank = group.run(ddphelpers.indices_per_epoch, size, 2, all_ranks=True)
     for epoch in range(2):
         seen = [i for rank in per_rank for i in rank[epoch]]

@@ -70,9 +70,9 @@ def test_a_rank_that_raises_stops_the_group_naming_it() -> None:
     with (
         ProcessWatch() as watch,
         pytest.raises(RankFailure, match=r"rank 1 failed in fail_on_rank: ValueError: deliberate failure on rank 1"),
+        RankGroup(2, "cpu") as ranks,
     ):
-        with RankGroup(2, "cpu") as ranks:
-            ranks.run(ddphelpers.fail_on_rank, 1)
+        ranks.run(ddphelpers.fail_on_rank, 1)
     assert not survivors(watch.job, within=10.0)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import shutil
 from dataclasses import replace
+from typing import ClassVar
 
 import pytest
 import torch
@@ -72,7 +73,7 @@ def test_a_failing_variant_runs_no_timed_epoch_and_fails_with_one_line(cache, mo
     monkeypatch.setattr("resnet_lab.suite.benchmarking.LabRun", lambda *a, **k: built.append(a))
 
     class Bench:
-        extra_info: dict = {}
+        extra_info: ClassVar[dict] = {}
 
         def pedantic(self, *a, **k):
             raise AssertionError("no timed epoch may run after a failed check")
@@ -129,8 +130,8 @@ def test_best_on_a_cpu_checks_inside_its_own_isolated_process(cache, monkeypatch
     )  # would be called here if not isolated
 
     class Bench:
-        extra_info: dict = {}
-        rounds: list = []
+        extra_info: ClassVar[dict] = {}
+        rounds: ClassVar[list] = []
 
         def pedantic(self, fn, rounds, iterations, warmup_rounds):
             self.rounds += [fn() for _ in range(rounds)]
@@ -159,9 +160,13 @@ def test_the_references_see_the_same_first_batch_and_weights(cache):
 
 def test_the_rule_sees_a_rescaling_that_a_cosine_would_not():
     ref = torch.linspace(1, 2, 1000, dtype=torch.float64)
-    obs = lambda t: eq.Observation(
-        {"buffer/w": t, "loss/epoch": torch.tensor(1.0, dtype=torch.float64)}, {"batches": 1, "initial_weights_sum": 0.0}
-    )  # noqa: E731
+
+    def obs(t: torch.Tensor) -> eq.Observation:
+        return eq.Observation(
+            {"buffer/w": t, "loss/epoch": torch.tensor(1.0, dtype=torch.float64)},
+            {"batches": 1, "initial_weights_sum": 0.0},
+        )
+
     refs = eq.References(obs(ref), obs(ref.float().double()), 0.0)
     scaled = obs(ref * 1.05)
     assert torch.nn.functional.cosine_similarity(ref, ref * 1.05, dim=0) > 0.9999

@@ -14,7 +14,7 @@ from fixtures.labruns import make_run
 
 from resnet_lab.cli import main
 from resnet_lab.results import estimate as est
-from resnet_lab.results.runs import load_run, parse_run
+from resnet_lab.results.loading import load_run, parse_run
 from resnet_lab.spec.presets import PRESETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def one_config_run(
     batches: int, load: float, train: float, other: float, rounds_extra: float, first_extra: float
 ) -> dict:
-    """A run whose C2 benchmark (2 workers) has exact phases: per-batch rates and per-epoch overheads known by construction."""
+    """A run whose C2 benchmark (2 workers) has exact phases: per-batch rates and per-epoch overheads known by
+    construction."""
     data = make_run(groups=("C2",))
     bench = data["benchmarks"][0]
     records = []
@@ -61,7 +62,7 @@ def test_estimate_composes_the_recorded_rates(tmp_path):
         c8=(),
         storage=".benchmarks",
     )
-    predictions, work = est.estimate([load_run(path)], args)
+    predictions, _work = est.estimate([load_run(path)], args)
     c2 = next(p for p in predictions if p.planned.question == "C2")
     # 3 epochs x (0.25 other + 4 batches x 2.5 s + 0.125 round overhead) + 1.0 first-epoch extra
     assert c2.seconds == pytest.approx(3 * (0.25 + 4 * 2.5 + 0.125) + 1.0)

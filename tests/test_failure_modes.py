@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from clihelpers import in_process
 from datafixtures import write_image_folder, write_tar
 from fixtures.labruns import make_run, write_run
 from test_outputs import run as run_suite
 from test_outputs import suite  # noqa: F401 - the fixture: a copy of the suite's conftest files
 
-from resnet_lab import cli
 from resnet_lab.data import DataConfig
 from resnet_lab.data.sources import load_splits
 from resnet_lab.distributed.launch import launcher_ranks
@@ -28,15 +28,6 @@ from resnet_lab.suite import ab_runs
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        rc = cli.main(list(argv))
-    except SystemExit as exc:  # argparse's usage errors
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def one_error_line(rc: int, err: str, message: str, status: int = 2) -> None:
@@ -52,16 +43,16 @@ def one_error_line(rc: int, err: str, message: str, status: int = 2) -> None:
 def test_an_output_that_is_an_input_is_refused_and_the_input_kept(capsys, tmp_path, private_cache):
     data = tmp_path / "X.tar.gz"
     data.write_bytes(b"not really an archive, but the user's file")
-    rc, _, err = run(capsys, "train", "--data", str(data), "--json", str(data))
+    rc, _, err = in_process(capsys, "train", "--data", str(data), "--json", str(data))
     one_error_line(rc, err, f"--json {data} is --data {data}")
     assert data.read_bytes() == b"not really an archive, but the user's file"
     folder = tmp_path / "images"
     folder.mkdir()
-    rc, _, err = run(capsys, "train", "--data", str(folder), "--json", str(folder / "out" / "run.json"))
+    rc, _, err = in_process(capsys, "train", "--data", str(folder), "--json", str(folder / "out" / "run.json"))
     one_error_line(rc, err, "lies inside --data")
     link = tmp_path / "link.tar.gz"
     link.symlink_to(data)
-    rc, _, err = run(capsys, "train", "--data", str(link), "--json", str(data))  # the same file by another name
+    rc, _, err = in_process(capsys, "train", "--data", str(link), "--json", str(data))  # the same file by another name
     one_error_line(rc, err, "is --data")
 
 
@@ -69,7 +60,7 @@ def test_report_out_inside_the_storage_it_reads_is_refused(capsys, tmp_path):
     storage = tmp_path / "storage"
     (storage / "Linux").mkdir(parents=True)
     write_run(storage / "Linux" / "0001_x.json", make_run())
-    rc, _, err = run(capsys, "report", "0001", "--storage", str(storage), "--out", str(storage / "sheet"))
+    rc, _, err = in_process(capsys, "report", "0001", "--storage", str(storage), "--out", str(storage / "sheet"))
     one_error_line(rc, err, "lies inside --storage")
     assert not (storage / "sheet").exists()
 
@@ -106,10 +97,9 @@ def test_a_fifo_is_written_in_place_not_replaced(tmp_path):
 
 def test_a_folder_of_outputs_appears_complete_or_not_at_all(tmp_path):
     out = tmp_path / "sheet"
-    with pytest.raises(RuntimeError):
-        with staged_folder(out) as stage:
-            (stage / "c2.png").write_bytes(b"png")
-            raise RuntimeError("the sheet failed halfway")
+    with pytest.raises(RuntimeError), staged_folder(out) as stage:
+        (stage / "c2.png").write_bytes(b"png")
+        raise RuntimeError("the sheet failed halfway")
     assert not out.exists() and list(tmp_path.iterdir()) == []
     out.mkdir()
     (out / "mine.txt").write_text("the user's")
@@ -162,7 +152,7 @@ def test_symlink_loops_in_an_image_folder_are_walked_once(tmp_path, private_cach
     ],
 )
 def test_values_out_of_range_are_one_usage_error(capsys, argv, message):
-    rc, out, err = run(capsys, *argv)
+    rc, out, err = in_process(capsys, *argv)
     one_error_line(rc, err, message)
     assert out == ""
 
@@ -174,7 +164,7 @@ def test_a_run_with_list_params_is_one_line_naming_the_field_and_report_writes_n
     data = make_run()
     data["benchmarks"][0]["params"] = {"device": ["cpu", "cuda"]}
     path = write_run(tmp_path / "odd.json", data)
-    rc, _, err = run(capsys, "report", str(path), "--out", str(tmp_path / "sheet"))
+    rc, _, err = in_process(capsys, "report", str(path), "--out", str(tmp_path / "sheet"))
     one_error_line(rc, err, "benchmarks[0].params.device is a JSON list")
     assert str(path) in err and not (tmp_path / "sheet").exists()
 
@@ -182,12 +172,12 @@ def test_a_run_with_list_params_is_one_line_naming_the_field_and_report_writes_n
 def test_json_nested_100000_deep_is_one_line(capsys, tmp_path):
     path = tmp_path / "deep.json"
     path.write_text("[" * 100_000 + "]" * 100_000)
-    rc, _, err = run(capsys, "compare", str(path), str(path))
+    rc, _, err = in_process(capsys, "compare", str(path), str(path))
     one_error_line(rc, err, "nested deeper than")
     deep = make_run()
     deep["benchmarks"][0]["extra_info"]["x"] = json.loads("[" * 200 + "]" * 200)
     path = write_run(tmp_path / "deep2.json", deep)
-    rc, _, err = run(capsys, "report", str(path), "--out", str(tmp_path / "sheet"))
+    rc, _, err = in_process(capsys, "report", str(path), "--out", str(tmp_path / "sheet"))
     one_error_line(rc, err, "benchmarks[0].extra_info.x")
     assert not (tmp_path / "sheet").exists()
 
@@ -201,7 +191,7 @@ def test_report_failing_halfway_leaves_no_partial_out(capsys, tmp_path, monkeypa
 
     monkeypatch.setattr(report, "answer_sheet", half)
     path = write_run(tmp_path / "run.json", make_run())
-    rc, _, err = run(capsys, "report", str(path), "--out", str(tmp_path / "sheet"))
+    rc, _, err = in_process(capsys, "report", str(path), "--out", str(tmp_path / "sheet"))
     one_error_line(rc, err, "No space left on device")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
 
@@ -216,7 +206,7 @@ def test_compare_with_every_figure_nan_exits_2(capsys, tmp_path):
         bench["stats"]["data"] = [float("nan")] * len(bench["stats"].get("data") or [1])
         bench["extra_info"] = {}
     path = write_run(tmp_path / "nan.json", data)
-    rc, out, err = run(capsys, "compare", str(path), str(path))
+    rc, out, err = in_process(capsys, "compare", str(path), str(path))
     one_error_line(rc, err, "nothing to compare")
     assert "result: ok" not in out
 
@@ -237,7 +227,7 @@ def test_ab_out_onto_a_file_is_one_line_and_leaves_nothing(capsys, tmp_path, mon
     monkeypatch.chdir(ROOT)
     blocker = tmp_path / "file"
     blocker.write_text("the user's")
-    rc, _, err = run(capsys, "ab", "--base", "HEAD", "--out", str(blocker))
+    rc, _, err = in_process(capsys, "ab", "--base", "HEAD", "--out", str(blocker))
     one_error_line(rc, err, "exists and is not a folder")
     assert blocker.read_text() == "the user's"
 
@@ -258,7 +248,7 @@ def test_stray_launcher_variables_are_one_line(capsys, monkeypatch, env, message
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    rc, _, err = run(capsys, "train", "--epochs", "1", "--max-batches", "1")
+    rc, _, err = in_process(capsys, "train", "--epochs", "1", "--max-batches", "1")
     one_error_line(rc, err, message)
 
 
@@ -335,10 +325,10 @@ def test_a_run_log_holding_only_its_header_is_read(capsys, tmp_path):
     header = {"kind": "header", **{k: data[k] for k in ("machine_info", "commit_info", "datetime", "version")}}
     log = tmp_path / "run.jsonl"
     log.write_text(json.dumps(header) + "\n")
-    rc, out, err = run(capsys, "estimate", str(log))
+    rc, out, err = in_process(capsys, "estimate", str(log))
     assert rc == 0 and "Traceback" not in err, err
     assert "not informed by the inputs" in out and "predicted full preset: 0 s" in out, out
-    rc, out, err = run(capsys, "report", str(log), "--out", str(tmp_path / "sheet"))
+    rc, out, err = in_process(capsys, "report", str(log), "--out", str(tmp_path / "sheet"))
     assert rc == 0 and (tmp_path / "sheet" / "answers.md").exists(), err
 
 
@@ -352,7 +342,7 @@ def test_an_absent_lab_device_is_skipped_with_its_reason_and_exits_0(tmp_path):
 
 def test_the_same_run_twice_compares_clean(capsys, tmp_path):
     path = write_run(tmp_path / "run.json", make_run())
-    rc, out, _ = run(capsys, "compare", str(path), str(copy.copy(path)))
+    rc, out, _ = in_process(capsys, "compare", str(path), str(copy.copy(path)))
     assert rc == 0 and "result: ok" in out
 
 
@@ -388,7 +378,7 @@ def test_a_benchmark_cut_short_by_sigterm_keeps_its_finished_epochs(suite, tmp_p
     (bench,) = saved["benchmarks"]
     assert bench["stats"]["rounds"] == 2 and [e["epoch"] for e in bench["extra_info"]["epochs"]] == [1, 2]
     assert bench["extra_info"]["cut_short"] is True
-    rc, _, err = run(capsys, "report", str(suite.path / "out.json"), "--out", str(tmp_path / "sheet"))
+    rc, _, err = in_process(capsys, "report", str(suite.path / "out.json"), "--out", str(tmp_path / "sheet"))
     assert rc == 0, err
 
 
@@ -397,7 +387,7 @@ def test_ab_from_the_default_out_folder_is_still_legal(capsys, tmp_path, monkeyp
 
     scenario(tmp_path / "out")  # out/ab: where `ab` saves by default, and what --from then reads
     monkeypatch.chdir(tmp_path)
-    rc, out, err = run(capsys, "ab", "--from", "out/ab")
+    rc, out, err = in_process(capsys, "ab", "--from", "out/ab")
     assert rc == 0 and "result: ok" in out, out + err
-    rc, _, err = run(capsys, "ab", "--from", "out/ab", "--out", "out/ab/again")
+    rc, _, err = in_process(capsys, "ab", "--from", "out/ab", "--out", "out/ab/again")
     one_error_line(rc, err, "lies inside --from out/ab")

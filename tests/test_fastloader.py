@@ -34,14 +34,14 @@ def reference(images: np.ndarray, source: torch.Tensor, shift_y, shift_x, flippe
     """RandomCrop(32, padding=4) then flip, one image at a time, as (B, 3, 32, 32)."""
     padded = F.pad(torch.from_numpy(images).permute(0, 3, 1, 2), (4, 4, 4, 4))  # zero fill
     out = []
-    for s, dy, dx, f in zip(source.tolist(), shift_y.tolist(), shift_x.tolist(), flipped.tolist()):
+    for s, dy, dx, f in zip(source.tolist(), shift_y.tolist(), shift_x.tolist(), flipped.tolist(), strict=True):
         crop = padded[s, :, 4 + dy : 36 + dy, 4 + dx : 36 + dx]
         out.append(crop.flip(2) if f else crop)
     return torch.stack(out)
 
 
 def epoch(loader: DeviceLoader) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = zip(*loader)
+    xs, ys = zip(*loader, strict=True)
     return torch.cat(xs).cpu(), torch.cat(ys).cpu()
 
 
@@ -123,7 +123,7 @@ def test_same_seed_same_stream_other_seed_other_stream() -> None:
     for _ in range(2):
         xa, ya = epoch(a)
         xb, yb = epoch(b)
-        xc, yc = epoch(c)
+        _xc, yc = epoch(c)
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
         assert not torch.equal(ya, yc)
 
@@ -139,7 +139,7 @@ def test_gather_granularity_leaves_the_stream_unchanged(
     monkeypatch.setattr(DeviceLoader, "_batches_per_gather", lambda self: per_gather)
     got = list(DeviceLoader(images, labels, batch_size=32, seed=9, drop_last=drop_last))
     assert [x.shape[0] for x, _ in got] == [x.shape[0] for x, _ in expected]
-    for (x, y), (x_ref, y_ref) in zip(got, expected):
+    for (x, y), (x_ref, y_ref) in zip(got, expected, strict=True):
         assert torch.equal(x, x_ref) and torch.equal(y, y_ref)
 
 

@@ -1,31 +1,23 @@
-"""Failure modes: divergence, a killed or hung DataLoader worker, interrupted runs and --json, device OOM, Ctrl-C.
+"""Failure modes: divergence, a killed or hung DataLoader worker, device OOM.
 
 Each test is the user-visible promise: the run stops with an error that names the cause (never a
-hang, never silently continuing), and a results file is always whole.
+hang, never silently continuing). Interrupted runs and Ctrl-C: test_interrupts.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-import json
 import math
 import os
-import queue
-import random
 import signal
-import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from datafixtures import CLASSES, random_images
+from clihelpers import in_process
+from datafixtures import CLASSES, CountingLoader, random_images
 from torch.utils.data import get_worker_info
 
 from resnet_lab import cli, resnet18
@@ -38,9 +30,7 @@ from resnet_lab.engine.workers import LoaderWorkerError
 from resnet_lab.errors import DivergenceError
 from resnet_lab.optim import OptimConfig, make_optimizer
 
-ROOT = Path(__file__).resolve().parent.parent
 TEST_PID = os.getpid()
-INTERRUPTED = "resnet-lab: interrupted; files already written are complete, nothing half-written was kept"
 
 
 @pytest.fixture()
@@ -66,37 +56,7 @@ def deadline():
 pytestmark = pytest.mark.usefixtures("private_cache")
 
 
-def in_process(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        rc = cli.main(list(argv))
-    except SystemExit as exc:
-        rc = exc.code
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
 # ----------------------------------------------------------------------------- (8) divergence
-
-
-class CountingLoader:
-    """In-memory batches that count how many the current epoch pulled."""
-
-    def __init__(self, n: int, size: int = 4, seed: int = 0) -> None:
-        gen = torch.Generator().manual_seed(seed)
-        self.batches = [
-            (torch.randn(size, 3, 32, 32, generator=gen), torch.randint(0, 10, (size,), generator=gen))
-            for _ in range(n)
-        ]
-        self.served = 0
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        self.served = 0
-        for batch in self.batches:
-            self.served += 1
-            yield batch
 
 
 def diverge(run: LabRun, epochs: int = 3) -> DivergenceError:
@@ -153,7 +113,7 @@ def test_cli_reports_divergence_in_one_line(
     monkeypatch.setattr(
         train_cli, "run_config", lambda args: dataclasses.replace(plain(args), optim=OptimConfig(lr=1e12))
     )
-    rc, out, err = in_process(
+    rc, _out, err = in_process(
         capsys,
         "train",
         "--data",
@@ -225,7 +185,8 @@ def test_hung_worker_times_out_instead_of_hanging(tmp_path: Path, deadline) -> N
     deadline(60)
     with pytest.raises(
         LoaderWorkerError,
-        match=r"DataLoader timed out after 2\.0 seconds waiting for a batch \(epoch 1, batch \d+\): a DataLoader worker is hung",
+        match=r"DataLoader timed out after 2\.0 seconds waiting for a batch \(epoch "
+        r"1, batch \d+\): a DataLoader worker is hung",
     ):
         run.run_epoch()
 
@@ -265,99 +226,6 @@ def test_loader_timeout_setting() -> None:
             LoaderConfig(timeout=bad)
 
 
-# ----------------------------------------------------------------------------- (10) interrupted runs never leave a partial --json
-
-
-def load_trials():
-    spec = importlib.util.spec_from_file_location("interrupt_trials", ROOT / "scripts" / "interrupt_trials.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_interrupted_overwrites_leave_old_or_new_json_never_partial(tmp_path: Path, tiny_folder: Path) -> None:
-    """Four trials (scripts/interrupt_trials.py runs many more): SIGINT and SIGKILL, at a random moment and mid-write."""
-    trials = load_trials()
-    rng = random.Random(1234)
-    plan = [
-        (signal.SIGINT, trials.AT_WRITE),
-        (signal.SIGKILL, trials.AT_WRITE),
-        (signal.SIGINT, rng.uniform(1.0, 6.0)),
-        (signal.SIGKILL, rng.uniform(1.0, 6.0)),
-    ]
-    env = dict(os.environ)
-    with ThreadPoolExecutor(2) as pool:
-        results = list(
-            pool.map(
-                lambda item: trials.run_trial(
-                    tmp_path / f"trial-{item[0]}", item[1][0], item[1][1], str(tiny_folder), env
-                ),
-                enumerate(plan),
-            )
-        )
-    for trial in results:
-        assert trial.outcome in ("old", "new"), trial
-        assert trial.ok, trial
-        if trial.signal == "SIGINT":
-            assert trial.leftover_tmp == 0, trial
-        if trial.signal == "SIGINT" and trial.sent and trial.returncode == 130:
-            assert trial.stderr.strip() == INTERRUPTED, trial.stderr
-        if not trial.sent:
-            assert trial.returncode == 0 and trial.outcome == "new"
-        elif trial.signal == "SIGKILL":
-            assert trial.returncode in (-signal.SIGKILL, 0), trial  # 0: it finished just as the signal was sent
-    for trial in results[:2]:
-        if trial.write_seen:  # signalled while the new file was being written: old or new, both whole
-            assert trial.returncode in (130, -signal.SIGKILL, 0), trial
-
-
-def test_ctrl_c_just_after_the_temporary_file_is_created(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_folder: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The worst moment for Ctrl-C: the temporary file exists, the cleanup handler is not armed yet.
-
-    The CLI holds Ctrl-C for the milliseconds the write takes: the new file lands whole, then the
-    run stops with exit 130 and nothing stranded.
-    """
-    import tempfile
-    from types import SimpleNamespace
-
-    from resnet_lab import fileio
-
-    def mkstemp_then_ctrl_c(**kwargs: object):
-        created = tempfile.mkstemp(**kwargs)
-        if Path(kwargs["dir"]) == tmp_path:  # the --json write, not the data cache's
-            interrupt_self()
-        return created
-
-    monkeypatch.setattr(fileio, "tempfile", SimpleNamespace(mkstemp=mkstemp_then_ctrl_c))
-    out_json = tmp_path / "out.json"
-    out_json.write_text('{"earlier": true}\n')
-    rc, out, err = in_process(
-        capsys,
-        "train",
-        "--data",
-        str(tiny_folder),
-        "--epochs",
-        "1",
-        "--max-batches",
-        "1",
-        "--batch-size",
-        "4",
-        "--num-workers",
-        "0",
-        "--eval-batches",
-        "0",
-        "--json",
-        str(out_json),
-    )
-    assert rc == 130 and err.strip() == INTERRUPTED, err
-    assert json.loads(out_json.read_text())["summary"]["epochs"] == 1, "the new results landed whole"
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-
-
 # ----------------------------------------------------------------------------- (12) device out of memory
 
 
@@ -367,12 +235,13 @@ def test_out_of_memory_suggests_a_smaller_batch(
 ) -> None:
     def oom(*args: object, **kwargs: object) -> None:
         raise error(
-            "CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of 79.19 GiB of which 3.12 GiB is free. "
+            "CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total "
+            "capacity of 79.19 GiB of which 3.12 GiB is free. "
             "Of the allocated memory 70.01 GiB is allocated by PyTorch.\nSee documentation for Memory Management"
         )
 
     monkeypatch.setattr(train_module, "train_step", oom)
-    rc, out, err = in_process(
+    rc, _out, err = in_process(
         capsys,
         "train",
         "--data",
@@ -404,121 +273,3 @@ def test_other_runtime_errors_are_not_disguised(
     monkeypatch.setattr(train_module, "train_step", broken)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         cli.main(["train", "--data", str(tiny_folder), "--batch-size", "4", "--epochs", "1", "--num-workers", "0"])
-
-
-# ----------------------------------------------------------------------------- Ctrl-C
-
-
-def interrupt_self() -> None:
-    """Ctrl-C now: the handler runs during the sleep."""
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(0.05)
-
-
-class InterruptedWhileStarting(CountingLoader):
-    """Ctrl-C arrives while the loader starts (forks) its workers, inside code that drops exceptions.
-
-    CPython prints and drops an exception raised in an at-fork hook (logging registers one) or in a
-    __del__; this loader drops it the same way.
-    """
-
-    def __iter__(self):
-        try:
-            interrupt_self()
-        except KeyboardInterrupt:
-            pass  # "Exception ignored in: <function _releaseLock ...>"
-        return super().__iter__()
-
-
-class InterruptedWhileStopping(CountingLoader):
-    """Ctrl-C arrives while the loader's iterator shuts its workers down in __del__."""
-
-    class Batches:
-        def __init__(self, batches: list) -> None:
-            self.batches = iter(batches)
-
-        def __iter__(self):
-            return self
-
-        def __next__(self):
-            return next(self.batches)
-
-        def __del__(self) -> None:
-            interrupt_self()  # a KeyboardInterrupt raised here would be printed and dropped
-
-    def __iter__(self):
-        return self.Batches(self.batches)
-
-
-@pytest.mark.parametrize(
-    "loader_type", [InterruptedWhileStarting, InterruptedWhileStopping], ids=["starting", "stopping"]
-)
-@pytest.mark.parametrize("phase", ["train", "evaluate"])
-def test_ctrl_c_while_workers_start_or_stop_is_not_lost(loader_type: type, phase: str) -> None:
-    model = resnet18()
-    loader = loader_type(2)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    with pytest.raises(KeyboardInterrupt):
-        if phase == "train":
-            train_one_epoch(model, loader, make_optimizer("sgd", model.parameters()), "cpu", max_batches=1)
-        else:
-            train_module.evaluate(model, loader, "cpu", max_batches=1)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the usual Ctrl-C handler is back"
-
-
-def test_ctrl_c_during_training_is_one_line(tmp_path: Path, tiny_folder: Path) -> None:
-    """Ctrl-C reaches the whole foreground process group, DataLoader workers included.
-
-    Sent right after an epoch line, it lands while the next epoch forks its workers: a
-    KeyboardInterrupt raised in an at-fork hook would be swallowed and training would go on.
-    """
-    out_json = tmp_path / "out.json"
-    out_json.write_text('{"earlier": true}\n')
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-u",
-            "-m",
-            "resnet_lab",
-            "train",
-            "--data",
-            str(tiny_folder),
-            "--epochs",
-            "50",
-            "--batch-size",
-            "4",
-            "--num-workers",
-            "2",
-            "--json",
-            str(out_json),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)
-    reader.start()
-    try:
-        got = ""
-        end = time.monotonic() + 90
-        while not got.startswith("epoch 1/50"):  # training has started, workers and all
-            got = lines.get(timeout=max(0.1, end - time.monotonic()))
-        os.killpg(proc.pid, signal.SIGINT)
-        rc = proc.wait(timeout=30)
-        err = proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        reader.join(timeout=10)
-        proc.stdout.close()
-        proc.stderr.close()
-    assert rc == 130, err
-    assert err.strip() == INTERRUPTED, err
-    assert out_json.read_text() == '{"earlier": true}\n'
-    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
-    time.sleep(0.5)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(proc.pid, 0)  # no worker outlives the run

@@ -12,11 +12,10 @@ from resnet_lab.fileio import atomic_open
 
 def test_ctrl_c_during_the_write_waits_for_a_complete_file(tmp_path):
     target = tmp_path / "run.json"
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_open(target) as handle:
-            handle.write("first half, ")
-            os.kill(os.getpid(), signal.SIGINT)  # arrives mid-write
-            handle.write("second half")
+    with pytest.raises(KeyboardInterrupt), atomic_open(target) as handle:
+        handle.write("first half, ")
+        os.kill(os.getpid(), signal.SIGINT)  # arrives mid-write
+        handle.write("second half")
     assert target.read_text() == "first half, second half"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]  # no temporary file left behind
 
@@ -24,10 +23,9 @@ def test_ctrl_c_during_the_write_waits_for_a_complete_file(tmp_path):
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     target = tmp_path / "run.json"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_open(target) as handle:
-            handle.write("new")
-            raise RuntimeError("disk gone")
+    with pytest.raises(RuntimeError), atomic_open(target) as handle:
+        handle.write("new")
+        raise RuntimeError("disk gone")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
 

@@ -53,7 +53,7 @@ def resnet18_step_flops_by_hand(batch: int, num_classes: int = 10) -> tuple[int,
     size, width = 32, 64
     stem = conv_flops(3, 64, 3, size, size, batch)
     forward = stem
-    for group_width, group_stride in zip((64, 128, 256, 512), (1, 2, 2, 2)):
+    for group_width, group_stride in zip((64, 128, 256, 512), (1, 2, 2, 2), strict=True):
         for block_stride in (group_stride, 1):
             size //= block_stride
             forward += conv_flops(width, group_width, 3, size, size, batch)  # conv1

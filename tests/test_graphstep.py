@@ -85,11 +85,11 @@ def train(device: str, epochs: int, graphed: bool, capture=None, warmup_steps: i
 
 def assert_same_training(plain, graphed, rtol: float = 0.0, atol: float = 0.0) -> None:
     (model_a, records_a, *_), (model_b, records_b, *_) = plain, graphed
-    for a, b in zip(records_a, records_b):
+    for a, b in zip(records_a, records_b, strict=True):
         assert b["images"] == a["images"] == 20 and b["batches"] == a["batches"] == 3
         assert b["loss"] == pytest.approx(a["loss"], rel=max(rtol, 1e-12))
         assert b["top1"] == a["top1"] and b["per_class_top1"] == a["per_class_top1"]
-    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values(), strict=True):
         torch.testing.assert_close(b, a, rtol=rtol, atol=atol, msg=name)  # BN running stats included
 
 
@@ -128,7 +128,7 @@ def test_run_before_stage_is_an_error() -> None:
 
 def test_a_cpu_without_a_stand_in_capture_is_refused() -> None:
     model, optimizer = model_and_optimizer()
-    with pytest.raises(LabError, match="needs a CUDA device.*--device cuda"):
+    with pytest.raises(LabError, match=r"needs a CUDA device.*--device cuda"):
         GraphedTrainStep(model, optimizer, torch.device("cpu"), STEP)
 
 

@@ -79,10 +79,10 @@ def test_labels_on_plain_series():
     flat = [10.0, 10.1, 9.9, 10.0, 10.2, 9.8, 10.0, 10.1]
     assert judge(flat[:5], TIMING, 0.05).label == INSUFFICIENT
     assert judge(flat, TIMING, 0.05).label == NO_CHANGE
-    assert judge(flat + [13.0, 13.1, 12.9, 13.0], TIMING, 0.05).label == REGRESSION
-    assert judge(flat + [7.0, 7.1, 6.9, 7.0], TIMING, 0.05).label == IMPROVEMENT
-    assert judge(flat + [10.4, 10.5, 10.3, 10.4], TIMING, 0.05).label == NO_CHANGE  # +4 %: within the 5 % tolerance
-    assert judge(flat + [16.0], TIMING, 0.05).label == SUSPICIOUS
+    assert judge([*flat, 13.0, 13.1, 12.9, 13.0], TIMING, 0.05).label == REGRESSION
+    assert judge([*flat, 7.0, 7.1, 6.9, 7.0], TIMING, 0.05).label == IMPROVEMENT
+    assert judge([*flat, 10.4, 10.5, 10.3, 10.4], TIMING, 0.05).label == NO_CHANGE  # +4 %: within the 5 % tolerance
+    assert judge([*flat, 16.0], TIMING, 0.05).label == SUSPICIOUS
     top1 = Rule(worse=-1, log_scale=False, tolerance=5.0)
     assert judge([60.0] * 6 + [50.0] * 6, top1, 0.05).label == REGRESSION  # seeded: no noise at all
     assert judge([60.0] * 6 + [58.0] * 6, top1, 0.05).label == NO_CHANGE
@@ -307,9 +307,10 @@ def test_outputs_never_harm_inputs(tmp_path, capsys):
 
 def test_since_keeps_the_commit_and_what_follows(tmp_path):
     repo = tmp_path / "repo"
-    git = lambda *a: subprocess.run(
-        ["git", "-C", str(repo), *a], check=True, capture_output=True, text=True
-    ).stdout.strip()
+
+    def git(*a: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True, text=True).stdout.strip()
+
     repo.mkdir()
     git("init", "-q")
     shas = []
@@ -318,7 +319,7 @@ def test_since_keeps_the_commit_and_what_follows(tmp_path):
         git("add", "f")
         git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", f"c{i}")
         shas.append(git("rev-parse", "HEAD"))
-    from resnet_lab.results.runs import parse_run
+    from resnet_lab.results.loading import parse_run
 
     runs = []
     for i, sha in enumerate(shas):

@@ -19,7 +19,9 @@ from resnet_lab.perf.isolated import IsolatedRun
 from resnet_lab.engine.run import RunConfig
 
 # A run that tunes malloc, trained in a process of its own first (perf/isolated.py).
-config = RunConfig(epochs=1, max_batches=1, eval_batches=0, retain_heap=True, loader=LoaderConfig(batch_size=8, num_workers=0))
+config = RunConfig(
+    epochs=1, max_batches=1, eval_batches=0, retain_heap=True, loader=LoaderConfig(batch_size=8, num_workers=0)
+)
 with IsolatedRun(config, DataConfig(train_size=64, test_size=16)) as run:
     run.run_epoch()
     applied_in_child = run.host_alloc["retain_heap"]

@@ -43,6 +43,7 @@ TORCH_FREE = (
     "resnet_lab.cli.history",
     "resnet_lab.suite",
     "resnet_lab.suite.ab_runs",
+    "resnet_lab.suite.checkout",
     "resnet_lab.engine",
     "resnet_lab.interrupts",
     "resnet_lab.engine.phases",

@@ -15,6 +15,7 @@ Two kinds of evidence (issue 19, item 2):
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -39,7 +40,8 @@ def batches(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def pil_draws(epoch_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """An epoch plan (DeviceLoader.epoch_plan's form) read back from the PIL pipeline's batches of id-labelled coded images."""
+    """An epoch plan (DeviceLoader.epoch_plan's form) read back from the PIL pipeline's batches of id-labelled coded
+    images."""
     x = torch.cat([unnormalize(x) for x, _ in epoch_batches])
     shift_y, shift_x, flipped = decode(x)
     return {
@@ -76,7 +78,7 @@ def test_pil_draws_fed_to_the_device_loader_give_the_same_batches_bit_for_bit(
         got = batches(device)
         assert [y.shape[0] for _, y in got] == [y.shape[0] for _, y in expected]
         assert sum(y.shape[0] for _, y in got) == (n // batch * batch if drop_last else n)
-        for (x, y), (x_pil, y_pil) in zip(got, expected):
+        for (x, y), (x_pil, y_pil) in zip(got, expected, strict=True):
             assert torch.equal(y, y_pil)
             # The step's normalization (engine/step.to_device) against ToTensor + Normalize: equal, not close.
             assert torch.equal(normalize_batch(x), x_pil)
@@ -210,7 +212,7 @@ def test_each_epoch_is_a_fresh_uniform_shuffle_in_both_loaders(both_streams) -> 
             assert abs(stats.spearmanr(order.numpy(), np.arange(N_STAT)).statistic) < bound, (
                 f"{kind}: order follows the index"
             )
-        for before, after in zip(orders, orders[1:]):
+        for before, after in pairwise(orders):
             position_before, position_after = torch.argsort(before), torch.argsort(after)
             rho = stats.spearmanr(position_before.numpy(), position_after.numpy()).statistic
             assert abs(rho) < bound, f"{kind}: an epoch's order repeats the previous one (rho {rho:.3f})"
@@ -224,7 +226,7 @@ def test_augmentation_is_drawn_afresh_per_epoch_in_both_loaders(both_streams) ->
             shift_y, shift_x, flipped = decode(x)
             code = ((shift_y + PAD) * 9 + shift_x + PAD) * 2 + flipped.long()
             draws.append(code[torch.argsort(ids)])  # by source image
-        same = sum(int((a == b).sum()) for a, b in zip(draws, draws[1:]))
+        same = sum(int((a == b).sum()) for a, b in pairwise(draws))
         pairs = N_STAT * (EPOCHS_STAT - 1)
         expected, sd = pairs / 162, math.sqrt(pairs / 162 * (1 - 1 / 162))
         assert abs(same - expected) < 5 * sd, f"{kind}: {same} of {pairs} repeat the previous epoch's augmentation"

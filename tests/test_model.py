@@ -73,7 +73,7 @@ def derived_counts(batch_norm: bool) -> dict[str, int]:
     convs = [(3, 64, 3)]  # (in, out, kernel): stem
     shortcuts = []
     cin = 64
-    for width, stride in zip(WIDTHS, STRIDES):
+    for width, stride in zip(WIDTHS, STRIDES, strict=True):
         for b in range(BLOCKS):
             s = stride if b == 0 else 1
             convs += [(cin, width, 3), (width, width, 3)]

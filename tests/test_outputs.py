@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from resnet_lab.errors import LabError
-from resnet_lab.results.runs import load_run
+from resnet_lab.results.loading import load_run
 from resnet_lab.spec.outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for, option_path
 
 pytest_plugins = ["pytester"]
@@ -26,7 +26,9 @@ TINY = textwrap.dedent(
         Path("ran.marker").write_text("yes")
         benchmark.group = "C2"
         benchmark.pedantic(sum, args=(range(1000),), rounds=2, iterations=1)
-        benchmark.extra_info.update(epochs=[{"epoch": 1, "epoch_s": 0.01, "loss": 2.0, "top1": 0.1}], loss=2.0, top1=0.1)
+        benchmark.extra_info.update(
+            epochs=[{"epoch": 1, "epoch_s": 0.01, "loss": 2.0, "top1": 0.1}], loss=2.0, top1=0.1
+        )
     """
 )
 
@@ -210,7 +212,7 @@ def test_writable_checks(tmp_path):
     ensure_writable_file(existing, "--x")
     assert existing.read_text() == "keep"  # proving write access changes nothing
     (tmp_path / "file").write_text("")
-    with pytest.raises(LabError, match="--x: cannot create folder .* a file is in the way"):
+    with pytest.raises(LabError, match=r"--x: cannot create folder .* a file is in the way"):
         ensure_writable_file(tmp_path / "file" / "run.json", "--x")
 
 

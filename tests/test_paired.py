@@ -54,7 +54,7 @@ def test_too_few_pairs_for_the_confidence():
 def test_five_pairs_interval_is_the_range_of_the_ratios():
     base = [2.0, 4.0, 1.0, 3.0, 5.0]
     ratios = [1.10, 1.20, 1.05, 1.15, 1.30]
-    e = paired_estimate(base, [b * r for b, r in zip(base, ratios)])
+    e = paired_estimate(base, [b * r for b, r in zip(base, ratios, strict=True)])
     assert (e.low, e.high) == (pytest.approx(1.05), pytest.approx(1.30))
     assert e.confidence == pytest.approx(1 - 2 / 32)
     logs = sorted(math.log(r) for r in ratios)

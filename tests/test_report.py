@@ -1,4 +1,6 @@
-"""`resnet-lab report`: the answer sheet, its figures, missing data, and exit-2 failures."""
+"""`resnet-lab report`: the answer sheet, its figures, missing data, and exit-2 failures (the C2 and C8
+sections in detail: test_report_c2.py, test_report_c8.py).
+"""
 
 from __future__ import annotations
 
@@ -10,10 +12,9 @@ import pytest
 from fixtures.druns import d_benchmarks
 from fixtures.labruns import ALL_GROUPS, make_run, without_keys, write_run
 from matplotlib.image import imread
+from reporthelpers import run_report, section, sections
 
 from resnet_lab import cli
-from resnet_lab.results.report.c2 import phase_series
-from resnet_lab.results.report.format import fmt_s
 from resnet_lab.spec.groups import D_GROUPS, GROUPS
 
 SECTIONS = (
@@ -37,22 +38,6 @@ SECTIONS = (
 )
 
 
-def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
-    rc = cli.main(["report", *argv])
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
-
-
-def sections(text: str) -> dict[str, str]:
-    """answers.md split at its '## ' headings: heading line -> body."""
-    parts = re.split(r"^(## .*)$", text, flags=re.M)
-    return {parts[i]: parts[i + 1] for i in range(1, len(parts), 2)}
-
-
-def section(text: str, prefix: str) -> str:
-    return next(body for head, body in sections(text).items() if head.startswith(prefix))
-
-
 @pytest.fixture
 def cpu_run(tmp_path):
     data = make_run(seed=0)
@@ -70,7 +55,7 @@ def gpu_run(tmp_path):
 
 def test_every_section_and_figures_that_render(capsys, tmp_path, cpu_run):
     out = tmp_path / "report"
-    rc, stdout, err = run_cli(capsys, str(cpu_run), "--out", str(out))
+    rc, stdout, err = run_report(capsys, str(cpu_run), "--out", str(out))
     assert rc == 0, err
     text = (out / "answers.md").read_text()
     for heading in SECTIONS:
@@ -90,7 +75,7 @@ def test_every_section_and_figures_that_render(capsys, tmp_path, cpu_run):
 
 def test_each_section_names_its_run_machine_and_preset(capsys, tmp_path, cpu_run):
     out = tmp_path / "report"
-    run_cli(capsys, str(cpu_run), "--out", str(out))
+    run_report(capsys, str(cpu_run), "--out", str(out))
     text = (out / "answers.md").read_text()
     for heading, body in sections(text).items():
         if heading == "## Inputs":
@@ -99,23 +84,8 @@ def test_each_section_names_its_run_machine_and_preset(capsys, tmp_path, cpu_run
         assert "preset smoke, synthetic data, 2 epochs x 2 batches" in body, heading
 
 
-def test_c2_table_means_are_the_per_epoch_means(capsys, tmp_path):
-    data = make_run(seed=4, epochs=3, groups=("C2",))
-    path = write_run(tmp_path / "c2.json", data)
-    run_cli(capsys, str(path), "--out", str(tmp_path / "r"))
-    body = section((tmp_path / "r" / "answers.md").read_text(), "## C1/C2")
-    records = data["benchmarks"][0]["extra_info"]["epochs"]
-    mean_row = next(line for line in body.splitlines() if line.startswith("| **mean over 3 epochs**"))
-    for key in ("load_s", "copy_s", "train_s", "metrics_s", "epoch_s"):
-        assert f"| {fmt_s(statistics.fmean(r[key] for r in records))} " in mean_row, key
-    steady_row = next(line for line in body.splitlines() if line.startswith("| **mean without warm-up**"))
-    assert f"| {fmt_s(statistics.fmean(r['train_s'] for r in records[1:]))} " in steady_row
-    assert f"{100 * records[-1]['top1']:.2f} % (last)" in mean_row
-    assert body.count("\n| 1 | 2 | 256 |") == 1  # one row per epoch
-
-
 def test_c3_answer_recorded_by_the_suite(capsys, tmp_path, cpu_run):
-    run_cli(capsys, str(cpu_run), "--out", str(tmp_path / "r"))
+    run_report(capsys, str(cpu_run), "--out", str(tmp_path / "r"))
     body = section((tmp_path / "r" / "answers.md").read_text(), "## C3")
     # loader-only times 0: 16.0, 4: 7.9, 8: 7.5, 12: 7.4, 16: 7.6 -> best 7.4 at 12; 7.9 <= 7.4 x 1.1 -> 4 workers
     assert "**C3.2: 4 workers**" in body
@@ -126,7 +96,7 @@ def test_c3_answer_recorded_by_the_suite(capsys, tmp_path, cpu_run):
 
 def test_c3_answer_computed_with_the_suites_rule_when_not_recorded(capsys, tmp_path):
     path = write_run(tmp_path / "old.json", make_run(seed=0, record_c32=False))
-    run_cli(capsys, str(path), "--out", str(tmp_path / "r"))
+    run_report(capsys, str(path), "--out", str(tmp_path / "r"))
     body = section((tmp_path / "r" / "answers.md").read_text(), "## C3")
     assert "**C3.2: 4 workers**" in body
     assert "computed by the report" in body
@@ -134,7 +104,7 @@ def test_c3_answer_computed_with_the_suites_rule_when_not_recorded(capsys, tmp_p
 
 def test_c5_speedup_from_a_cpu_run_and_a_gpu_run(capsys, tmp_path, cpu_run, gpu_run):
     out = tmp_path / "r"
-    rc, _, _ = run_cli(capsys, str(cpu_run), str(gpu_run), "--out", str(out))
+    rc, _, _ = run_report(capsys, str(cpu_run), str(gpu_run), "--out", str(out))
     assert rc == 0
     body = section((out / "answers.md").read_text(), "## C5")
 
@@ -150,13 +120,13 @@ def test_c5_speedup_from_a_cpu_run_and_a_gpu_run(capsys, tmp_path, cpu_run, gpu_
 
 
 def test_c5_without_a_gpu_says_not_measured(capsys, tmp_path, cpu_run):
-    run_cli(capsys, str(cpu_run), "--out", str(tmp_path / "r"))
+    run_report(capsys, str(cpu_run), "--out", str(tmp_path / "r"))
     body = section((tmp_path / "r" / "answers.md").read_text(), "## C5")
     assert "Speedup: not measured" in body and "no GPU (cuda) C5 benchmark" in body
 
 
 def test_c6_and_c7_tables(capsys, tmp_path, cpu_run):
-    run_cli(capsys, str(cpu_run), "--out", str(tmp_path / "r"))
+    run_report(capsys, str(cpu_run), "--out", str(tmp_path / "r"))
     text = (tmp_path / "r" / "answers.md").read_text()
     c6 = section(text, "## C6")
     for optimizer in ("sgd", "sgd-nesterov", "adagrad", "adadelta", "adam"):
@@ -167,7 +137,7 @@ def test_c6_and_c7_tables(capsys, tmp_path, cpu_run):
 
 
 def test_q_facts_against_the_lab(capsys, tmp_path, cpu_run):
-    run_cli(capsys, str(cpu_run), "--out", str(tmp_path / "r"))
+    run_report(capsys, str(cpu_run), "--out", str(tmp_path / "r"))
     body = section((tmp_path / "r" / "answers.md").read_text(), "## Q1–Q4")
     assert "| Q1 | Conv2d on the main path (stem + 16 in blocks) | 17 | 17 | yes |" in body
     assert "| Q3 | parameters without BatchNorm | 11,164,362 | 11,164,362 | yes |" in body
@@ -177,7 +147,7 @@ def test_q_facts_against_the_lab(capsys, tmp_path, cpu_run):
 
 
 def test_q3b_and_c8(capsys, tmp_path, cpu_run):
-    run_cli(capsys, str(cpu_run), "--out", str(tmp_path / "r"))
+    run_report(capsys, str(cpu_run), "--out", str(tmp_path / "r"))
     text = (tmp_path / "r" / "answers.md").read_text()
     q3b = section(text, "## Q3b")
     assert "| backward | 8.000 |" in q3b and "lab-output/q3b/q3b_trace_cpu.json" in q3b
@@ -191,19 +161,9 @@ def test_q3b_and_c8(capsys, tmp_path, cpu_run):
     assert "first epoch is a cold build" in c8
 
 
-def test_c8_says_when_a_compile_may_have_loaded_an_earlier_build(capsys, tmp_path):
-    run = make_run(groups=("C8",))
-    for b in run["benchmarks"]:
-        b["extra_info"].pop("compile_caches", None)  # JSON from before the caches were turned off
-    rc, _, err = run_cli(capsys, str(write_run(tmp_path / "old.json", run)), "--out", str(tmp_path / "r"))
-    assert rc == 0, err
-    c8 = section((tmp_path / "r" / "answers.md").read_text(), "## C8")
-    assert "may have loaded an earlier build" in c8 and "is a cold build" not in c8
-
-
 def test_absent_questions_are_not_run(capsys, tmp_path):
     path = write_run(tmp_path / "only-c2.json", make_run(groups=("C2",)))
-    rc, _, err = run_cli(capsys, str(path), "--out", str(tmp_path / "r"))
+    rc, _, err = run_report(capsys, str(path), "--out", str(tmp_path / "r"))
     assert rc == 0, err
     text = (tmp_path / "r" / "answers.md").read_text()
     for heading in SECTIONS:
@@ -227,7 +187,7 @@ def test_a_run_with_no_benchmarks_is_all_not_run(capsys, tmp_path):
     data["benchmarks"] = []
     del data["lab"]
     path = write_run(tmp_path / "empty.json", data)
-    rc, _, _ = run_cli(capsys, str(path), "--out", str(tmp_path / "r"))
+    rc, _, _ = run_report(capsys, str(path), "--out", str(tmp_path / "r"))
     assert rc == 0
     text = (tmp_path / "r" / "answers.md").read_text()
     assert text.count("**Not run**") == len(SECTIONS) - 1
@@ -258,7 +218,7 @@ def test_a_run_with_no_benchmarks_is_all_not_run(capsys, tmp_path):
 )
 def test_missing_keys_degrade_to_not_recorded(capsys, tmp_path, keys):
     path = write_run(tmp_path / "older.json", without_keys(make_run(), keys))
-    rc, _, err = run_cli(capsys, str(path), "--out", str(tmp_path / "r"))
+    rc, _, err = run_report(capsys, str(path), "--out", str(tmp_path / "r"))
     assert rc == 0, err
     text = (tmp_path / "r" / "answers.md").read_text()
     assert "not recorded" in text
@@ -277,22 +237,22 @@ def test_odd_values_do_not_crash(capsys, tmp_path):
     data["lab"] = {"c3_2": "4 workers"}
     data["commit_info"] = None
     path = write_run(tmp_path / "odd.json", data)
-    rc, _, err = run_cli(capsys, str(path), "--out", str(tmp_path / "r"))
+    rc, _, err = run_report(capsys, str(path), "--out", str(tmp_path / "r"))
     assert rc == 0, err
 
 
 def test_storage_id_input(capsys, tmp_path, monkeypatch):
-    from resnet_lab.results.runs import machine_id
+    from resnet_lab.results.loading import machine_id
 
     write_run(tmp_path / ".benchmarks" / machine_id() / "0001_abc_20261127.json", make_run(groups=("C2",)))
     monkeypatch.chdir(tmp_path)
-    rc, _, err = run_cli(capsys, "0001", "--out", "r")
+    rc, _, err = run_report(capsys, "0001", "--out", "r")
     assert rc == 0, err
     assert "0001_abc_20261127.json" in (tmp_path / "r" / "answers.md").read_text()
 
 
 def test_same_file_twice_gets_distinct_labels(capsys, tmp_path, cpu_run):
-    run_cli(capsys, str(cpu_run), str(cpu_run), "--out", str(tmp_path / "r"))
+    run_report(capsys, str(cpu_run), str(cpu_run), "--out", str(tmp_path / "r"))
     text = (tmp_path / "r" / "answers.md").read_text()
     assert "`cpu.json`" in text and "`cpu.json#2`" in text
 
@@ -325,7 +285,7 @@ def test_bad_inputs_exit_2(capsys, tmp_path, cpu_run, content, message):
     if content is not None:
         path.write_text(content)
     out = tmp_path / "r"
-    rc, stdout, err = run_cli(capsys, str(cpu_run), str(path), "--out", str(out))
+    rc, stdout, err = run_report(capsys, str(cpu_run), str(path), "--out", str(out))
     assert_one_line_error(rc, stdout, err, message)
     assert not (out / "answers.md").exists()
 
@@ -333,9 +293,9 @@ def test_bad_inputs_exit_2(capsys, tmp_path, cpu_run, content, message):
 def test_unwritable_out_exits_2(capsys, tmp_path, cpu_run):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    rc, out, err = run_cli(capsys, str(cpu_run), "--out", str(blocker / "report"))
+    rc, out, err = run_report(capsys, str(cpu_run), "--out", str(blocker / "report"))
     assert_one_line_error(rc, out, err, "is not a writable folder")
-    rc, out, err = run_cli(capsys, str(cpu_run), "--out", str(blocker))
+    rc, out, err = run_report(capsys, str(cpu_run), "--out", str(blocker))
     assert_one_line_error(rc, out, err, "exists and is not a folder")
 
 
@@ -348,124 +308,9 @@ def test_out_is_required(capsys, cpu_run):
 
 def test_every_group_of_the_builder_is_reported(capsys, tmp_path, cpu_run):
     """Guards the fixture: the report knows every group the suite writes (no 'Other benchmarks' section)."""
-    run_cli(capsys, str(cpu_run), "--out", str(tmp_path / "r"))
+    run_report(capsys, str(cpu_run), "--out", str(tmp_path / "r"))
     text = (tmp_path / "r" / "answers.md").read_text()
     assert "## Other benchmarks" not in text
     # The run holds a benchmark of every group the suite writes: the check above covers them all.
     assert {b["group"] for b in json.loads(cpu_run.read_text())["benchmarks"]} == set(GROUPS)
     assert set(ALL_GROUPS) | set(D_GROUPS) == set(GROUPS)
-
-
-def test_phase_series_takes_startup_out_of_the_remainder():
-    new = [
-        {"epoch": 1, "startup_s": 0.5, "load_s": 1.0, "copy_s": 0.25, "train_s": 4.0, "metrics_s": 0.25, "epoch_s": 6.5}
-    ]
-    epochs, phases = phase_series(new)
-    assert epochs == [1]
-    assert phases == {
-        "startup_s": [0.5],
-        "load_s": [1.0],
-        "copy_s": [0.25],
-        "train_s": [4.0],
-        "metrics_s": [0.25],
-        "other_s": [0.5],
-    }
-    old = [{key: value for key, value in new[0].items() if key != "startup_s"}]  # a run saved before startup_s
-    assert phase_series(old)[1] == {
-        "load_s": [1.0],
-        "copy_s": [0.25],
-        "train_s": [4.0],
-        "metrics_s": [0.25],
-        "other_s": [1.0],
-    }
-
-
-def test_c2_table_shows_startup_or_not_recorded(capsys, tmp_path):
-    data = make_run(seed=4, epochs=2, groups=("C2",))
-    records = data["benchmarks"][0]["extra_info"]["epochs"]
-    records[0]["startup_s"] = 0.375
-    path = write_run(tmp_path / "c2.json", data)
-    run_cli(capsys, str(path), "--out", str(tmp_path / "r"))
-    body = section((tmp_path / "r" / "answers.md").read_text(), "## C1/C2")
-    assert "| start-up (s) | load (s) |" in body
-    rows = [line for line in body.splitlines() if line.startswith(("| 1 |", "| 2 |"))]
-    assert rows[0].startswith("| 1 | 2 | 256 | 0.375 | ") and rows[1].startswith("| 2 | 2 | 256 | not recorded | ")
-
-
-def c2_with_cpu(seed: int, train_cpu_s: float, slow: float = 1.0) -> dict:
-    """A C2 run whose epoch records carry CPU time per phase, as CPU runs record it since issue 23."""
-    data = make_run(seed=seed, epochs=3, groups=("C2",), slow={"train_s": slow})
-    for record in data["benchmarks"][0]["extra_info"]["epochs"]:
-        record.update(
-            startup_cpu_s=0.0,
-            load_cpu_s=record["load_s"] / 2,
-            copy_cpu_s=record["copy_s"],
-            train_cpu_s=train_cpu_s,
-            metrics_cpu_s=record["metrics_s"],
-            shutdown_cpu_s=0.0,
-            epoch_cpu_s=train_cpu_s + record["load_s"],
-        )
-    return data
-
-
-def test_c2_shows_cpu_time_beside_wall_time_and_whether_a_slower_phase_waits(capsys, tmp_path):
-    base = write_run(tmp_path / "base.json", c2_with_cpu(4, train_cpu_s=8.0))
-    waits = write_run(tmp_path / "waits.json", c2_with_cpu(4, train_cpu_s=8.0, slow=1.25))
-    run_cli(capsys, str(base), str(waits), "--out", str(tmp_path / "r"))
-    body = section((tmp_path / "r" / "answers.md").read_text(), "## C1/C2")
-    records = c2_with_cpu(4, 8.0)["benchmarks"][0]["extra_info"]["epochs"][1:]
-    train_row = next(line for line in body.splitlines() if line.startswith("| train |"))
-    assert (
-        train_row == f"| train | {fmt_s(statistics.fmean(r['train_s'] for r in records))} | {fmt_s(8.0)} | "
-        f"{8.0 / statistics.fmean(r['train_s'] for r in records):.2f} |"
-    )
-    assert "train 1.250x wall, 1.000x CPU: waits more" in body
-
-
-def test_c2_of_a_run_without_cpu_time_has_no_cpu_table(capsys, tmp_path):
-    path = write_run(tmp_path / "c2.json", make_run(seed=4, epochs=3, groups=("C2",)))
-    run_cli(capsys, str(path), "--out", str(tmp_path / "r"))
-    assert "CPU time beside wall time" not in section((tmp_path / "r" / "answers.md").read_text(), "## C1/C2")
-
-
-def test_c8_sets_each_speedup_beside_its_equivalence_verdict(capsys, tmp_path):
-    run = make_run(groups=("C8",))
-    by_variant = {b["params"]["variant"]: b for b in run["benchmarks"]}
-    worst = {"tensor": "grad/bn1.weight", "ratio": 0.21}
-    by_variant["eager"]["extra_info"]["equivalence"] = {"verdict": "pass", "worst": worst}
-    by_variant["compile-default"]["extra_info"]["equivalence"] = {
-        "verdict": "fail",
-        "worst": {"tensor": "loss/epoch", "ratio": 500.0},
-    }
-    run["lab"]["equivalence_failures"] = {
-        "test_c8_variant[variant=bf16-device=cpu]": {
-            "variant": "bf16",
-            "verdict": "fail",
-            "worst": {"tensor": "param/fc.weight", "ratio": 3.0},
-        }
-    }
-    rc, _, err = run_cli(capsys, str(write_run(tmp_path / "checked.json", run)), "--out", str(tmp_path / "r"))
-    assert rc == 0, err
-    c8 = section((tmp_path / "r" / "answers.md").read_text(), "## C8")
-    assert (
-        "| eager | cpu | 5.200 | 5.000 | 2.500 | 1.00× |" in c8
-        and "| pass (worst grad/bn1.weight at 0.21× its bound) |" in c8
-    )
-    assert (
-        "| compile-default | cpu | 60.000 | 3.900 | 1.950 | not counted |" in c8
-    )  # a failed variant's speed is no speedup
-    assert (
-        "| bf16 | not timed |" in c8
-        and "fail (worst param/fc.weight at 3× its bound)" in c8
-        and "Failed, so not timed: bf16." in c8
-    )
-    assert (tmp_path / "r" / "c8-variants-1.png").stat().st_size > 0
-
-
-def test_c8_of_a_run_older_than_the_check_says_not_checked(capsys, tmp_path):
-    rc, _, err = run_cli(
-        capsys, str(write_run(tmp_path / "old.json", make_run(groups=("C8",)))), "--out", str(tmp_path / "r")
-    )
-    assert rc == 0, err
-    c8 = section((tmp_path / "r" / "answers.md").read_text(), "## C8")
-    assert "| 1.00× |" in c8 and "| not checked |" in c8 and "predates the equivalence check" in c8

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import copy
-import re
 
 import pytest
 from fixtures import druns
 from fixtures.labruns import make_run, write_run
+from reporthelpers import section
 
 from resnet_lab import cli
 
@@ -18,11 +18,6 @@ def report(capsys: pytest.CaptureFixture[str], tmp_path, data: dict, name: str =
     err = capsys.readouterr().err
     assert rc == 0, err
     return (tmp_path / "r" / "answers.md").read_text()
-
-
-def section(text: str, prefix: str) -> str:
-    parts = re.split(r"^(## .*)$", text, flags=re.M)
-    return next(parts[i + 1] for i in range(1, len(parts), 2) if parts[i].startswith(prefix))
 
 
 def d_run(**kwargs) -> dict:
@@ -67,7 +62,8 @@ def test_d4_bandwidths_and_the_labs_utilization(capsys, tmp_path) -> None:
     d4 = section(report(capsys, tmp_path, d_run()), "## D4")
     # 44,695,848 B in 40 ms = 1.117 GB/s; busbw = algbw * 2(2-1)/2
     assert "| cpu | gloo | 2 | gradients | 44,695,848 | 40.00 | 1.117 | 1.117 | 44,695,848 |" in d4
-    # implied 40 ms per step; the hook measured 1.0 s / 2 steps = 500 ms: 8.0 %, effective busbw 44,695,848 / 0.5 s = 0.0894 GB/s
+    # implied 40 ms per step; the hook measured 1.0 s / 2 steps = 500 ms: 8.0 %, effective busbw 44,695,848 / 0.5 s =
+    # 0.0894 GB/s
     assert "| cpu | 2 | 32 | 40.00 | 500.00 | 200.00 | 1200.00 | 8.0 % | 0.08939 |" in d4
 
 

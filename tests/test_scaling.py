@@ -117,6 +117,7 @@ def test_error_sign_and_bad_inputs() -> None:
         "distributed/scaling.py",
         "cli/scaling.py",
         "results/report/distributed.py",
+        "results/report/d5.py",
         "results/report/dvalues.py",
         "results/report/scaling.py",
         "results/plots_distributed.py",

@@ -1,4 +1,5 @@
-"""--lab-seeds: the option, the runs it configures, the names it gives, and how compare, ab, estimate and report read them."""
+"""--lab-seeds: the option, the runs it configures, the names it gives, and how compare, ab, estimate and report read
+them."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from resnet_lab.errors import LabError
 from resnet_lab.results.ab import Gated, decide
 from resnet_lab.results.compare import pair_benchmarks
 from resnet_lab.results.estimate import Planned, per_seed
+from resnet_lab.results.loading import parse_run
 from resnet_lab.results.paired import GateRule
 from resnet_lab.results.report.format import Figures
 from resnet_lab.results.report.seeds import section
-from resnet_lab.results.runs import parse_run, without_seed
+from resnet_lab.results.runs import without_seed
 from resnet_lab.spec import groups
 from resnet_lab.suite.options import build_options
 
@@ -133,7 +135,7 @@ def bench(
         name = f"{name[:-1]}-seed={seed}]"
     epochs = [
         {"epoch": i + 1, "loss": loss, "top1": t, "train_s": s, "warmup": i == 0}
-        for i, (loss, t, s) in enumerate(zip(losses, top1, train_s))
+        for i, (loss, t, s) in enumerate(zip(losses, top1, train_s, strict=True))
     ]
     return {
         "group": group,

@@ -69,7 +69,7 @@ def test_sweep_goes_on_by_four_up_to_four_workers_per_cpu(monkeypatch, cpus, ext
     """LAB_SPEC: 0, 4, 8, 12, 16, then +4; the suite stops at 4 workers per CPU."""
     monkeypatch.setattr(suite, "cpu_count", lambda: cpus)
     assert extension_counts() == extension
-    assert options().c3_workers() == (0, 4, 8, 12, 16) + extension
+    assert options().c3_workers() == (0, 4, 8, 12, 16, *extension)
 
 
 def test_only_counts_past_the_default_list_are_extensions():

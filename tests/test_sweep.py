@@ -16,8 +16,8 @@ from resnet_lab.engine.step import Numerics, configure_backends
 from resnet_lab.machine import numerics_state
 from resnet_lab.perf.memory import memory_peaks
 from resnet_lab.results.answers import short_answers
+from resnet_lab.results.loading import parse_run
 from resnet_lab.results.report.sheet import answer_sheet
-from resnet_lab.results.runs import parse_run
 from resnet_lab.suite.options import LabOptions, build_options
 from resnet_lab.suite.sweep import SweepState, lab_record
 

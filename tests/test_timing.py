@@ -1,5 +1,7 @@
 """The synchronizing clock: no CUDA call on a CPU; on CUDA a sync at both ends of every region."""
 
+from itertools import pairwise
+
 import pytest
 import torch
 from torch import nn
@@ -73,7 +75,7 @@ def test_every_phase_of_an_epoch_is_bracketed_by_syncs():
     # Between consecutive work markers there is always a sync: no work escapes a region's clock.
     work = [i for i, e in enumerate(events) if e != "sync"]
     assert events[0] == "sync" and events[-1] == "sync"
-    for a, b in zip(work, work[1:]):
+    for a, b in pairwise(work):
         assert "sync" in events[a:b], f"no sync between {events[a]} and {events[b]}"
     # The start-up region, 2 batches x 4 regions, the final loader call that ends the epoch, the shutdown: each 2 syncs;
     # + epoch start/end.

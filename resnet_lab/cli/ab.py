@@ -36,7 +36,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=defaults.pairs,
         metavar="N",
-        help=f"base/new run pairs, in ABBA order (at least {min_pairs(defaults.rule.confidence)}). Default: {defaults.pairs}",
+        help="base/new run pairs, in ABBA order (at least "
+        f"{min_pairs(defaults.rule.confidence)}). Default: {defaults.pairs}",
     )
     parser.add_argument(
         "--epochs",
@@ -64,7 +65,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=defaults.side_by_side,
         help="run the two runs of a pair at the same time (one per core) instead of one after the other: biased, "
-        f"it reads a slowdown that waits as a fraction of its size (results/ab-gate/). Default: {defaults.side_by_side}",
+        "it reads a slowdown that waits as a fraction of its size "
+        f"(results/ab-gate/). Default: {defaults.side_by_side}",
     )
     parser.add_argument(
         "--threads",
@@ -86,7 +88,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=fraction,
         default=defaults.rule.tolerance,
         metavar="F",
-        help=f"a slowdown must exceed this fraction (and the interval must exclude 1) to fail. Default: {defaults.rule.tolerance:g}",
+        help="a slowdown must exceed this fraction (and the interval must exclude "
+        f"1) to fail. Default: {defaults.rule.tolerance:g}",
     )
     parser.add_argument(
         "--confidence",
@@ -100,7 +103,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=output_dir,
         default=None,
         metavar="DIR",  # None: out/ab, unless --from (which writes nothing)
-        help=f"where the runs (pytest-benchmark storage), logs and ab.json go; must not hold earlier runs. Default: {defaults.out}",
+        help="where the runs (pytest-benchmark storage), logs and ab.json go; must "
+        f"not hold earlier runs. Default: {defaults.out}",
     )
     parser.add_argument(
         "--from",
@@ -116,7 +120,8 @@ def main(args: argparse.Namespace) -> int:
     rule = GateRule(tolerance=args.tolerance, confidence=args.confidence)
     if args.pairs < min_pairs(rule.confidence):
         raise LabError(
-            f"--pairs {args.pairs} cannot give a {rule.confidence:.0%} interval; pass at least {min_pairs(rule.confidence)}"
+            f"--pairs {args.pairs} cannot give a {rule.confidence:.0%} interval; "
+            f"pass at least {min_pairs(rule.confidence)}"
         )
     config = AbConfig(
         base_ref=args.base,

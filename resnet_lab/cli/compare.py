@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from ..argtypes import Spec, declares, input_path, non_negative_float, text
 from ..results.compare import CI_THRESHOLDS, MIN_DELTA_S, NOISE_K, compare_runs, parse_threshold
-from ..results.runs import DEFAULT_STORAGE, load_runs
+from ..results.loading import DEFAULT_STORAGE, load_runs
 
 HELP_EPILOG = f"""\
 thresholds:

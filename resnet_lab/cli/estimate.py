@@ -6,7 +6,7 @@ import argparse
 
 from ..argtypes import choice, device_list, input_path, name_list, non_negative_int, positive_int, seed_list
 from ..results.estimate import estimate, render
-from ..results.runs import DEFAULT_STORAGE, load_runs
+from ..results.loading import DEFAULT_STORAGE, load_runs
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ from ..results.history.series import (
     judge_all,
 )
 from ..results.history.sources import check_outputs, commit_id, load_sources, since
-from ..results.runs import DEFAULT_STORAGE
+from ..results.loading import DEFAULT_STORAGE
 
 HELP_EPILOG = f"""\
 sources:
@@ -83,7 +83,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=choice_list(*FIGURES, what="figures"),
         default=None,
         metavar="NAME",
-        help=f"figures to follow (repeatable or comma-separated; choose from {', '.join(FIGURES)}). Default: all of them",
+        help="figures to follow (repeatable or comma-separated; choose from "
+        f"{', '.join(FIGURES)}). Default: all of them",
     )
     parser.add_argument(
         "--since",
@@ -134,7 +135,7 @@ def main(args: argparse.Namespace) -> int:
     judged = judge_all(series, alpha=args.alpha, timing_tolerance=args.tolerance)
     status = gate_status(judged)
     ctx = Context(status, args.alpha, len(runs), len({commit_id(r) for r in runs}), loaded.skipped, args.since)
-    for option, path, render in (("--markdown", summary, markdown), ("--html", html, page)):
+    for _option, path, render in (("--markdown", summary, markdown), ("--html", html, page)):
         if path is not None:
             with atomic_open(path, "w", encoding="utf-8") as handle:
                 handle.write(render(ctx, judged))
@@ -144,7 +145,8 @@ def main(args: argparse.Namespace) -> int:
     if status == 2:
         most = max(judged, key=lambda j: len(j.series.points)).series
         print(
-            f"resnet-lab: error: no series has enough runs to judge (a change needs {MIN_RUNS} runs on either side of a commit; "
+            "resnet-lab: error: no series has enough runs to judge (a change needs "
+            f"{MIN_RUNS} runs on either side of a commit; "
             f"the longest series has {len(most.points)} runs of {len({p.block for p in most.points})} commit(s))",
             file=sys.stderr,
         )

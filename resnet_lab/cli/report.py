@@ -12,8 +12,8 @@ from pathlib import Path
 from ..argtypes import input_path, output_dir
 from ..errors import LabError
 from ..fileio import atomic_open, staged_folder, write_target
+from ..results.loading import DEFAULT_STORAGE, load_runs
 from ..results.report.sheet import answer_sheet
-from ..results.runs import DEFAULT_STORAGE, load_runs
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -63,6 +63,8 @@ def main(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise LabError(f"could not write into --out '{args.out}': {exc.strerror or exc}") from None
     print(
-        f"wrote {Path(args.out) / 'answers.md'} and {len(written)} figure{'s' if len(written) != 1 else ''} in {args.out.rstrip(os.sep)}{os.sep}"
+        f"wrote {Path(args.out) / 'answers.md'} and {len(written)} "
+        f"figure{'s' if len(written) != 1 else ''} in "
+        f"{args.out.rstrip(os.sep)}{os.sep}"
     )
     return 0

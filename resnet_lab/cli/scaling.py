@@ -13,9 +13,9 @@ from dataclasses import replace
 from ..argtypes import device as device_option
 from ..argtypes import fraction_up_to_one, input_path, positive_float, positive_int, positive_int_list
 from ..errors import LabError
+from ..results.loading import DEFAULT_STORAGE, load_runs
 from ..results.report.dvalues import MODEL_WORLD_SIZES, batch_of, device_of, found, oom
 from ..results.report.scaling import Overrides, scaling_lines
-from ..results.runs import DEFAULT_STORAGE, load_runs
 from ..spec import groups
 
 
@@ -157,6 +157,6 @@ def main(args: argparse.Namespace) -> int:
             raise LabError("no D1 benchmark in the runs matches; give --step-s and --batch-per-rank, or a run with D1")
     lines = ["# Scaling model (predictions; errors against measurements where the runs have them)", ""]
     for device, batch in pairs:
-        lines += scaling_lines(runs, device, int(batch), args.world_sizes, overrides)  # type: ignore[arg-type]
+        lines += scaling_lines(runs, device, int(batch), args.world_sizes, overrides)
     print("\n".join(lines).rstrip())
     return 0

@@ -57,7 +57,8 @@ def cache_lock(cache_file: Path) -> Iterator[None]:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(
-            f"cannot create cache directory {cache_file.parent} ({one_line(exc)}); set RESNET_LAB_CACHE to a writable directory"
+            f"cannot create cache directory {cache_file.parent} ({one_line(exc)}); "
+            "set RESNET_LAB_CACHE to a writable directory"
         ) from exc
     lock = filelock.FileLock(str(cache_file) + ".lock", timeout=300)
     try:
@@ -86,7 +87,8 @@ def cache_arrays(key: str, splits: Splits) -> dict[str, np.ndarray]:
 def write_cache(cache_file: Path, key: str, splits: Splits) -> None:
     try:
         with atomic_open(cache_file, "wb") as handle:
-            np.savez(handle, **cache_arrays(key, splits))  # uncompressed: loading is a plain copy
+            # uncompressed: loading is a plain copy
+            np.savez(handle, **cache_arrays(key, splits))  # type: ignore[arg-type]  # numpy's stub maps **kwds onto allow_pickle
     except OSError as exc:
         raise DataError(
             f"cannot write cache file {cache_file} ({one_line(exc)}); set RESNET_LAB_CACHE to a writable directory"

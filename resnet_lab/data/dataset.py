@@ -58,7 +58,7 @@ class LabDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | Image.Image, int]:  # an Image without a transform
         image = Image.fromarray(self.images[index])
         label = int(self.labels[index])
         if self.transform is not None:

@@ -247,7 +247,7 @@ def _decode_images(payloads: Sequence[str | bytes], names: Sequence[str], origin
     chunks = [list(payloads[s : s + size]) for s in starts]
     results = _decode_in_pool(chunks, workers) if workers > 1 else [_decode_chunk(chunk) for chunk in chunks]
     images = np.empty((len(payloads), *IMAGE_SHAPE), dtype=np.uint8)
-    for start, (array, errors) in zip(starts, results):
+    for start, (array, errors) in zip(starts, results, strict=True):
         if errors:
             offset, problem = errors[0]
             raise DataError(f"cannot use {names[start + offset]} in {origin}: {problem}")

@@ -242,7 +242,8 @@ def load_splits(config: DataConfig) -> Splits:
     source, root = resolve(config.source, config.download)
     if config.download and not source.downloads:
         raise DataError(
-            f"download applies only to a torchvision CIFAR-10 root, but {config.source} is {source.kind}; drop the download option"
+            "download applies only to a torchvision CIFAR-10 root, but "
+            f"{config.source} is {source.kind}; drop the download option"
         )
     return source.load(root, config)
 

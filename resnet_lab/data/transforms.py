@@ -31,4 +31,4 @@ def test_transform() -> transforms.Compose:
 
 
 # Not a test: keep pytest from collecting it when a test module imports it by name.
-test_transform.__test__ = False  # type: ignore[attr-defined]
+test_transform.__test__ = False  # type: ignore[attr-defined]  # tells pytest this is not a test

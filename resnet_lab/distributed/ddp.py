@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -103,13 +103,13 @@ class CommTimer:
             return event
         return time.perf_counter()
 
-    def hook(self, state, bucket):  # type: ignore[no-untyped-def]
+    def hook(self, state, bucket):  # type: ignore[no-untyped-def]  # DDP checks annotations, see below
         # No annotations: DDP checks them against the real classes, and this module's are strings.
         span = [self._mark(), None]
         self._spans.append(span)
         self.bucket_bytes.append(bucket.buffer().numel() * bucket.buffer().element_size())
 
-        def finished(fut):  # type: ignore[no-untyped-def]
+        def finished(fut):  # type: ignore[no-untyped-def]  # as hook: DDP checks annotations
             span[1] = self._mark()
             return fut.value()
 
@@ -188,12 +188,13 @@ class DataParallelRun(LabRun):
         self.world, self.parallel = world, parallel
         if world.world_size > 1 and (config.compile_mode or config.graph_step or config.device_loader):
             raise LabError(
-                "data-parallel runs use the lab's eager loop and DataLoader: compile_mode, graph_step and device_loader are single-device options"
+                "data-parallel runs use the lab's eager loop and DataLoader: "
+                "compile_mode, graph_step and device_loader are single-device options"
             )
         if parallel.measure_comm and world.world_size < 2:
             raise LabError("measuring communication needs at least 2 ranks")
         config = replace(config, device=world.device if world.world_size > 1 else config.device)
-        self.sampler = (
+        self.sampler: DistributedSampler[int] | None = (
             DistributedSampler(
                 train_set, num_replicas=world.world_size, rank=world.rank, shuffle=True, seed=config.seed
             )
@@ -207,7 +208,7 @@ class DataParallelRun(LabRun):
         test_loader = None
         if test_set is not None:
             # Each rank evaluates its shard of the test set (in order; padded to equal shards).
-            shard = (
+            shard: DistributedSampler[int] | None = (
                 DistributedSampler(test_set, num_replicas=world.world_size, rank=world.rank, shuffle=False)
                 if world.world_size > 1
                 else None
@@ -254,11 +255,12 @@ class DataParallelRun(LabRun):
 
     def _train_epoch(self, on_batch_end: Callable[[int], None] | None = None) -> dict[str, object]:
         epoch = len(self.records) + 1
-        after_step = (
-            self._after_step
-            if on_batch_end is None
-            else lambda batches: (self._after_step(batches), on_batch_end(batches))
-        )
+
+        def after_step(batches: int) -> None:
+            self._after_step(batches)
+            if on_batch_end is not None:
+                on_batch_end(batches)
+
         if self.sampler is not None:
             self.sampler.set_epoch(epoch - 1)  # a fresh global shuffle every epoch, the same on every rank
         try:
@@ -303,7 +305,9 @@ class DataParallelRun(LabRun):
     def _comm_epoch(self, epoch: int) -> dict[str, Any]:
         """One epoch of D3's paired passes (module docstring); per-epoch totals of each part."""
         assert self.comm_timer is not None
-        ddp, optimizer, device, step = self.step_model, self.optimizer, self.device, self.config.step
+        # measure_comm needs 2 ranks or more, and those wrap the model in DDP (__init__).
+        ddp = cast(DistributedDataParallel, self.step_model)
+        optimizer, device, step = self.optimizer, self.device, self.config.step
         clock = clock_for(device)
         metrics = EpochMetrics(num_outputs(self.model), device)
         self.step_model.train()
@@ -365,7 +369,7 @@ class DataParallelRun(LabRun):
         record.update(comm_derived(record))
         return record
 
-    def evaluate(self) -> dict[str, object]:
+    def evaluate(self) -> dict[str, Any]:
         """Test loss and top-1 over every rank's shard (eval_batches per rank), with rank 0's BatchNorm statistics.
 
         Every rank runs DDP's forward the same number of times, and DDP broadcasts rank 0's

@@ -80,7 +80,10 @@ def default_backend(device: torch.device | str) -> str:
 def nccl_unavailable_reason() -> str | None:
     """Why NCCL cannot run here, or None."""
     if not torch.cuda.is_available():
-        return "NCCL needs CUDA GPUs and this machine has none (torch.cuda.is_available() is False); use the gloo backend on the CPU"
+        return (
+            "NCCL needs CUDA GPUs and this machine has none "
+            "(torch.cuda.is_available() is False); use the gloo backend on the CPU"
+        )
     if not dist.is_nccl_available():
         return "this torch build has no NCCL (torch.distributed.is_nccl_available() is False); use the gloo backend"
     return None
@@ -115,11 +118,17 @@ def capacity_reason(device: str, world_size: int) -> str | None:
             return CUDA_SKIP
         gpus = torch.cuda.device_count()
         if world_size > gpus:
-            return f"{world_size} ranks need {world_size} GPUs (one rank per GPU: NCCL does not put two ranks on one GPU); this machine has {gpus}"
+            return (
+                f"{world_size} ranks need {world_size} GPUs (one rank per GPU: NCCL "
+                f"does not put two ranks on one GPU); this machine has {gpus}"
+            )
         return None
     cores = cpu_count()
     if world_size > cores:
-        return f"{world_size} CPU ranks need at least {world_size} cores (fewer and the ranks only contend for them); this machine has {cores}"
+        return (
+            f"{world_size} CPU ranks need at least {world_size} cores (fewer and "
+            f"the ranks only contend for them); this machine has {cores}"
+        )
     return None
 
 
@@ -209,7 +218,8 @@ def torchrun_world(device: str, backend: str | None = None) -> Iterator[World]:
     per_rank_device = rank_device(device, local_rank)
     if per_rank_device.startswith("cuda") and local_rank >= torch.cuda.device_count():
         raise LabError(
-            f"local rank {local_rank} has no GPU: this machine has {torch.cuda.device_count()}; use --nproc-per-node <= that"
+            f"local rank {local_rank} has no GPU: this machine has "
+            f"{torch.cuda.device_count()}; use --nproc-per-node <= that"
         )
     # torchrun sets OMP_NUM_THREADS=1 for every rank; the ranks of a host share its cores instead.
     threads = threads_per_rank(local_world_size)

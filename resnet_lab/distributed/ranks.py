@@ -40,6 +40,11 @@ POLL_S = 0.02  # command and acknowledgement polling: store.check is silent, sto
 STOP = b"stop"
 
 
+def put(store: dist.Store, key: str, value: bytes) -> None:
+    """store.set with bytes: the C++ store takes str or bytes, torch's stub declares str only."""
+    store.set(key, value)  # type: ignore[arg-type]  # bytes are accepted (see the docstring)
+
+
 def _describe_exit(code: int | None) -> str:
     if code is None:
         return "is still running"
@@ -111,11 +116,11 @@ def _child(index: int, host: str, port: int, template: World, parent_pid: int, t
         try:
             fn, args, kwargs = pickle.loads(payload)
             reply = pickle.dumps(("ok", fn(context, *args, **kwargs)))
-        except BaseException as exc:  # noqa: BLE001 - any failure is reported to rank 0, then this rank ends
-            store.set(f"ack/{seq}/{rank}", pickle.dumps(("error", _one_line(exc), traceback.format_exc())))
+        except BaseException as exc:  # any failure is reported to rank 0, then this rank ends
+            put(store, f"ack/{seq}/{rank}", pickle.dumps(("error", _one_line(exc), traceback.format_exc())))
             # Exit at once: a peer blocked in a collective with this rank sees its sockets close and fails too.
             os._exit(1)
-        store.set(f"ack/{seq}/{rank}", reply)
+        put(store, f"ack/{seq}/{rank}", reply)
         seq += 1
     dist.destroy_process_group()
 
@@ -226,7 +231,7 @@ class RankGroup:
         assert self._store is not None
         seq, self._seq = self._seq, self._seq + 1
         what = getattr(fn, "__name__", "a command")
-        self._store.set(f"cmd/{seq}", pickle.dumps((fn, args, kwargs)))
+        put(self._store, f"cmd/{seq}", pickle.dumps((fn, args, kwargs)))
         try:
             with self._rank_threads():
                 mine = fn(self.context, *args, **kwargs)
@@ -245,7 +250,7 @@ class RankGroup:
             return
         self._closed = True
         if self._store is not None and not force and self._all_alive():
-            self._store.set(f"cmd/{self._seq}", STOP)
+            put(self._store, f"cmd/{self._seq}", STOP)
             deadline = time.monotonic() + 10.0
             for process in self._processes:
                 process.join(max(0.0, deadline - time.monotonic()))
@@ -307,7 +312,8 @@ class RankGroup:
                 if not process.is_alive():
                     process.join(0.1)
                     return RankFailure(
-                        f"rank {rank} (pid {process.pid}) {_describe_exit(process.exitcode)} during {what}; the other ranks were stopped"
+                        f"rank {rank} (pid {process.pid}) {_describe_exit(process.exitcode)} "
+                        f"during {what}; the other ranks were stopped"
                     )
             if time.monotonic() > deadline:
                 return None

@@ -1,1 +1,2 @@
-"""The training engine: clock, step, loop, metrics, worker post-mortem, interrupts, runs (in-process or isolated), CUDA graph step, host allocator tuning."""
+"""The training engine: clock, step, loop, metrics, worker post-mortem, interrupts, runs (in-process or isolated), CUDA
+graph step, host allocator tuning."""

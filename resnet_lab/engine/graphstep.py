@@ -34,7 +34,7 @@ WARMUP_STEPS = 3  # torch's recipe; lazy state (optimizer buffers, cuDNN autotun
 Body = Callable[[], None]
 
 
-def capture_cuda_graph(body: Body, stream: torch.cuda.Stream) -> Body:
+def capture_cuda_graph(body: Body, stream: torch.cuda.Stream | None) -> Body:
     """Record `body`'s kernels as one CUDA graph on `stream` (nothing runs yet); returns its replay.
 
     `stream` is the one the warm-up ran on: per-stream library state (cuBLAS workspaces, for
@@ -99,7 +99,7 @@ class GraphedTrainStep:
             raise LabError("GraphedTrainStep.run() called before stage()")
         x, y = self._staged
         self._staged = None
-        if x is not self._static[0]:  # type: ignore[index]
+        if x is not self._static[0]:  # type: ignore[index]  # stage() set _static before _staged
             self._uncaptured_step(x, y)  # a batch of another size
         elif self.replay is not None:
             self.replay()

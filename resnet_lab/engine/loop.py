@@ -25,8 +25,8 @@ the loop's own overhead (progress bar, callbacks), which nothing times.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +37,21 @@ from ..errors import DivergenceError, LabError
 from ..interrupts import deferred_interrupt
 from .clock import SyncClock, clock_for
 from .metrics import EpochMetrics, num_outputs
-from .phases import CPU_KEYS, EPOCH_CPU_KEY, EPOCH_S, IMAGES_PER_S, PHASE_LIST, QUALITY_KEYS, TIMED_KEYS
+from .phases import (
+    CPU_KEYS,
+    EPOCH_CPU_KEY,
+    EPOCH_S,
+    IMAGES_PER_S,
+    PHASE_LIST,
+    QUALITY_KEYS,
+    TIMED_KEYS,
+    EpochRecord,
+)
 from .step import StepConfig, StepOps, to_device, train_step
 from .workers import loader_failure
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 
 class GraphedStep(Protocol):
@@ -53,13 +65,13 @@ class GraphedStep(Protocol):
 def capped(loader: Iterable, max_batches: int | None) -> int | None:
     """Batches this epoch will run, when known."""
     try:
-        total = len(loader)  # type: ignore[arg-type]
+        total = len(loader)  # type: ignore[arg-type]  # an Iterable may lack len(): the TypeError is caught
     except TypeError:
         return max_batches
     return total if max_batches is None else min(total, max_batches)
 
 
-def progress_bar(total: int | None, enabled: bool, desc: str):
+def progress_bar(total: int | None, enabled: bool, desc: str) -> tqdm[Any]:
     from tqdm.auto import tqdm  # imported lazily: only interactive runs draw a bar
 
     return tqdm(total=total, disable=not enabled, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
@@ -81,7 +93,7 @@ def train_one_epoch(
     check_every: int = 50,
     graphed: GraphedStep | None = None,
     ops: StepOps = StepOps(),
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Train for one epoch (at most `max_batches` batches) and return the flat C1/C2 record.
 
     `sync_phases=False` is the fast path (C8): no device sync or loss.item() per
@@ -113,7 +125,7 @@ def train_one_epoch(
     try:
         while max_batches is None or batches < max_batches:
             with regions.region("load"), record_function("load"):
-                batch = next(iterator, None)
+                batch = next(iterator, None)  # type: ignore[arg-type]  # None only once the loop is over
             if batch is None:
                 break
             loss_value = None
@@ -142,7 +154,7 @@ def train_one_epoch(
         with regions.region("shutdown"), record_function("shutdown"), deferred_interrupt():
             iterator = None
         epoch_s = clock.now() - start
-        epoch_cpu_s = None if cpu_start is None else clock.cpu_now() - cpu_start  # type: ignore[operator]
+        epoch_cpu_s = None if cpu_start is None else clock.cpu_now() - cpu_start  # type: ignore[operator]  # cpu_now() is a float whenever cpu_start is
         if not metrics.eager and not math.isfinite(total_loss := metrics.check_finite()):
             raise DivergenceError(epoch, batches - 1, total_loss)
     except (ConnectionError, EOFError, RuntimeError) as exc:
@@ -176,7 +188,7 @@ def evaluate(
     max_batches: int | None = None,
     step: StepConfig = StepConfig(),
     clock: SyncClock | None = None,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Test loss and top-1, run outside every training timing."""
     device = torch.device(device)
     clock = clock or clock_for(device)
@@ -188,11 +200,13 @@ def evaluate(
     batches = 0  # counted as in training: the index of the batch being fetched, for a failure's message
     try:
         while max_batches is None or batches < max_batches:
-            batch = next(iterator, None)  # not a for loop: no batch is fetched past max_batches
+            # not a for loop: no batch is fetched past max_batches
+            batch = next(iterator, None)  # type: ignore[arg-type]  # None only once the loop is over
             if batch is None:
                 break
             x, y = to_device(batch[0], batch[1], device, step)
-            # no_grad as a block, not a decorator, so that mutation testing (which skips decorated functions) reaches it.
+            # no_grad as a block, not a decorator, so that mutation testing (which skips decorated functions) reaches
+            # it.
             with (
                 torch.no_grad(),
                 torch.autocast(device.type, dtype=step.amp_dtype or torch.float32, enabled=step.amp_dtype is not None),
@@ -218,16 +232,17 @@ def evaluate(
     }
 
 
-def summarize(records: list[dict[str, object]]) -> dict[str, object]:
-    """Means of the phase times (and CPU times, where every epoch has them) over epochs; loss and top-1 of the last epoch."""
+def summarize(records: Sequence[EpochRecord]) -> dict[str, object]:
+    """Means of the phase times (and CPU times, where every epoch has them) over epochs; loss and top-1 of the last
+    epoch."""
     if not records:
         return {}
     summed = (*TIMED_KEYS, *(key for key in CPU_KEYS if all(key in r for r in records)))
-    summary: dict[str, object] = {key: sum(float(r[key]) for r in records) / len(records) for key in summed}  # type: ignore[arg-type]
+    summary: dict[str, object] = {key: sum(float(r[key]) for r in records) / len(records) for key in summed}
     steady = records[1:] or records
-    summary["steady_epoch_s"] = sum(float(r[EPOCH_S]) for r in steady) / len(steady)  # type: ignore[arg-type]
-    summary["first_epoch_s"] = float(records[0][EPOCH_S])  # type: ignore[arg-type]
-    summary[IMAGES_PER_S] = sum(int(r["images"]) for r in records) / sum(float(r[EPOCH_S]) for r in records)  # type: ignore[arg-type]
+    summary["steady_epoch_s"] = sum(float(r[EPOCH_S]) for r in steady) / len(steady)
+    summary["first_epoch_s"] = float(records[0][EPOCH_S])
+    summary[IMAGES_PER_S] = sum(int(r["images"]) for r in records) / sum(float(r[EPOCH_S]) for r in records)
     summary.update({key: records[-1][key] for key in QUALITY_KEYS})
     summary["epochs"] = len(records)
     return summary

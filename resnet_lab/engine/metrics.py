@@ -54,7 +54,7 @@ class EpochMetrics:
 
     def summary(self) -> dict[str, object]:
         correct, seen = self.correct.cpu(), self.seen.cpu()
-        per_class = [(c / s) if s else None for c, s in zip(correct.tolist(), seen.tolist())]
+        per_class = [(c / s) if s else None for c, s in zip(correct.tolist(), seen.tolist(), strict=True)]
         return {
             "loss": self.loss_sum.item() / self.images if self.images else float("nan"),
             # Top-1 = correct argmax over *all* samples of the epoch, not the best class's accuracy.

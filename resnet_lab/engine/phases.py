@@ -14,7 +14,13 @@ A new phase is one `Phase` below plus its measurement (a `regions.region(name)` 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+# An epoch record as its readers see it: JSON-shaped (the keys of EPOCH_KEYS below: numbers, a flag, a list),
+# so each value's type follows from its key, not from the mapping's type.
+EpochRecord = Mapping[str, Any]
 
 
 @dataclass(frozen=True)

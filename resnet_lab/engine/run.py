@@ -12,8 +12,10 @@ import contextlib
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
+from typing import Any, cast
 
 import torch
+from torch import nn
 
 from ..data import LabDataset, LoaderConfig, make_test_loader, make_train_loader
 from ..data.device_loader import DeviceLoader
@@ -74,7 +76,8 @@ class RunConfig:
             )
         if self.graph_step and self.compile_mode not in (None, "default"):
             raise LabError(
-                f"graph_step cannot be combined with compile mode '{self.compile_mode}', which captures CUDA graphs of its own; "
+                "graph_step cannot be combined with compile mode "
+                f"'{self.compile_mode}', which captures CUDA graphs of its own; "
                 "use compile mode 'default' or none"
             )
 
@@ -135,7 +138,8 @@ def compiler_caches(enabled: bool) -> Iterator[None]:
     if enabled:
         yield
         return
-    with warnings.catch_warnings(), torch.compiler.config.patch(force_disable_caches=True):
+    patch = torch.compiler.config.patch  # type: ignore[attr-defined]  # added at run time (torch.utils._config_module)
+    with warnings.catch_warnings(), patch(force_disable_caches=True):
         # Dynamo says once that it also turns profile-guided dynamic shapes off; that is intended here.
         warnings.filterwarnings("ignore", message=".*force disabled by torch.compiler.config.force_disable_caches")
         yield
@@ -199,8 +203,11 @@ class LabRun:
         # Compile after the optimizer holds the real parameters; the compiled wrapper shares them.
         # dynamic=False: the epoch's last, smaller batch (50,000 % 128 = 80) gets its own static
         # graph instead of turning the batch dimension symbolic for every later step.
-        self.step_model = (
-            torch.compile(self.model, mode=config.compile_mode, dynamic=False) if config.compile_mode else self.model
+        # torch.compile of a Module returns an OptimizedModule (a Module); its stubs only promise a callable.
+        self.step_model: nn.Module = (
+            cast(nn.Module, torch.compile(self.model, mode=config.compile_mode, dynamic=False))
+            if config.compile_mode
+            else self.model
         )
         self.progress = progress
         self.records: list[dict[str, object]] = []
@@ -255,7 +262,7 @@ class LabRun:
             ops=self.ops,
         )
 
-    def evaluate(self) -> dict[str, object]:
+    def evaluate(self) -> dict[str, Any]:
         if self.test_loader is None or self.config.eval_batches == 0:
             return {}
         with compiler_caches(not self.config.cold_compile):

@@ -33,7 +33,6 @@ Margins over seeds: results/equivalence-margins/.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -49,9 +48,10 @@ from ..data.device_loader import DeviceLoader
 from ..data.transforms import test_transform
 from ..engine.graphstep import WARMUP_STEPS
 from ..engine.loop import train_one_epoch
-from ..engine.run import LabRun, RunConfig, build_model, compiler_caches
+from ..engine.run import LabRun, RunConfig, build_model
 from ..engine.step import StepConfig, configure_backends, resolve_device, set_seed
 from ..optim import make_optimizer
+from .check_build import separate_build
 
 CHECK_BATCH_SIZE = 16  # a sub-batch of the lab's 128: the step's path is the same at any batch size
 CHECK_PARTIAL = 8  # the epoch's last, smaller batch (the lab's is 50,000 % 128 = 80)
@@ -81,7 +81,8 @@ TOLERANCES["float16"] = TOLERANCES["bfloat16"]  # no C8 variant runs fp16; a wid
 
 def rule_record() -> dict[str, object]:
     return {
-        "formula": "per tensor: ||variant - fp64|| <= multiplier * ||eager_fp32 - fp64|| + tolerance[dtype][kind] * ||fp64||",
+        "formula": "per tensor: ||variant - fp64|| <= multiplier * ||eager_fp32 - fp64|| "
+        "+ tolerance[dtype][kind] * ||fp64||",
         "multiplier": MULTIPLIER,
         "lr_factor": CHECK_LR_FACTOR,
         "tolerances": TOLERANCES,
@@ -194,7 +195,7 @@ def initial_checksum(model: nn.Module) -> float:
 
 
 def observe(model: nn.Module, optimizer: torch.optim.Optimizer, record: dict[str, object]) -> Observation:
-    tensors: dict[str, torch.Tensor] = {"loss/epoch": torch.tensor(float(record["loss"]), dtype=torch.float64)}  # type: ignore[arg-type]
+    tensors: dict[str, torch.Tensor] = {"loss/epoch": torch.tensor(float(record["loss"]), dtype=torch.float64)}  # type: ignore[arg-type]  # an epoch record's loss is a float
     exact: dict[str, object] = {"batches": record["batches"], "images": record["images"]}
     for i, group in enumerate(optimizer.param_groups):
         for key, value in group.items():
@@ -250,7 +251,7 @@ class _Float64Batches:
         self.loader = loader
 
     def __len__(self) -> int:
-        return len(self.loader)  # type: ignore[arg-type]
+        return len(self.loader)  # type: ignore[arg-type]  # the loader given has a len()
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return ((x.double(), y) for x, y in self.loader)
@@ -324,7 +325,8 @@ def _norm(t: torch.Tensor) -> float:
 
 
 def compare(variant: Observation, refs: References, dtype: str) -> dict[str, Any]:
-    """The rule applied tensor by tensor; the record's `worst` names the tensor farthest past (or nearest to) its bound."""
+    """The rule applied tensor by tensor; the record's `worst` names the tensor farthest past (or nearest to) its
+    bound."""
     tolerances = TOLERANCES[dtype]
     mismatches = [
         f"{key}: {variant.exact.get(key)!r} vs eager {value!r}"
@@ -383,7 +385,8 @@ def failure_line(variant_name: str, record: dict[str, Any]) -> str:
         return f"C8 variant '{variant_name}' does not train what eager trains: {record['mismatches'][0]}"
     w = record["worst"]
     return (
-        f"C8 variant '{variant_name}' does not train what eager trains: {w['tensor']} is {w['relative_error']:.3g} from fp64 "
+        f"C8 variant '{variant_name}' does not train what eager trains: "
+        f"{w['tensor']} is {w['relative_error']:.3g} from fp64 "
         f"(eager fp32 {w['eager_relative_error']:.3g}, {record['dtype']} tolerance {w['tolerance']:.3g}): "
         f"{w['ratio']:.3g}x its bound"
     )
@@ -399,7 +402,8 @@ def check_record(
 ) -> dict[str, Any]:
     record = compare(variant, refs, amp_dtype_name(config))
     record.update(
-        build_s=variant.first_steps_s,  # the check's first step(s), where a compiled variant builds and a graph captures
+        # the check's first step(s), where a compiled variant builds and a graph captures
+        build_s=variant.first_steps_s,
         variant_s=variant.wall_s,
         references_s=refs.seconds if references_fresh else 0.0,  # paid by the first variant that needed them
         check_s=time.perf_counter() - started,
@@ -410,30 +414,10 @@ def check_record(
     return record
 
 
-@contextlib.contextmanager
-def separate_build(config: RunConfig) -> Iterator[None]:
-    """The check's compile in a cache of its own, dropped after: the timed run's first epoch still
-    pays a cold build (its batch shape differs from the check's anyway, and compiles are static)."""
-    if not config.compile_mode:
-        yield
-        return
-    from torch._inductor.utils import (  # no public API drops Inductor's in-memory caches
-        clear_caches,
-        fresh_cache,
-    )
-
-    try:
-        with fresh_cache(), compiler_caches(not config.cold_compile):
-            yield
-    finally:
-        clear_caches()
-        torch.compiler.reset()
-
-
 def observe_variant(
     config: RunConfig, batches: CheckBatches, plant: Callable[[LabRun], None] | None = None
 ) -> Observation:
-    """The variant's path, its build kept apart from the timed run's (see `separate_build`)."""
+    """The variant's path, its build kept apart from the timed run's (see `check_build.separate_build`)."""
     with separate_build(config):
         return run_path(config, batches, plant)
 

@@ -11,11 +11,13 @@ are recorded as the benchmark's.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
 import signal
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -59,7 +61,7 @@ class IsolatedRun:
         self.records.append(record)
         return record
 
-    def evaluate(self) -> dict[str, object]:
+    def evaluate(self) -> dict[str, Any]:
         return self._ask("evaluate")
 
     def observe_check(self, config: RunConfig, batches: Any, plant: Any = None) -> Any:
@@ -78,10 +80,8 @@ class IsolatedRun:
 
     def close(self) -> None:
         if self._process.is_alive():
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 self._conn.send("close")
-            except (BrokenPipeError, OSError):
-                pass
             self._process.join(CLOSE_S)
         if self._process.is_alive():
             self._process.terminate()
@@ -121,7 +121,7 @@ def _portable(exc: BaseException) -> BaseException:
         try:
             pickle.loads(pickle.dumps(exc))
             return exc
-        except Exception:  # noqa: BLE001 - any pickling failure: fall back to the text
+        except Exception:  # any pickling failure: fall back to the text
             pass
     return RuntimeError("in the isolated run's process:\n" + "".join(traceback.format_exception(exc)).rstrip())
 
@@ -137,12 +137,12 @@ def _serve(conn: Connection, config: RunConfig, data: DataConfig, with_test: boo
         since = start_peaks(device)
         run = LabRun(config, train_set, test_set if with_test else None)
         conn.send(("ok", {"pid": os.getpid(), "host_alloc": run.host_alloc}))
-    except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent, which raises it
+    except BaseException as exc:  # every failure goes to the parent, which raises it
         conn.send(("error", _portable(exc)))
         return
     from .equivalence import observe_variant  # the check's own path, built here as in the parent
 
-    commands = {
+    commands: dict[str, Callable[..., Any]] = {
         "observe": lambda batches, plant: observe_variant(config, batches, plant),
         "epoch": run.run_epoch,
         "evaluate": run.evaluate,
@@ -158,5 +158,5 @@ def _serve(conn: Connection, config: RunConfig, data: DataConfig, with_test: boo
         name, args = (command[0], command[1:]) if isinstance(command, tuple) else (command, ())
         try:
             conn.send(("ok", commands[name](*args)))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             conn.send(("error", _portable(exc)))

@@ -56,7 +56,7 @@ def _stay_in_eval(module: nn.Module, mode: bool = True) -> nn.Module:
 def bn_eval_mode(run: LabRun) -> None:
     # model.train() reaches each child through child.train(mode): the instance's own method keeps BN in eval.
     for bn in _batch_norms(run):
-        bn.train = functools.partial(_stay_in_eval, bn)  # type: ignore[method-assign]
+        bn.train = functools.partial(_stay_in_eval, bn)  # type: ignore[method-assign,assignment]  # the planted bug
         bn.eval()
 
 
@@ -107,7 +107,7 @@ def _keep_grads(set_to_none: bool = True) -> None:
 
 
 def accumulate_grads(run: LabRun) -> None:
-    run.optimizer.zero_grad = _keep_grads  # type: ignore[method-assign]
+    run.optimizer.zero_grad = _keep_grads  # type: ignore[method-assign]  # the planted bug
 
 
 def _step_twice(step: Callable[..., object], *args: object, **kwargs: object) -> object:
@@ -116,7 +116,7 @@ def _step_twice(step: Callable[..., object], *args: object, **kwargs: object) ->
 
 
 def double_step(run: LabRun) -> None:
-    run.optimizer.step = functools.partial(_step_twice, run.optimizer.step)  # type: ignore[method-assign]
+    run.optimizer.step = functools.partial(_step_twice, run.optimizer.step)  # type: ignore[method-assign,assignment]  # the planted bug
 
 
 class _FullBatchesOnly:
@@ -126,7 +126,7 @@ class _FullBatchesOnly:
         self.loader = loader
 
     def __len__(self) -> int:
-        return len(self.loader) - 1  # type: ignore[arg-type]
+        return len(self.loader) - 1  # type: ignore[arg-type]  # the loader given has a len()
 
     def __iter__(self) -> Iterator:
         size = None

@@ -62,7 +62,8 @@ def phase_table(summary: dict[str, dict[str, float]]) -> str:
     lines = ["| phase | CPU-side s | device s | share of phase time | calls |", "|---|---:|---:|---:|---:|"]
     for label, row in summary.items():
         lines.append(
-            f"| {label} | {row['cpu_time_s']:.4f} | {row['device_time_s']:.4f} | {row['cpu_time_s'] / total:.1%} | {row['count']} |"
+            f"| {label} | {row['cpu_time_s']:.4f} | {row['device_time_s']:.4f} | "
+            f"{row['cpu_time_s'] / total:.1%} | {row['count']} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -116,7 +117,7 @@ def profile_run(run: LabRun, out_dir: str | Path, config: ProfileConfig = Profil
         raise ValueError(f"profiling needs {config.steps} batches but the loader yielded {record['batches']}")
     phases = result.get("phases", {})
     with atomic_open(summary_path, "w", encoding="utf-8") as handle:
-        handle.write(phase_table(phases))  # type: ignore[arg-type]
+        handle.write(phase_table(phases))  # type: ignore[arg-type]  # result['phases'] maps names to seconds
     write_json(out / f"q3b_phases_{tag}.json", phases)
     return {
         "trace_path": str(trace_path),

@@ -18,11 +18,13 @@ A new variant is one `Variant(...)` entry in `VARIANTS`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import TypedDict
 
 import torch
 
+from ..engine.phases import EpochRecord
 from ..engine.run import RunConfig
 from ..engine.step import StepConfig
 from .flops import fast_dtype_supported, measure_peak_flops, mfu
@@ -99,7 +101,14 @@ class Variant:
         return None
 
 
-FAST = {"channels_last": True, "bf16": True, "device_loader": True, "sync_phases": False}
+class _Flags(TypedDict, total=False):
+    channels_last: bool
+    bf16: bool
+    device_loader: bool
+    sync_phases: bool
+
+
+FAST: _Flags = {"channels_last": True, "bf16": True, "device_loader": True, "sync_phases": False}
 
 # Run order: the baseline first and the combinations right after it, so a time-boxed run
 # (the GPU check) has the headline ratios before the single-change variants.
@@ -137,13 +146,15 @@ def tf32_like_convs(device: torch.device) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32 = previous
 
 
-def device_peaks(device: torch.device, seconds: float = 2.0, rounds: int = 10) -> dict[str, dict[str, object]]:
+def device_peaks(
+    device: torch.device, seconds: float = 2.0, rounds: int = 10
+) -> dict[str, dict[str, float | int | str]]:
     """Measured matmul peak per dtype on `device` (bf16 only where native).
 
     Ten short blocks over two seconds, best kept: a shorter calibration on shared CPU cores can
     read well below the idle peak, which would put a variant's MFU above 1.
     """
-    peaks: dict[str, dict[str, object]] = {}
+    peaks: dict[str, dict[str, float | int | str]] = {}
     with tf32_like_convs(device):
         peaks["float32"] = measure_peak_flops(device, torch.float32, seconds=seconds, rounds=rounds)
     if fast_dtype_supported(device, torch.bfloat16):
@@ -151,16 +162,16 @@ def device_peaks(device: torch.device, seconds: float = 2.0, rounds: int = 10) -
     return peaks
 
 
-def step_seconds(records: list[dict[str, object]]) -> float:
+def step_seconds(records: Sequence[EpochRecord]) -> float:
     """Seconds per training step over the steady epochs (all epochs if there is only one).
 
     Synced phases: train_s per batch (forward, loss, backward, step). Unsynced
     (the fast loop): epoch_s per batch, an upper bound that includes loading.
     """
     steady = records[1:] or records
-    batches = sum(int(r["batches"]) for r in steady)  # type: ignore[arg-type]
+    batches = sum(int(r["batches"]) for r in steady)
     key = "train_s" if all(r.get("phases_synced", True) for r in steady) else "epoch_s"
-    return sum(float(r[key]) for r in steady) / batches  # type: ignore[arg-type]
+    return sum(float(r[key]) for r in steady) / batches
 
 
 def work_record(flops_per_step: int, step_s: float, peak: dict[str, object]) -> dict[str, object]:
@@ -171,5 +182,5 @@ def work_record(flops_per_step: int, step_s: float, peak: dict[str, object]) -> 
         "achieved_flops_per_s": achieved,
         "peak_flops_per_s": peak["peak_flops_per_s"],
         "peak_dtype": peak["dtype"],
-        "mfu": mfu(achieved, float(peak["peak_flops_per_s"])),  # type: ignore[arg-type]
+        "mfu": mfu(achieved, float(peak["peak_flops_per_s"])),  # type: ignore[arg-type]  # a measured peak is a number
     }

@@ -17,8 +17,9 @@ from pathlib import Path
 from ..errors import LabError
 from .compare import format_table, version_difference
 from .cputime import change_kind, cpu_key
+from .loading import load_run
 from .paired import FASTER, SLOWER, GateRule, PairedEstimate, min_pairs, paired_estimate
-from .runs import Bench, Run, load_run
+from .runs import Bench, Run
 
 BASE, NEW = "base", "new"
 # Found by `resnet-lab ab` in its own output: CI skips the gate, with this reason, when a base predates the benchmarks.
@@ -39,7 +40,8 @@ class Gated:
 
     @property
     def cpu_figure(self) -> str:
-        """The CPU seconds recorded beside the figure (CPU runs since issue 23): read, not gated, to tell waiting from computing."""
+        """The CPU seconds recorded beside the figure (CPU runs since issue 23): read, not gated, to tell waiting from
+        computing."""
         return cpu_key(self.figure)
 
 
@@ -155,7 +157,7 @@ def run_figure(benches: Sequence[Bench], name: str) -> float | str:
     what a step costs, so each seed is one more sample of the same time); a problem with any seed is the run's."""
     values = [figure(b, name) for b in benches]
     problem = next((v for v in values if isinstance(v, str)), None)
-    return problem if problem is not None else float(statistics.median(values))  # type: ignore[type-var]
+    return problem if problem is not None else float(statistics.median(values))  # type: ignore[type-var]  # no str left once problem is None
 
 
 def decide(gated: Gated, runs: Sequence[tuple[Run, Run]], rule: GateRule) -> Row:
@@ -194,7 +196,8 @@ def decide(gated: Gated, runs: Sequence[tuple[Run, Run]], rule: GateRule) -> Row
 def cpu_figures(
     gated: Gated, runs: Sequence[tuple[Run, Run]], rule: GateRule
 ) -> tuple[list[float], list[float], PairedEstimate | None]:
-    """The CPU seconds beside the gated figure in every run, and their paired estimate; nothing when any run lacks them."""
+    """The CPU seconds beside the gated figure in every run, and their paired estimate; nothing when any run lacks
+    them."""
     base, new = [], []
     for base_run, new_run in runs:
         old, now = (run_figure(benches_by_name(r, gated.name), gated.cpu_figure) for r in (base_run, new_run))
@@ -282,7 +285,8 @@ class Outcome:
 def decide_runs(runs: Sequence[tuple[Run, Run]], gated: Sequence[Gated], rule: GateRule, heading: str = "") -> Outcome:
     if len(runs) < min_pairs(rule.confidence):
         raise LabError(
-            f"{len(runs)} pairs cannot give a {rule.confidence:.0%} interval; at least {min_pairs(rule.confidence)} are needed"
+            f"{len(runs)} pairs cannot give a {rule.confidence:.0%} interval; at "
+            f"least {min_pairs(rule.confidence)} are needed"
         )
     warnings = []
     versions = version_difference(runs[0][0], runs[0][1])

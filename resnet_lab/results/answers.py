@@ -49,7 +49,10 @@ def c5_line(run: Run) -> str:
         if seconds is not None:
             by_type.setdefault(_device(bench).split(":")[0], seconds)
     if "cpu" in by_type and "cuda" in by_type:
-        return f"C5: the GPU is {by_type['cpu'] / by_type['cuda']:.1f}x the CPU per epoch (cpu {fmt_s(by_type['cpu'])} s, cuda {fmt_s(by_type['cuda'])} s)"
+        return (
+            f"C5: the GPU is {by_type['cpu'] / by_type['cuda']:.1f}x the CPU per "
+            f"epoch (cpu {fmt_s(by_type['cpu'])} s, cuda {fmt_s(by_type['cuda'])} s)"
+        )
     ran = ", ".join(sorted(by_type)) or "no device"
     return f"C5: CPU vs GPU needs both; this run has {ran} (pass a CPU run and a GPU run to resnet-lab report)"
 
@@ -95,7 +98,8 @@ def c8_lines(run: Run) -> list[str]:
         best_s = as_number(best.extra("train_step_s")) if best else None
         if eager_s and best_s:
             lines.append(
-                f"C8 ({device}): best is {eager_s / best_s:.2f}x eager per training step ({fmt_s(best_s)} s vs {fmt_s(eager_s)} s)"
+                f"C8 ({device}): best is {eager_s / best_s:.2f}x eager per training "
+                f"step ({fmt_s(best_s)} s vs {fmt_s(eager_s)} s)"
             )
         else:
             lines.append(

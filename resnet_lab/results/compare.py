@@ -249,7 +249,8 @@ def _ratio(metric: Metric, old: Value | None, new: Value | None) -> tuple[str, s
 
 
 def _kind(base: Bench, new: Bench, name: str, old: Value | None, new_value: Value | None) -> str:
-    """' (waits more: CPU 1.00x)' after a wall-time figure that grew while its CPU time beside it did not; '' otherwise."""
+    """' (waits more: CPU 1.00x)' after a wall-time figure that grew while its CPU time beside it did not; ''
+    otherwise."""
     twin = METRICS.get(cpu_key(name)) if name.endswith("_s") and "_cpu_" not in name else None
     if twin is None or old is None or new_value is None or not old.value:
         return ""
@@ -289,9 +290,9 @@ def table_rows(pairs: Sequence[tuple[Bench, Bench]]) -> list[list[str]]:
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=False)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows]
     return "\n".join(lines)
 
 
@@ -338,7 +339,9 @@ def compare_runs(
             warnings.append(f"different machines ({machines}); timing thresholds enforced anyway (--cross-machine)")
         else:
             warnings.append(
-                f"different machines ({machines}); timing thresholds are not enforced (pass --cross-machine to enforce them), quality thresholds are (except for reduced-precision training)"
+                f"different machines ({machines}); timing thresholds are not enforced "
+                "(pass --cross-machine to enforce them), quality thresholds are "
+                "(except for reduced-precision training)"
             )
     versions = version_difference(base, new)
     if versions:
@@ -358,7 +361,8 @@ def compare_runs(
         # A gate that checked nothing must not pass: every figure missing or NaN in BASE, or only timing
         # thresholds between two machines.
         why = (
-            "no threshold was enforced (timing thresholds between different machines; pass --cross-machine, or a quality threshold)"
+            "no threshold was enforced (timing thresholds between different "
+            "machines; pass --cross-machine, or a quality threshold)"
             if checks
             else f"BASE has no finite figure any threshold reads ({', '.join(t.text for t in thresholds)}) in the "
             f"{len(pairing.pairs)} benchmarks in common"
@@ -389,7 +393,8 @@ def compare_runs(
     unspread = sum(c.without_spread for c in checks)
     if unspread:
         out.append(
-            f"  note: {unspread} timing checks had fewer than {MIN_SPREAD_ROUNDS} steady (non-warm-up) rounds in both runs, "
+            f"  note: {unspread} timing checks had fewer than {MIN_SPREAD_ROUNDS} "
+            "steady (non-warm-up) rounds in both runs, "
             "so no spread to measure noise by: the threshold and --min-delta alone decide them"
         )
     return Outcome("\n".join(out), warnings, checks)

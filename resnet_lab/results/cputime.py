@@ -17,7 +17,8 @@ __all__ = ["BOTH", "COMPUTES", "WAITS", "change_kind", "cpu_key", "kind_note"]
 COMPUTES, WAITS, BOTH = "computes more", "waits more", "computes and waits more"
 # Below this relative change of wall time there is no slowdown to attribute.
 MIN_CHANGE = 0.02
-# The share of the wall-time change that CPU time explains: at least COMPUTE_SHARE, compute; at most WAIT_SHARE, waiting.
+# The share of the wall-time change that CPU time explains: at least COMPUTE_SHARE, compute; at most WAIT_SHARE,
+# waiting.
 COMPUTE_SHARE, WAIT_SHARE = 0.75, 0.25
 
 

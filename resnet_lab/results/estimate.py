@@ -238,8 +238,9 @@ def collect(runs: Sequence[Run]) -> Rates:
             for index, record in enumerate(records):
                 batches = as_number(record.get("batches"))
                 epoch_s = as_number(record.get("epoch_s"))
-                phases = {k: as_number(record.get(f"{k}_s")) for k in ("load", "copy", "train", "metrics")}
-                if not batches or epoch_s is None or any(v is None for v in phases.values()):
+                recorded = {k: as_number(record.get(f"{k}_s")) for k in ("load", "copy", "train", "metrics")}
+                phases = {k: v for k, v in recorded.items() if v is not None}
+                if not batches or epoch_s is None or len(phases) < len(recorded):
                     continue
                 if record.get("warmup") is True or index == 0:
                     continue  # steady epochs only; the first epoch's extra is taken below
@@ -259,9 +260,8 @@ def collect(runs: Sequence[Run]) -> Rates:
                 if index < len(rounds):
                     rates.add(rates.per_epoch, ("round", device, workers), rounds[index] - epoch_s)
                     rates.add(rates.per_epoch, ("round", device), rounds[index] - epoch_s)
-            steady = [as_number(r.get("epoch_s")) for r in records[1:]]
+            steady = [s for s in (as_number(r.get("epoch_s")) for r in records[1:]) if s is not None]
             first = as_number(records[0].get("epoch_s"))
-            steady = [s for s in steady if s is not None]
             if first is not None and steady:
                 extra = first - statistics.fmean(steady)
                 rates.add(rates.per_epoch, ("first", device, variant), extra)
@@ -340,14 +340,12 @@ def c32_from(runs: Sequence[Run], full_epochs: bool) -> int | None:
     for run in runs:
         loads: dict[int, float] = {}
         for bench in run.group(groups.C3 if full_epochs else groups.C3_LOADER):
-            workers, values = (
-                _workers(bench),
-                bench.epoch_values("load_s") or ([bench.number("load_s")] if bench.number("load_s") else []),
-            )
+            workers, mean_load = _workers(bench), bench.number("load_s")
+            values = bench.epoch_values("load_s") or ([mean_load] if mean_load else [])
             if workers is not None and values and (not full_epochs or bench.extra("full_epoch") is True):
                 loads[workers] = statistics.fmean(values)
         if len(loads) >= 2:
-            return int(c32_answer(loads)["workers"])  # type: ignore[arg-type]
+            return int(c32_answer(loads)["workers"])  # type: ignore[call-overload]  # an int: c32_answer's record is untyped
     return None
 
 
@@ -404,8 +402,10 @@ def not_modelled() -> tuple[str, ...]:
 
 def render(predictions: Sequence[Prediction], work: Workload) -> list[str]:
     lines = [
-        f"workload: preset {work.preset}, devices {', '.join(work.devices)}, {work.epochs} epochs x {work.batches} batches, "
-        f"{work.eval_batches} test batches where evaluated; C3.2 = {work.c32 if work.c32 is not None else 'not known from the inputs'}",
+        f"workload: preset {work.preset}, devices {', '.join(work.devices)}, "
+        f"{work.epochs} epochs x {work.batches} batches, "
+        f"{work.eval_batches} test batches where evaluated; C3.2 = "
+        f"{work.c32 if work.c32 is not None else 'not known from the inputs'}",
         "not predicted: C3's extension past 16 workers (run only while loading still improves), the session's start "
         f"(imports, dataset decode) and the groups estimate does not model: {', '.join(not_modelled())}",
     ]
@@ -415,7 +415,7 @@ def render(predictions: Sequence[Prediction], work: Workload) -> list[str]:
     total, uninformed = 0.0, []
     for question, preds in by_question.items():
         known = [p for p in preds if p.seconds is not None]
-        seconds = sum(p.seconds for p in known)  # type: ignore[misc]
+        seconds = sum(p.seconds for p in known)  # type: ignore[misc]  # known holds no None seconds
         total += seconds
         missing = [p for p in preds if p.seconds is None]
         text = f"{question}: {seconds:.1f} s ({len(known)} of {len(preds)} benchmarks)"

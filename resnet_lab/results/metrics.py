@@ -140,7 +140,7 @@ def _scale(metric: Metric, value: float) -> float:
 
 def spread(values: Sequence[float]) -> float | None:
     """pytest-benchmark's IQR of `values`, or None where there are too few for one."""
-    return float(summarize(values)["iqr"]) if len(values) >= MIN_SPREAD_ROUNDS else None  # type: ignore[index]
+    return float(summarize(values)["iqr"]) if len(values) >= MIN_SPREAD_ROUNDS else None  # type: ignore[index]  # summarize is not None for this many values
 
 
 def metric_value(bench: Bench, metric: Metric, stat: str) -> Value | None:
@@ -176,7 +176,8 @@ def unusable_figure(bench: Bench, metric: Metric, stat: str) -> str | None:
     diverged halfway would otherwise be judged on its finite epochs alone.
     """
     if metric.source == "stats":
-        raw = bench.stats.get("data") if isinstance(bench.stats.get("data"), list) else [bench.stats.get(stat)]
+        data = bench.stats.get("data")
+        raw = data if isinstance(data, list) else [bench.stats.get(stat)]
     elif metric.source == "epochs" and any(metric.name in r for r in bench.epochs()):
         raw = [r[metric.name] for r in bench.epochs() if metric.name in r]
     else:

@@ -26,7 +26,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 SLOWER, FASTER, SAME = "slower", "faster", "same"
 
@@ -62,7 +62,7 @@ def log_ratios(base: Sequence[float], new: Sequence[float]) -> list[float]:
     for value in (*base, *new):
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"paired figures must be positive and finite, got {value}")
-    return [math.log(n / b) for b, n in zip(base, new)]
+    return [math.log(n / b) for b, n in zip(base, new, strict=True)]
 
 
 def walsh_averages(values: Sequence[float]) -> list[float]:
@@ -70,7 +70,7 @@ def walsh_averages(values: Sequence[float]) -> list[float]:
     return sorted((values[i] + values[j]) / 2 for i in range(len(values)) for j in range(i, len(values)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def signed_rank_counts(n: int) -> tuple[int, ...]:
     """counts[t] = number of the 2**n sign patterns whose signed-rank sum T+ equals t (exact null distribution)."""
     counts = [1] + [0] * (n * (n + 1) // 2)
@@ -117,7 +117,8 @@ def paired_estimate(base: Sequence[float], new: Sequence[float], rule: GateRule 
     depth, coverage = interval_depth(len(logs), rule.confidence)
     if depth == 0:
         raise ValueError(
-            f"{len(logs)} pairs cannot give a {rule.confidence:.0%} interval; at least {min_pairs(rule.confidence)} are needed"
+            f"{len(logs)} pairs cannot give a {rule.confidence:.0%} interval; at "
+            f"least {min_pairs(rule.confidence)} are needed"
         )
     walsh = walsh_averages(logs)
     ratio = math.exp(statistics.median(walsh))

@@ -16,6 +16,7 @@ from ..engine.phases import PHASE_LIST
 from ..fileio import atomic_open
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 # The epoch's phases (engine/phases.py), then what the epoch spent outside them.
@@ -35,7 +36,7 @@ def _new_figure(width: float = 8.0, height: float = 4.0, ncols: int = 1) -> tupl
     return fig, list(axes)
 
 
-def _legend(ax) -> None:
+def _legend(ax: Axes) -> None:
     """Legend outside the axes, on the right, so it never hides a bar or a line."""
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0.0)
@@ -58,7 +59,7 @@ def phase_breakdown(path: str | Path, epochs: Sequence[int], phases: Mapping[str
         if not values:
             continue
         ax.bar(labels, values, bottom=bottom, label=name, color=PHASE_COLORS[key])
-        bottom = [b + v for b, v in zip(bottom, values)]
+        bottom = [b + v for b, v in zip(bottom, values, strict=False)]
     ax.set_xlabel("epoch")
     ax.set_ylabel("time per epoch (s)")
     ax.set_title(title)
@@ -187,7 +188,7 @@ def speed_beside_training(
     )  # above: never on a bar
     colors = [VERDICT_COLORS.get(v, VERDICT_COLORS["not checked"]) for v in verdicts]
     loss_ax.barh(rows, [v or 0.0 for v in loss], color=colors)
-    for row, (value, verdict) in enumerate(zip(loss, verdicts)):
+    for row, (value, verdict) in enumerate(zip(loss, verdicts, strict=False)):
         loss_ax.annotate(
             verdict if value is not None else f"{verdict}, no loss",
             (value or 0.0, row),
@@ -221,8 +222,8 @@ def seed_bands(
             line = ax.plot(list(epochs), list(mean), marker="o", label=label)[0]
             ax.fill_between(
                 list(epochs),
-                [m - s for m, s in zip(mean, sd)],
-                [m + s for m, s in zip(mean, sd)],
+                [m - s for m, s in zip(mean, sd, strict=True)],
+                [m + s for m, s in zip(mean, sd, strict=True)],
                 color=line.get_color(),
                 alpha=0.2,
             )

@@ -38,10 +38,10 @@ def stacked_bars(
     """One stacked bar per label, one segment per named part (negative parts are drawn as zero)."""
     fig, (ax,) = _new_figure(width=max(8.0, 1.3 * len(labels) + 4.5))
     bottom = [0.0] * len(labels)
-    for (name, values), color in zip(parts.items(), COMM_COLORS):
+    for (name, values), color in zip(parts.items(), COMM_COLORS, strict=False):
         heights = [max(0.0, v) for v in values]
         ax.bar(range(len(labels)), heights, bottom=bottom, label=name, color=color)
-        bottom = [b + h for b, h in zip(bottom, heights)]
+        bottom = [b + h for b, h in zip(bottom, heights, strict=False)]
     ax.set_xticks(
         range(len(labels)), labels, rotation=15 if len(labels) > 3 else 0, ha="right" if len(labels) > 3 else "center"
     )

@@ -9,7 +9,7 @@ missing and prove it can be written, raising `LabError` with one line.
 (in --lab-out when the run is saved only to pytest-benchmark's storage) as it
 finishes (one `write` + fsync per line), so a run killed by SIGKILL, a time
 box, or a disk that fills at the end still keeps what it measured;
-`results.runs.load_run` reads such a file like the JSON. No torch here.
+`results.loading.load_run` reads such a file like the JSON. No torch here.
 """
 
 from __future__ import annotations

@@ -63,7 +63,8 @@ def c32_answer(load_s: dict[int, float], tolerance: float = C3_TOLERANCE, source
         "best_load_s": best,
         "tolerance": tolerance,
         "source": source,
-        "rule": f"smallest num_workers whose load_s is within {tolerance:.0%} of the best ({best:.3f} s at {best_workers} workers), from {source}",
+        "rule": f"smallest num_workers whose load_s is within {tolerance:.0%} of the "
+        f"best ({best:.3f} s at {best_workers} workers), from {source}",
         "measured": {str(w): t for w, t in sorted(load_s.items())},
     }
 

@@ -10,9 +10,10 @@ one another in ABBA order (base, new, new, base, ...), each with the whole
 machine: two runs side by side share caches and memory bandwidth, so a side
 that waits (a sleep, a lock, slower I/O) frees them for the other side, which
 then speeds up and hides the wait (issue 23; results/ab-gate/ has the
-measurements). --side-by-side keeps the old design for comparison. A time box keeps the job inside CI's budget on a loaded machine: once the
-interval has its minimum of pairs, no pair starts that would end past it. The
-decision is results/ab.py's.
+measurements). --side-by-side keeps the old design for comparison. A time box
+keeps the job inside CI's budget on a loaded machine: once the interval has its
+minimum of pairs, no pair starts that would end past it. The decision is
+results/ab.py's.
 
 No torch here: this runs the suite in child processes and reads their JSON.
 """
@@ -34,6 +35,7 @@ from .. import procs
 from ..errors import LabError
 from ..results.ab import BASE, NEW, NO_GATED, Outcome, decide_runs, gated_benchmarks, paired_runs, run_name
 from ..results.paired import GateRule, min_pairs
+from .checkout import checkout_base, last_line, repository, resolve_commit, working_tree_label
 
 TEMP_PREFIX = "resnet-lab-ab-"  # the base's clone: resnet-lab-ab-<pid>.XXXX in the temporary folder
 
@@ -82,53 +84,6 @@ class AbConfig:
             "--lab-out",
             str(side_out),
         ]
-
-
-# ---------------------------------------------------------------------------
-# git and checkouts
-# ---------------------------------------------------------------------------
-
-
-def git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
-
-
-def repository(cwd: Path) -> Path:
-    result = git(cwd, "rev-parse", "--show-toplevel")
-    if result.returncode != 0:
-        raise LabError(f"'{cwd}' is not inside a git repository; run resnet-lab ab in the repository to check")
-    return Path(result.stdout.strip())
-
-
-def resolve_commit(repo: Path, ref: str) -> str:
-    result = git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
-    if result.returncode != 0 or not result.stdout.strip():
-        raise LabError(f"--base '{ref}' is not a commit of the repository '{repo}'")
-    return result.stdout.strip()
-
-
-def working_tree_label(repo: Path) -> str:
-    head = git(repo, "rev-parse", "--short", "HEAD").stdout.strip() or "no commit"
-    dirty = bool(git(repo, "status", "--porcelain", "--untracked-files=no").stdout.strip())
-    return f"working tree of {head}{' + uncommitted changes' if dirty else ''}"
-
-
-def checkout_base(repo: Path, commit: str, into: Path) -> Path:
-    """A throwaway clone at `commit`; --shared reads the repository's objects in place, so it is fast and copies nothing."""
-    target = into / "base"
-    for args in (
-        ("clone", "--quiet", "--shared", "--no-checkout", str(repo), str(target)),
-        ("-C", str(target), "checkout", "--quiet", "--detach", commit),
-    ):
-        result = subprocess.run(["git", *args], capture_output=True, text=True)
-        if result.returncode != 0:
-            raise LabError(f"cannot check out the base {commit[:12]}: {last_line(result.stderr)}")
-    return target
-
-
-def last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"
 
 
 # ---------------------------------------------------------------------------
@@ -228,7 +183,8 @@ def start_side(
 
 
 def run_together(config: AbConfig, sides: Sequence[tuple[str, Path, int, int]], ids: Sequence[str]) -> list[RunRecord]:
-    """Start the runs `sides` = (side, root, pair, order) at once and wait for all; each run's wall time ends at its own exit."""
+    """Start the runs `sides` = (side, root, pair, order) at once and wait for all; each run's wall time ends at its own
+    exit."""
     before, start = loadavg(), time.perf_counter()
     started = [
         (side, pair, order, *start_side(config, side, root, pair, order, ids)) for side, root, pair, order in sides
@@ -247,7 +203,8 @@ def run_together(config: AbConfig, sides: Sequence[tuple[str, Path, int, int]], 
 
 
 def run_order(pairs: int) -> list[tuple[int, str]]:
-    """ABBA blocks: (0, base), (0, new), (1, new), (1, base), (2, base), ...; side by side, the first one starts first."""
+    """ABBA blocks: (0, base), (0, new), (1, new), (1, base), (2, base), ...; side by side, the first one starts
+    first."""
     order = []
     for pair in range(pairs):
         sides = (BASE, NEW) if pair % 2 == 0 else (NEW, BASE)
@@ -316,7 +273,8 @@ def sides_ids(config: AbConfig, base_root: Path, new_root: Path, base_label: str
     both = [i for i in common if i in new_ids]
     if not both:
         raise LabError(
-            f"the working tree has none of the gated benchmarks the base has ({', '.join(common)}): {new_problem or 'not collected'}"
+            "the working tree has none of the gated benchmarks the base has "
+            f"({', '.join(common)}): {new_problem or 'not collected'}"
         )
     return both
 
@@ -335,6 +293,7 @@ def run_pairs(config: AbConfig, roots: dict[str, Path], ids: Sequence[str]) -> l
     start, longest = time.perf_counter(), 0.0
     for pair in range(config.pairs):
         if not next_pair_fits(config, pair, time.perf_counter() - start, longest):
+            assert config.time_box_s is not None  # only a time box stops the pairs early
             print(
                 f"time box: {pair} pairs done in {(time.perf_counter() - start) / 60:.1f} min; another would end past "
                 f"{config.time_box_s / 60:g} min, so the gate decides on {pair}",
@@ -352,7 +311,8 @@ def run_pairs(config: AbConfig, roots: dict[str, Path], ids: Sequence[str]) -> l
                     else "load n/a"
                 )
                 print(
-                    f"[{record.order + 1:2d}/{len(order)}] pair {record.pair} {record.side:4s} {record.wall_s:6.1f} s  ({load})",
+                    f"[{record.order + 1:2d}/{len(order)}] pair {record.pair} "
+                    f"{record.side:4s} {record.wall_s:6.1f} s  ({load})",
                     flush=True,
                 )
         longest = max(longest, time.perf_counter() - began)
@@ -391,7 +351,8 @@ def run_ab(config: AbConfig) -> tuple[Outcome, Session]:
         )
         print(
             f"paired runs: base {labels[BASE]} vs new {labels[NEW]}; {config.pairs} pairs (ABBA, {mode}), "
-            f"C2 {config.epochs} epochs x {config.batches} batches; {len(ids)} benchmarks: {', '.join(i.rpartition('::')[2] for i in ids)}",
+            f"C2 {config.epochs} epochs x {config.batches} batches; {len(ids)} "
+            f"benchmarks: {', '.join(i.rpartition('::')[2] for i in ids)}",
             flush=True,
         )
         start = time.perf_counter()
@@ -404,10 +365,14 @@ def run_ab(config: AbConfig) -> tuple[Outcome, Session]:
     failed = [r for r in records if r.returncode != 0]
     if failed and failed[0].side == BASE:
         raise LabError(
-            f"the base's run {run_name(BASE, failed[0].pair)} failed (pytest exit {failed[0].returncode}); see {config.out / failed[0].log}"
+            f"the base's run {run_name(BASE, failed[0].pair)} failed (pytest exit "
+            f"{failed[0].returncode}); see {config.out / failed[0].log}"
         )
     if failed:
-        why = f"the new side's run {run_name(NEW, failed[0].pair)} failed (pytest exit {failed[0].returncode}); see {config.out / failed[0].log}"
+        why = (
+            f"the new side's run {run_name(NEW, failed[0].pair)} failed (pytest "
+            f"exit {failed[0].returncode}); see {config.out / failed[0].log}"
+        )
         return Outcome(why, [], [], run_failure=why), session
     pairs = len({r.pair for r in records})
     heading = (

@@ -30,6 +30,7 @@ from ..engine.phases import (
     IMAGES_PER_S,
     PHASE_KEYS,
     QUALITY_KEYS,
+    EpochRecord,
 )
 from ..engine.run import LabRun, RunConfig
 from ..machine import numerics_state
@@ -111,11 +112,10 @@ def run_training_benchmark(
         equivalence.check(benchmark, config)
     with contextlib.ExitStack() as stack:
         if config.changes_process:
-            run: LabRun | IsolatedRun = stack.enter_context(
-                IsolatedRun(config, options.data_config, with_test=with_test)
-            )
+            isolated = stack.enter_context(IsolatedRun(config, options.data_config, with_test=with_test))
             if equivalence is not None:
-                equivalence.check(benchmark, config, run)
+                equivalence.check(benchmark, config, isolated)
+            run: LabRun | IsolatedRun = isolated
         else:
             memory = stack.enter_context(memory_peaks(device))
             run = LabRun(config, train_set, test_set if with_test else None)
@@ -142,7 +142,7 @@ def train_or_serve(
     config: RunConfig,
     options: LabOptions,
     lab_data: tuple,
-    sweep: "SweepState",
+    sweep: SweepState,
     extra: dict[str, object] | None = None,
 ) -> LabRun | IsolatedRun:
     """Train `config` as this benchmark, unless a benchmark of this session already trained exactly it:
@@ -175,39 +175,40 @@ def training_extra_info(run: LabRun | IsolatedRun, options: LabOptions, train_se
     return info
 
 
-def epoch_problems(record: dict[str, object]) -> list[str]:
+def epoch_problems(record: EpochRecord) -> list[str]:
     """What is wrong with a training benchmark's per-epoch record; [] when nothing is.
 
     Every batch passes through load, copy, train and metrics, so on a real clock
-    each of them is positive; start-up and shutdown happen once and may take nothing. All phases are read from the same clock as epoch_s
-    and lie inside it, so together they cannot exceed it (beyond rounding); with
+    each of them is positive; start-up and shutdown happen once and may take nothing.
+    All phases are read from the same clock as epoch_s and lie inside it, so
+    together they cannot exceed it (beyond rounding); with
     synchronized phases, what they leave out is only the loop's own bookkeeping,
     so a large remainder means work escaped every phase.
     """
     problems = []
     for key in BATCH_PHASE_KEYS:
-        if not float(record[key]) > 0:  # type: ignore[arg-type]
+        if not float(record[key]) > 0:
             problems.append(f"{key} is {record[key]}: the phase was not timed")
     for key in EPOCH_PHASE_KEYS:  # no workers to start or stop: 0 is right
-        if not float(record[key]) >= 0:  # type: ignore[arg-type]
+        if not float(record[key]) >= 0:
             problems.append(f"{key} is {record[key]}")
-    epoch_s = float(record[EPOCH_S])  # type: ignore[arg-type]
-    phases = sum(float(record[key]) for key in PHASE_KEYS)  # type: ignore[arg-type]
+    epoch_s = float(record[EPOCH_S])
+    phases = sum(float(record[key]) for key in PHASE_KEYS)
     if not phases <= epoch_s + 1e-6:
         problems.append(f"the phases add up to {phases} s, more than epoch_s {epoch_s} s: time counted twice")
     if record.get("phases_synced", True) and epoch_s - phases > max(UNTIMED_SHARE * epoch_s, UNTIMED_FLOOR_S):
         problems.append(f"{epoch_s - phases:.4f} s of the {epoch_s:.4f} s epoch is in no phase")
     problems += cpu_problems(record)
-    if not math.isfinite(float(record["loss"])):  # type: ignore[arg-type]
+    if not math.isfinite(float(record["loss"])):
         problems.append(f"loss is {record['loss']}")
-    if not 0.0 <= float(record["top1"]) <= 1.0:  # type: ignore[arg-type]
+    if not 0.0 <= float(record["top1"]) <= 1.0:
         problems.append(f"top1 is {record['top1']}, not a fraction")
-    if not int(record["images"]) >= int(record["batches"]) >= 1:  # type: ignore[call-overload]
+    if not int(record["images"]) >= int(record["batches"]) >= 1:
         problems.append(f"{record['batches']} batches of {record['images']} images")
     return problems
 
 
-def cpu_problems(record: dict[str, object]) -> list[str]:
+def cpu_problems(record: EpochRecord) -> list[str]:
     """The CPU-time keys, where the record has them (CPU runs since issue 23): every one present
     or none, each a finite number >= 0, and the phases' CPU time inside the epoch's (one clock)."""
     present = [key for key in CPU_KEYS if key in record]
@@ -215,11 +216,12 @@ def cpu_problems(record: dict[str, object]) -> list[str]:
         return []
     if len(present) < len(CPU_KEYS):
         return [
-            f"CPU time recorded for only {', '.join(present)}: missing {', '.join(k for k in CPU_KEYS if k not in record)}"
+            f"CPU time recorded for only {', '.join(present)}: missing "
+            f"{', '.join(k for k in CPU_KEYS if k not in record)}"
         ]
-    problems = [f"{key} is {record[key]}" for key in CPU_KEYS if not 0 <= float(record[key]) < math.inf]  # type: ignore[arg-type]
-    phases = sum(float(record[key]) for key in CPU_PHASE_KEYS)  # type: ignore[arg-type]
-    if not problems and not phases <= float(record[EPOCH_CPU_KEY]) + 1e-6:  # type: ignore[arg-type]
+    problems = [f"{key} is {record[key]}" for key in CPU_KEYS if not 0 <= float(record[key]) < math.inf]
+    phases = sum(float(record[key]) for key in CPU_PHASE_KEYS)
+    if not problems and not phases <= float(record[EPOCH_CPU_KEY]) + 1e-6:
         problems.append(
             f"the phases' CPU time adds up to {phases} s, more than {EPOCH_CPU_KEY} {record[EPOCH_CPU_KEY]} s"
         )
@@ -228,7 +230,7 @@ def cpu_problems(record: dict[str, object]) -> list[str]:
 
 def loader_epoch(
     loader: Iterable, device: torch.device | str = "cpu", clock: SyncClock | None = None
-) -> dict[str, object]:
+) -> dict[str, float]:
     """Iterate one epoch of a loader with no training: the C3 loader-only figure."""
     clock = clock or clock_for(device)
     images, batches = 0, 0
@@ -237,7 +239,7 @@ def loader_epoch(
             images += x.shape[0]
             batches += 1
     load_s = clock.total("load")
-    result: dict[str, object] = {
+    result: dict[str, float] = {
         "load_s": load_s,
         "images": images,
         "batches": batches,

@@ -178,7 +178,10 @@ class DState:
             )
         oom = self.oom_batch.get(spec.device)
         if oom is not None and spec.batch_per_rank >= oom and not (spec.group == D1 and spec.batch_per_rank == oom):
-            return f"{spec.device} ran out of memory at batch {oom} in D1 (recorded there), so batch {spec.batch_per_rank} does not fit"
+            return (
+                f"{spec.device} ran out of memory at batch {oom} in D1 (recorded "
+                f"there), so batch {spec.batch_per_rank} does not fit"
+            )
         return None
 
     def group(self, device: str, world_size: int, source: str, data: tuple[LabDataset, LabDataset]) -> RankGroup:
@@ -206,7 +209,7 @@ class DState:
 
 def d_extra_info(
     records: list[dict[str, Any]], spec: DSpec, options: LabOptions, train_set: LabDataset, world: World
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """The training groups' extra_info keys, then the data-parallel ones; figures of the reported (last) epoch."""
     summary = summarize(records)
     reported = records[-1]
@@ -296,7 +299,7 @@ def run_d1(benchmark: Any, spec: DSpec, options: LabOptions, train_set: LabDatas
     else:
         info = d_extra_info(run.records, spec, options, train_set, world)
         info.update(out_of_memory=False, **run.gradients)
-        state.d1_step_s[(spec.device, spec.batch_per_rank)] = float(info["step_s"])  # type: ignore[arg-type]
+        state.d1_step_s[(spec.device, spec.batch_per_rank)] = float(info["step_s"])  # type: ignore[arg-type]  # step_s is a float in every D record
     benchmark.extra_info.update(info)
     return info
 
@@ -325,11 +328,11 @@ def run_parallel(
     info.update(gradients, **test)
     info.update(
         speedup_record(float(info["step_s"]), spec.world_size, state.d1_step_s.get((spec.device, spec.batch_per_rank)))
-    )  # type: ignore[arg-type]
+    )
     info["scaling"] = "weak"
     info["scaling_note"] = WEAK_SCALING
     if spec.measure_comm:
-        info.update(comm_summary(records[-1], info.get("d1_step_s")))  # type: ignore[arg-type]
+        info.update(comm_summary(records[-1], info.get("d1_step_s")))
     benchmark.extra_info.update(info)
     return info
 

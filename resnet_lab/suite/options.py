@@ -41,7 +41,8 @@ class LabOptions:
 
     @property
     def seeded(self) -> bool:
-        """Whether training benchmarks are parametrized by seed: any --lab-seeds but the default keeps names as they were."""
+        """Whether training benchmarks are parametrized by seed: any --lab-seeds but the default keeps names as they
+        were."""
         return self.seeds != DEFAULT_SEEDS
 
     def c3_workers(self) -> tuple[int, ...]:
@@ -57,7 +58,8 @@ class LabOptions:
     @property
     def base_config(self) -> RunConfig:
         """The lab's run at this preset: what every training benchmark replaces fields of."""
-        # The seed sets the initial weights (RunConfig.seed) and the loader's shuffle and augmentation (LoaderConfig.seed).
+        # The seed sets the initial weights (RunConfig.seed) and the loader's shuffle and augmentation
+        # (LoaderConfig.seed).
         return RunConfig(
             epochs=self.epochs,
             max_batches=self.max_batches,

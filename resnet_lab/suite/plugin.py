@@ -95,7 +95,8 @@ LAB_OPTIONS: tuple[Option, ...] = (
             type=non_negative_int,
             default=None,
             metavar="N",
-            help="test batches evaluated after training where a question reads test accuracy (C6, C7 and the runs serving them), "
+            help="test batches evaluated after training where a question reads test "
+            "accuracy (C6, C7 and the runs serving them), "
             "0 = the whole test set. Default: from the preset (smoke 2, full all)",
         ),
     ),
@@ -105,7 +106,9 @@ LAB_OPTIONS: tuple[Option, ...] = (
             type=worker_list,
             default=None,
             metavar="LIST",
-            help=f"C3 worker counts, e.g. 0,2,4. Default: {','.join(map(str, C3_DEFAULT_WORKERS))} and on by 4 while loading time improves",
+            help="C3 worker counts, e.g. 0,2,4. Default: "
+            f"{','.join(map(str, C3_DEFAULT_WORKERS))} and on by 4 while loading "
+            "time improves",
         ),
     ),
     Option(
@@ -114,7 +117,8 @@ LAB_OPTIONS: tuple[Option, ...] = (
             type=seed_list,
             default=None,
             metavar="LIST",
-            help="seeds of the training benchmarks (weights, shuffle, augmentation), e.g. 0,1,2: each trains once per seed, "
+            help="seeds of the training benchmarks (weights, shuffle, augmentation), "
+            "e.g. 0,1,2: each trains once per seed, "
             "with `seed` as a param (names end in -seed=N). Default: 0 only, and no seed param",
         ),
     ),
@@ -133,7 +137,8 @@ LAB_OPTIONS: tuple[Option, ...] = (
             type=on_off,
             default="on",
             metavar="on|off",
-            help="CUDA: cuDNN runs fp32 convolutions as TF32 (PyTorch's default on Ampere and newer); 'off' computes them "
+            help="CUDA: cuDNN runs fp32 convolutions as TF32 (PyTorch's default on "
+            "Ampere and newer); 'off' computes them "
             "in full fp32 like the lab's older GPUs. Default: on",
         ),
     ),
@@ -167,7 +172,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if data != SYNTHETIC:
             check_source(data)  # a missing, unrecognized or truncated source is a usage error, not N test errors
             check_outputs(_outputs(config), [("--lab-data", data)])
-        config.lab_options = build_options(  # type: ignore[attr-defined]
+        config.lab_options = build_options(  # type: ignore[attr-defined]  # the options ride on pytest's Config (read by the fixtures)
             preset=config.getoption("lab_preset"),
             data=data,
             devices=config.getoption("lab_device"),
@@ -185,7 +190,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # trylast: after the modules' own parameters, so ids end in -seed=N, and a configuration's seeds run one after another.
+    # trylast: after the modules' own parameters, so ids end in -seed=N, and a configuration's seeds run one after
+    # another.
     options = getattr(metafunc.config, "lab_options", None)
     if options is None or not options.seeded or "seed" not in metafunc.fixturenames:
         return

@@ -13,9 +13,12 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import torch
@@ -31,14 +34,24 @@ from ..perf.variants import device_peaks
 from ..procs import raise_terminated
 from ..results.answers import short_answers
 from ..results.derived import add_cross_benchmark_figures
-from ..results.runs import SCHEMA_VERSION, machine_id, parse_run, storage_root
+from ..results.loading import SCHEMA_VERSION, machine_id, parse_run, storage_root
 from ..spec.outputs import RunLog, ensure_writable_dir, ensure_writable_file, log_path_for, option_path
 from .distributed_bench import DState
 from .options import LabOptions
 from .sweep import SweepState, lab_record
 
+if TYPE_CHECKING:
+    from _pytest.mark.structures import ParameterSet  # what pytest.param returns; pytest exports no public name
+
+    from ..data import LabDataset
+
+    LabData = tuple[LabDataset, LabDataset]
+
+# What signal.signal returns and accepts back.
+SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
 RUN_LOG = pytest.StashKey[RunLog]()
-SIGTERM_BEFORE = pytest.StashKey[object]()
+SIGTERM_BEFORE = pytest.StashKey[SignalHandler]()
 STORAGE_RUN_LOG = "run.jsonl"  # in --lab-out: the run log of a session saved only to pytest-benchmark's storage
 STARTED = pytest.StashKey[float]()  # the session's start (time.time()): a storage file older than it is not this run's
 FINISHED = pytest.StashKey[list]()  # the finished benchmarks' JSON records, in order
@@ -47,14 +60,14 @@ PEAKS = pytest.StashKey[dict]()  # device -> measured matmul peaks (speed.device
 EQUIVALENCE_FAILURES = pytest.StashKey[dict]()  # benchmark name -> its failed equivalence record (C8)
 
 
-def device_param(device: str):
+def device_param(device: str) -> ParameterSet:
     return pytest.param(device, id=f"device={device}", marks=device_marks(device))
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # tryfirst: device is parametrized before module-level marks, so ids read [device=cpu-workers=4].
-    options: LabOptions = metafunc.config.lab_options  # type: ignore[attr-defined]
+    options: LabOptions = metafunc.config.lab_options  # type: ignore[attr-defined]  # set on pytest's Config by plugin.py
     if "device" in metafunc.fixturenames and not getattr(metafunc.module, "PARAMETRIZES_DEVICE", False):
         metafunc.parametrize("device", [device_param(d) for d in options.devices])
 
@@ -76,7 +89,7 @@ def time_with_device_clock(item: pytest.Item) -> None:
     item.add_marker(pytest.mark.benchmark(**marker.kwargs, timer=synced_timer(device)), append=False)
 
 
-def benchmark_json_path(config: pytest.Config):
+def benchmark_json_path(config: pytest.Config) -> Path | None:
     return option_path(config.getoption("benchmark_json", None))
 
 
@@ -124,20 +137,20 @@ def pytest_configure(config: pytest.Config) -> None:
 def seed(pytestconfig: pytest.Config) -> int:
     """The run's seed: the first of --lab-seeds; the training benchmarks are parametrized over all of them
     when --lab-seeds is given (suite/plugin.py), which overrides this fixture."""
-    return pytestconfig.lab_options.seeds[0]  # type: ignore[attr-defined]
+    return pytestconfig.lab_options.seeds[0]  # type: ignore[attr-defined]  # set on pytest's Config by plugin.py
 
 
 # Function scope (a `replace` per test is free): a seed param of function scope keeps pytest from
 # reordering the benchmarks by seed, so the suite's order (C3's sweep before C4-C8) holds per seed.
 @pytest.fixture()
 def lab_options(pytestconfig: pytest.Config, seed: int) -> LabOptions:
-    return replace(pytestconfig.lab_options, seed=seed)  # type: ignore[attr-defined]
+    return replace(pytestconfig.lab_options, seed=seed)  # type: ignore[attr-defined]  # set on pytest's Config by plugin.py
 
 
 @pytest.fixture(scope="session")
-def lab_data(pytestconfig: pytest.Config):
+def lab_data(pytestconfig: pytest.Config) -> LabData:
     """(train, test) datasets, built once per session for every parametrization (every seed included)."""
-    return load_datasets(pytestconfig.lab_options.data_config)  # type: ignore[attr-defined]
+    return load_datasets(pytestconfig.lab_options.data_config)  # type: ignore[attr-defined]  # set on pytest's Config by plugin.py
 
 
 @pytest.fixture(scope="session")
@@ -146,14 +159,14 @@ def sweep(pytestconfig: pytest.Config) -> SweepState:
 
 
 @pytest.fixture(scope="session")
-def c32(sweep: SweepState, lab_data, pytestconfig: pytest.Config) -> dict[str, object]:
+def c32(sweep: SweepState, lab_data: LabData, pytestconfig: pytest.Config) -> dict[str, object]:
     """The C3.2 worker count of this run, the one step C4-C8 depend on: from C3 if it ran first and
     measured whole epochs, else from a loader-only sweep run now; recorded in the JSON's `lab.c3_2`."""
-    return sweep.c32(lab_data[0], pytestconfig.lab_options.c3_workers()[:5])  # type: ignore[attr-defined]
+    return sweep.c32(lab_data[0], pytestconfig.lab_options.c3_workers()[:5])  # type: ignore[attr-defined]  # set on pytest's Config by plugin.py
 
 
 @pytest.fixture(scope="session")
-def peak_flops(pytestconfig: pytest.Config):
+def peak_flops(pytestconfig: pytest.Config) -> Callable[[str], dict]:
     """`peak_flops(device)`: the measured matmul peak per dtype of that device, calibrated once, on
     first need (the MFU of C8's variants is against it), and recorded in the JSON's `lab.peaks`."""
     peaks = pytestconfig.stash[PEAKS]
@@ -167,8 +180,9 @@ def peak_flops(pytestconfig: pytest.Config):
 
 
 @pytest.fixture(scope="session")
-def equivalence_references(lab_data) -> ReferenceCache:
-    """C8's equivalence check: its batch source and fp64/eager references, computed once per session (perf/equivalence.py)."""
+def equivalence_references(lab_data: LabData) -> ReferenceCache:
+    """C8's equivalence check: its batch source and fp64/eager references, computed once per session
+    (perf/equivalence.py)."""
     return ReferenceCache(lab_data[0])
 
 
@@ -178,7 +192,7 @@ def equivalence_failures(pytestconfig: pytest.Config) -> dict:
 
 
 def session_lab(config: pytest.Config) -> dict:
-    lab = lab_record(config.lab_options, config.stash.get(SWEEP, None))  # type: ignore[attr-defined]
+    lab = lab_record(config.lab_options, config.stash.get(SWEEP, None))  # type: ignore[attr-defined]  # set on pytest's Config by plugin.py
     lab["peaks"] = config.stash.get(PEAKS, {})
     failures = config.stash.get(EQUIVALENCE_FAILURES, {})
     if failures:  # a failed variant ran no rounds, so pytest-benchmark keeps no record of it
@@ -187,7 +201,7 @@ def session_lab(config: pytest.Config) -> dict:
 
 
 @pytest.fixture(scope="session")
-def d_state():
+def d_state() -> Iterator[DState]:
     """D1's answers and the rank groups D2-D5 share; every group is closed at the end of the session."""
     state = DState()
     yield state
@@ -211,7 +225,7 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output
 @pytest.hookimpl(wrapper=True)
 def pytest_benchmark_generate_json(
     config: pytest.Config, benchmarks: list, include_data: bool, machine_info: dict, commit_info: dict
-):
+) -> Generator[None, object, object]:
     # A run cut short (Ctrl-C, a time box) leaves the benchmark in flight with no rounds, and
     # pytest-benchmark would then fail to write any JSON at all; keep every finished benchmark instead.
     benchmarks[:] = [b for b in benchmarks if b.stats is not None and b.stats.data]
@@ -239,7 +253,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item):
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     """A benchmark cut short (Ctrl-C, SIGTERM) keeps its finished epochs in the run log, as a record marked `cut_short`.
 
     pytest reports no outcome for an interrupted test (pytest_runtest_makereport does not run), so it is logged here.
@@ -261,7 +275,9 @@ def pytest_runtest_call(item: pytest.Item):
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if call.when != "call":
         return report
@@ -284,7 +300,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Generator[None, object, object]:
     config = session.config
     log = config.stash.get(RUN_LOG, None)
     try:
@@ -292,7 +308,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     except OSError as exc:
         # The error skipped pytest's own terminal summary (it runs inside this hook), so say it here, once.
         kept = (
-            f"the {len(config.stash[FINISHED])} finished benchmarks are in '{log.path}', which resnet-lab report and compare read"
+            f"the {len(config.stash[FINISHED])} finished benchmarks are in "
+            f"'{log.path}', which resnet-lab report and compare read"
             if log and log.lines
             else "no benchmark had finished"
         )
@@ -328,7 +345,7 @@ def saved_to_storage(config: pytest.Config) -> Path | None:
     return newest[1] if newest and newest[0] >= config.stash.get(STARTED, float("inf")) else None
 
 
-def write_answers(config: pytest.Config, reporter) -> None:
+def write_answers(config: pytest.Config, reporter: pytest.TerminalReporter) -> None:
     finished = config.stash.get(FINISHED, [])
     if not finished:
         return
@@ -344,7 +361,7 @@ def write_answers(config: pytest.Config, reporter) -> None:
 
 
 @pytest.hookimpl(trylast=True)
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
     write_answers(config, terminalreporter)
     json_path = benchmark_json_path(config)
     if not config.stash.get(FINISHED, []):

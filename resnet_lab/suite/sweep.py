@@ -64,7 +64,8 @@ class SweepState:
         self.serve(group, name, params, by, self.evaluation(by) if config.evaluates else None)
         return (
             f"served by {by}: the same configuration was already trained{' and evaluated' if config.evaluates else ''} "
-            f"in this run, so {group} reads its figures (JSON: lab.served, extra_info.serves) instead of training it again"
+            f"in this run, so {group} reads its figures (JSON: lab.served, "
+            "extra_info.serves) instead of training it again"
         )
 
     def serve(
@@ -101,7 +102,8 @@ class SweepState:
 
 
 def lab_record(options: LabOptions, sweep: SweepState | None) -> dict[str, object]:
-    """The JSON's top-level `lab` key: the workload, the numerics, the C3.2 answer, and which run answered which question."""
+    """The JSON's top-level `lab` key: the workload, the numerics, the C3.2 answer, and which run answered which
+    question."""
     record: dict[str, object] = {
         "preset": options.preset,
         "data": options.data,

@@ -30,8 +30,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import ruptures
 
 MIN_RUNS = 3  # runs on either side of a change; fewer: "insufficient data"
 PERMUTATIONS = 999  # p-values down to 1/1000
@@ -160,14 +164,14 @@ def split_p_value(
     return float((1 + np.count_nonzero(best >= gain * (1 - 1e-9))) / (permutations + 1))
 
 
-def commit_cost(starts: np.ndarray):  # -> ruptures.costs.CostL2
+def commit_cost(starts: np.ndarray) -> ruptures.costs.CostL2:
     """ruptures' CostL2, infinite on a segment that does not start and end at a block boundary: Binseg's gain
     for a split inside a commit is then -inf, so its search proposes commit boundaries only."""
-    import ruptures  # type: ignore[import-untyped]  # local: only `history` needs it
+    import ruptures  # local: only `history` needs it
 
     allowed = frozenset(int(t) for t in starts)
 
-    class CommitCostL2(ruptures.costs.CostL2):  # type: ignore[misc]
+    class CommitCostL2(ruptures.costs.CostL2):
         model = "l2-commits"
 
         def error(self, start: int, end: int) -> float:
@@ -181,7 +185,7 @@ def locate(
 ) -> list[tuple[int, float]]:
     """(index, p-value) of the significant change points of `z`, in time order; with `blocks` (a key per run,
     e.g. its commit), only at the first run of a block."""
-    import ruptures  # type: ignore[import-untyped]  # local: only `history` needs it
+    import ruptures  # local: only `history` needs it
 
     n = z.size
     starts = boundaries(blocks, n)
@@ -300,10 +304,10 @@ def judge(
     n = data.size
     starts = boundaries(blocks, n)
     if not judgeable(starts):
-        commits = "" if blocks is None else f" of {starts.size - 1} commit{'s' if starts.size > 2 else ''}"
+        of_commits = "" if blocks is None else f" of {starts.size - 1} commit{'s' if starts.size > 2 else ''}"
         return Verdict(
             INSUFFICIENT,
-            why=f"{n} runs{commits}; a change needs {MIN_RUNS} runs on either side of a commit",
+            why=f"{n} runs{of_commits}; a change needs {MIN_RUNS} runs on either side of a commit",
             segments=((0, n),),
         )
     z = rule.transform(data)
@@ -338,7 +342,9 @@ def judge(
             outlier=outlier,
             gate=True,
             segments=segments,
-            why=f"the newest {n - last_start} runs are {_fmt_change(rule, rule.change(changes[-1].before, changes[-1].after))} "
+            why=f"the newest {n - last_start} runs are "
+            f"{_fmt_change(rule, rule.change(changes[-1].before, changes[-1].after))} "
+            ""
             f"against the {changes[-1].index - segments[-2][0]} before (p = {changes[-1].p_value:.3g})",
         )
     if changes and changes[-1].direction == -1:
@@ -347,7 +353,9 @@ def judge(
             changes,
             outlier=outlier,
             segments=segments,
-            why=f"the newest {n - last_start} runs are {_fmt_change(rule, rule.change(changes[-1].before, changes[-1].after))} "
+            why=f"the newest {n - last_start} runs are "
+            f"{_fmt_change(rule, rule.change(changes[-1].before, changes[-1].after))} "
+            ""
             f"against the {changes[-1].index - segments[-2][0]} before (p = {changes[-1].p_value:.3g})",
         )
     if outlier:

@@ -76,7 +76,9 @@ def footnotes(ctx: Context, judged: Sequence[Judged]) -> list[str]:
     notes = [
         f"{ctx.runs} runs of {ctx.commits} commits"
         + (f" since {ctx.since}" if ctx.since else "")
-        + f"; false-alarm rate {ctx.alpha:g} over all {len(judged)} series (each tested at {ctx.alpha / max(1, sum(j.label != INSUFFICIENT for j in judged)):.3g})"
+        + f"; false-alarm rate {ctx.alpha:g} over all {len(judged)} series (each "
+        "tested at "
+        f"{ctx.alpha / max(1, sum(j.label != INSUFFICIENT for j in judged)):.3g})"
     ]
     if any(p.dirty for j in judged for p in j.series.points):
         notes.append(f"{DIRTY_MARK} a run of a commit with uncommitted changes (dirty)")
@@ -180,13 +182,13 @@ def _draw(j: Judged, number: int) -> str:
             xs, low, high, color="#5d6d7e", alpha=0.18, linewidth=0, label="run's own noise (IQR over steady rounds)"
         )
     ax.plot(xs, ys, color="#34495e", linewidth=1, alpha=0.6, zorder=2)
-    clean = [(x, y) for x, y, p in zip(xs, ys, s.points) if not p.dirty]
-    dirty = [(x, y) for x, y, p in zip(xs, ys, s.points) if p.dirty]
+    clean = [(x, y) for x, y, p in zip(xs, ys, s.points, strict=True) if not p.dirty]
+    dirty = [(x, y) for x, y, p in zip(xs, ys, s.points, strict=True) if p.dirty]
     if clean:
-        ax.plot(*zip(*clean), "o", color="#34495e", markersize=4.5, zorder=3, label="run")
+        ax.plot(*zip(*clean, strict=True), "o", color="#34495e", markersize=4.5, zorder=3, label="run")
     if dirty:
         ax.plot(
-            *zip(*dirty),
+            *zip(*dirty, strict=True),
             "o",
             markerfacecolor="white",
             markeredgecolor="#34495e",
@@ -287,8 +289,11 @@ def page(ctx: Context, judged: Sequence[Judged]) -> str:
         2: ("#7f8c8d", "Not enough runs to judge"),
     }[ctx.status]
     rows = "".join(
-        f"<tr><td>{badge(j.label)}</td><td><code>{e(j.series.benchmark)}</code></td><td>{e(j.series.figure)}</td><td>{len(j.series.points)}</td>"
-        f"<td>{e(newest_text(j))}</td><td>{'<br>'.join(e(change_text(j, c)) for c in j.verdict.changes) or '-'}</td><td>{e(j.verdict.why)}</td></tr>"
+        f"<tr><td>{badge(j.label)}</td><td><code>{e(j.series.benchmark)}</code></td>"
+        f"<td>{e(j.series.figure)}</td><td>{len(j.series.points)}</td>"
+        f"<td>{e(newest_text(j))}</td>"
+        f"<td>{'<br>'.join(e(change_text(j, c)) for c in j.verdict.changes) or '-'}</td>"
+        f"<td>{e(j.verdict.why)}</td></tr>"
         for j in ordered(judged)
     )
     parts = [
@@ -298,9 +303,12 @@ def page(ctx: Context, judged: Sequence[Judged]) -> str:
         f"<title>resnet-lab history: {e(ctx.headline)}</title><style>{CSS}</style></head><body><main>",
         "<h1>resnet-lab history</h1>",
         f'<div class="meta">{e(footnotes(ctx, judged)[0])}</div>',
-        f'<div class="banner" id="status" data-status="{ctx.status}" style="background:{banner[0]}">{e(banner[1])} · {e(counts(judged))}</div>',
+        f'<div class="banner" id="status" data-status="{ctx.status}" '
+        f'style="background:{banner[0]}">{e(banner[1])} · '
+        f"{e(counts(judged))}</div>",
         "<h2>Latest status</h2>",
-        "<table><tr><th>status</th><th>benchmark</th><th>figure</th><th>runs</th><th>newest</th><th>changes (first commit, size, p)</th><th>why</th></tr>",
+        "<table><tr><th>status</th><th>benchmark</th><th>figure</th><th>runs</th><th>newest</th><th>changes "
+        "(first commit, size, p)</th><th>why</th></tr>",
         rows,
         "</table>",
     ]
@@ -310,8 +318,12 @@ def page(ctx: Context, judged: Sequence[Judged]) -> str:
         for figure in dict.fromkeys(j.series.figure for j in judged if j.series.machine == machine):
             for j in (j for j in ordered(judged) if j.series.machine == machine and j.series.figure == figure):
                 parts.append(
-                    f'<figure class="plot" data-figure="{e(figure)}" data-benchmark="{e(j.series.benchmark)}" data-changes="{len(j.verdict.changes)}">'
-                    f"<figcaption>{badge(j.label)} <strong>{e(FIGURE_TITLES.get(figure, figure))}</strong> · <code>{e(j.series.benchmark)}</code>"
+                    f'<figure class="plot" data-figure="{e(figure)}" '
+                    f'data-benchmark="{e(j.series.benchmark)}" '
+                    f'data-changes="{len(j.verdict.changes)}">'
+                    f"<figcaption>{badge(j.label)} "
+                    f"<strong>{e(FIGURE_TITLES.get(figure, figure))}</strong> · "
+                    f"<code>{e(j.series.benchmark)}</code>"
                     f" · {e(j.series.workload)}</figcaption>{plot_svg(j, number)}</figure>"
                 )
                 number += 1

@@ -1,5 +1,5 @@
 """Where a history's runs come from: storage folders, storage ids, JSON files and run logs, read with
-results/runs.py; their order (commit time, then run date); `--since` (the one place git is asked); and the
+results/loading.py; their order (commit time, then run date); `--since` (the one place git is asked); and the
 rule that an output never lands on an input."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ...errors import LabError
-from ..runs import DEFAULT_STORAGE, Run, load_run, resolve_run_path
+from ..loading import DEFAULT_STORAGE, load_run, resolve_run_path
+from ..runs import Run
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,8 @@ def load_sources(specs: Sequence[str], storage: str = DEFAULT_STORAGE) -> Loaded
             found = _folder_files(path)
             if not found:
                 raise LabError(
-                    f"'{spec}' is a folder with no JSON runs in it (a pytest-benchmark storage folder holds */NNNN_*.json)"
+                    f"'{spec}' is a folder with no JSON runs in it (a pytest-benchmark "
+                    "storage folder holds */NNNN_*.json)"
                 )
             for file in found:
                 if file.resolve() in seen:
@@ -154,7 +156,8 @@ def check_outputs(outputs: dict[str, Path | None], loaded: Loaded) -> None:
         for folder in loaded.folders:
             if target.is_relative_to(folder):
                 raise LabError(
-                    f"{option} '{path}' lies inside the source folder '{folder}'; write it outside the benchmark storage"
+                    f"{option} '{path}' lies inside the source folder '{folder}'; write it "
+                    "outside the benchmark storage"
                 )
         if target in taken:
             raise LabError(f"{option} and {taken[target]} both name '{path}'; give them different files")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..loading import load_run
 from ..metrics import METRICS, metric_value
-from ..runs import load_run
 from .detect import REGRESSION, Rule, Verdict, judge
 
 RUNS = 20

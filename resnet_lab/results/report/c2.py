@@ -94,7 +94,9 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
         lines += cpu_lines(bench, first.setdefault(bench.param_text, (run, bench)))
         if bench.number("test_top1") is not None:
             lines += [
-                f"Test set after the last epoch: loss {fmt_loss(bench.number('test_loss'))}, top-1 {fmt_pct(bench.number('test_top1'))}.",
+                "Test set after the last epoch: loss "
+                f"{fmt_loss(bench.number('test_loss'))}, top-1 "
+                f"{fmt_pct(bench.number('test_top1'))}.",
                 "",
             ]
         plotted = phase_series(records)
@@ -104,7 +106,10 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
             lines += figures.add(
                 f"c2_phases_{index}_{bench.param_text}",
                 title,
-                lambda p: plots.phase_breakdown(p, epochs, phases, title),
+                plots.phase_breakdown,
+                epochs,
+                phases,
+                title,
             )
     return lines
 
@@ -115,7 +120,7 @@ def cpu_lines(bench: Any, reference: tuple[Run, Any]) -> list[str]:
     if not any(phase_mean(bench, k, skip_warmup=True) is not None for k in CPU_PHASES):
         return []
     rows = []
-    for wall_key, cpu_key in zip(PHASES, CPU_PHASES):
+    for wall_key, cpu_key in zip(PHASES, CPU_PHASES, strict=True):
         wall, cpu = phase_mean(bench, wall_key, skip_warmup=True), phase_mean(bench, cpu_key, skip_warmup=True)
         busy = f"{cpu / wall:.2f}" if wall and cpu is not None else NR
         rows.append([wall_key.removesuffix("_s"), fmt_s(wall), fmt_s(cpu), busy])
@@ -129,14 +134,15 @@ def cpu_lines(bench: Any, reference: tuple[Run, Any]) -> list[str]:
     ref_run, ref = reference
     if ref is not bench:
         changes = []
-        for wall_key, cpu_key in zip(PHASES, CPU_PHASES):
+        for wall_key, cpu_key in zip(PHASES, CPU_PHASES, strict=True):
             values = [phase_mean(b, k, skip_warmup=True) for b in (ref, bench) for k in (wall_key, cpu_key)]
             if all(values):
                 old_wall, old_cpu, new_wall, new_cpu = (float(v or 0.0) for v in values)
                 kind = change_kind(new_wall / old_wall, new_cpu / old_cpu)
                 if kind:
                     changes.append(
-                        f"{wall_key.removesuffix('_s')} {new_wall / old_wall:.3f}x wall, {new_cpu / old_cpu:.3f}x CPU: {kind}"
+                        f"{wall_key.removesuffix('_s')} {new_wall / old_wall:.3f}x wall, "
+                        f"{new_cpu / old_cpu:.3f}x CPU: {kind}"
                     )
         lines += [
             f"Against {ref_run.label}: " + ("; ".join(changes) if changes else "no phase slower by more than 2%") + ".",
@@ -155,6 +161,6 @@ def phase_series(records: Sequence[dict[str, Any]]) -> tuple[list[int], dict[str
     for key in PHASES:
         values = [as_number(r.get(key)) for r in rows]
         if all(v is not None for v in values):
-            phases[key] = [float(v) for v in values]  # type: ignore[arg-type]
+            phases[key] = [float(v) for v in values]  # type: ignore[arg-type]  # all(...) above: no None left
     phases["other_s"] = [max(0.0, float(r["epoch_s"]) - sum(phases[k][i] for k in phases)) for i, r in enumerate(rows)]
     return epochs, phases

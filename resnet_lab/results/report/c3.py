@@ -90,9 +90,9 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
                 ]
                 epoch = [(int(w), epoch_time(b)) for b, w in points if w is not None and epoch_time(b) is not None]
                 if load:
-                    series[f"data loading, with training ({device})"] = ([w for w, _ in load], [t for _, t in load])  # type: ignore[misc]
+                    series[f"data loading, with training ({device})"] = ([w for w, _ in load], [t for _, t in load])  # type: ignore[misc]  # the filter above leaves no None
                 if epoch:
-                    series[f"whole epoch, with training ({device})"] = ([w for w, _ in epoch], [t for _, t in epoch])  # type: ignore[misc]
+                    series[f"whole epoch, with training ({device})"] = ([w for w, _ in epoch], [t for _, t in epoch])  # type: ignore[misc]  # the filter above leaves no None
         loader = sorted(run.group(groups.C3_LOADER), key=lambda b: as_number(b.param("workers")) or 0)
         if loader:
             rows = [
@@ -106,8 +106,8 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
             ]
             lines += ["Loader only, one full epoch on the CPU (`C3-loader`):", ""]
             lines += md_table(["workers", "load (s/epoch)", "images", "images/s"], rows)
-            pts = [(as_number(b.param("workers")), phase_mean(b, "load_s") or b.stat("mean")) for b in loader]
-            pts = [(int(w), t) for w, t in pts if w is not None and t is not None]
+            loader_points = [(as_number(b.param("workers")), phase_mean(b, "load_s") or b.stat("mean")) for b in loader]
+            pts = [(int(w), t) for w, t in loader_points if w is not None and t is not None]
             if pts:
                 series["data loading, loader only, full epoch"] = ([w for w, _ in pts], [t for _, t in pts])
         answer, how = c32_of(run)
@@ -122,7 +122,8 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
                 f"**C3.2: {chosen} workers** (loading {fmt_s(answer.get('load_s'))} s per epoch; "
                 f"best {fmt_s(answer.get('best_load_s'))} s at {answer.get('best_workers', NR)} workers).",
                 "",
-                f"Rule: {answer.get('rule', NR)}. Source: {answer.get('source', NR)}; {how}. Measured load_s by workers: {measured_text}.",
+                f"Rule: {answer.get('rule', NR)}. Source: {answer.get('source', NR)}; "
+                f"{how}. Measured load_s by workers: {measured_text}.",
                 "",
             ]
         else:
@@ -132,5 +133,5 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
             ]
         if series:
             title = f"C3: loading time vs workers ({run.label})"
-            lines += figures.add(f"c3_workers_{index}", title, lambda p: plots.workers_curve(p, series, title, chosen))
+            lines += figures.add(f"c3_workers_{index}", title, plots.workers_curve, series, title, chosen)
     return lines

@@ -42,7 +42,5 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
         if labels:
             title = f"C4: loading vs training time ({device}, {run.label})"
             parts = {plots.PHASE_NAMES["load_s"]: load, plots.PHASE_NAMES["train_s"]: train}
-            lines += figures.add(
-                f"c4_side_by_side_{index}_{device}", title, lambda p: plots.grouped_bars(p, labels, parts, title)
-            )
+            lines += figures.add(f"c4_side_by_side_{index}_{device}", title, plots.grouped_bars, labels, parts, title)
     return lines

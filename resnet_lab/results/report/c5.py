@@ -50,11 +50,12 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
     else:
         missing = "GPU (cuda)" if not gpu else "CPU"
         lines += [
-            f"Speedup: not measured — no {missing} C5 benchmark in the input (CUDA benchmarks are skipped on machines without a GPU; "
+            f"Speedup: not measured — no {missing} C5 benchmark in the input (CUDA "
+            "benchmarks are skipped on machines without a GPU; "
             "pass a GPU run's JSON as another input).",
             "",
         ]
     if labels:
         title = "C5: CPU vs GPU"
-        lines += figures.add("c5_devices", title, lambda p: plots.device_bars(p, labels, epoch_s, rates, title))
+        lines += figures.add("c5_devices", title, plots.device_bars, labels, epoch_s, rates, title)
     return lines

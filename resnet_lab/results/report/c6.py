@@ -17,7 +17,8 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
         groups.C6,
         "optimizer",
         "## C6: optimizers",
-        "SGD, SGD-Nesterov, Adagrad, Adadelta, Adam; lr 0.1, weight decay 5e-4, momentum 0.9 where the optimizer has it. "
+        "SGD, SGD-Nesterov, Adagrad, Adadelta, Adam; lr 0.1, weight decay "
+        "5e-4, momentum 0.9 where the optimizer has it. "
         "Final loss and top-1 are the last epoch's; test top-1 is evaluated after it where the run did.",
         str,
     )

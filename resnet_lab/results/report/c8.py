@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from ...spec import groups
 from .. import plots
 from ..derived import equivalence_verdict
-from ..runs import Bench, Run
+from ..runs import Bench, Run, object_at
 from .format import NR, Figures, fmt_loss, fmt_s, from_line, md_table, not_run
 from .values import last_value
 
@@ -80,7 +80,14 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
             lines += figures.add(
                 f"c8-variants-{index}",
                 title,
-                lambda p: plots.speed_beside_training(p, labels, first, steady, losses, verdicts, title, eager_loss),
+                plots.speed_beside_training,
+                labels,
+                first,
+                steady,
+                losses,
+                verdicts,
+                title,
+                eager_loss,
             )
     return lines
 
@@ -95,7 +102,7 @@ def check_cell_of(record: dict | None) -> str:
     if not isinstance(record, dict):
         return "not checked"
     verdict = str(record.get("verdict", "not checked"))
-    worst = record.get("worst") if isinstance(record.get("worst"), dict) else {}
+    worst = object_at(record, "worst")
     ratio = worst.get("ratio")
     if not isinstance(ratio, (int, float)):
         return verdict
@@ -116,7 +123,8 @@ def equivalence_note(benches: Sequence[Bench], failed: dict[str, dict]) -> list[
         ]
     note = [
         "Each variant trained a few batches from eager's initial weights along its own path, compared tensor by tensor "
-        "(loss, gradients, parameters, momentum buffers, BatchNorm statistics) with an fp64 reference, within a multiple "
+        "(loss, gradients, parameters, momentum buffers, BatchNorm statistics) "
+        "with an fp64 reference, within a multiple "
         "of eager fp32's own error plus a per-dtype tolerance; a speedup counts only where it passed."
     ]
     if failed:

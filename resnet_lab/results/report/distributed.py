@@ -1,4 +1,4 @@
-"""The answer sheet's data-parallel sections: D1-D5, read from saved runs.
+"""The answer sheet's data-parallel sections: D1-D4 here, D5 in `d5.py`, read from saved runs.
 
 The scaling model's section is `scaling.py` (`resnet-lab scaling` reuses it). Nothing here
 measures anything or imports torch.
@@ -12,8 +12,9 @@ from ...distributed.scaling import GB, ring_bytes_per_rank, scaling_table
 from ...spec import groups
 from .. import plots_distributed
 from ..runs import Bench, Run, as_number
+from .d5 import d5_section
 from .dvalues import MODEL_WORLD_SIZES, batch_of, device_of, fmt_ms, fmt_share, found, oom, per_step, ranks_of, steps
-from .format import NR, Figures, fmt_int, fmt_loss, fmt_num, fmt_pct, fmt_rate, fmt_s, md_table, not_run, sources_line
+from .format import NR, Figures, fmt_int, fmt_loss, fmt_num, fmt_rate, fmt_s, md_table, not_run, sources_line
 from .scaling import scaling_inputs
 
 # ----------------------------------------------------------------------------- D1
@@ -24,7 +25,8 @@ def d1_section(runs: Sequence[Run]) -> list[str]:
         "## D1: batch size on one device",
         "",
         "Training time of the 2nd of 2 epochs: host→device copy, forward, backward and update, device-synchronized; "
-        "no data I/O (waiting for the loader is timed apart). Batches 32, 128, 512, … ×4 until the device runs out of memory, "
+        "no data I/O (waiting for the loader is timed apart). Batches 32, 128, "
+        "512, … ×4 until the device runs out of memory, "
         "which is recorded as the answer. `step` = epoch training time / batches; the full-epoch figure is that step "
         "× the steps of one pass over the training set (the smoke preset caps epochs at a few batches).",
         "",
@@ -80,7 +82,8 @@ def d1_section(runs: Sequence[Run]) -> list[str]:
         if failed:
             batch, error = min(failed, key=lambda f: f[0] or 0)
             lines += [
-                f"**Largest batch that fits on {device}: {fmt_int(largest)}** (out of memory at batch {fmt_int(batch)}: {error or NR}).",
+                f"**Largest batch that fits on {device}: {fmt_int(largest)}** (out of "
+                f"memory at batch {fmt_int(batch)}: {error or NR}).",
                 "",
             ]
         else:
@@ -110,7 +113,9 @@ def d2_section(runs: Sequence[Run], figures: Figures) -> list[str]:
         return lines + not_run(groups.D2, runs)
     note = next((b.extra("scaling_note") for _, b in benches if b.extra("scaling_note")), None)
     lines += [
-        f"**Weak scaling.** {note[0].upper() + note[1:] if isinstance(note, str) else NR}. Speedup = images/s with N ranks ÷ images/s of D1 "
+        "**Weak scaling.** "
+        f"{note[0].upper() + note[1:] if isinstance(note, str) else NR}. "
+        "Speedup = images/s with N ranks ÷ images/s of D1 "
         "at the same per-rank batch (= N × D1 step ÷ DDP step); efficiency = speedup ÷ N.",
         "",
     ]
@@ -159,9 +164,12 @@ def d2_section(runs: Sequence[Run], figures: Figures) -> list[str]:
         )
         lines += [
             f'**What a CPU "speedup" measures.** The ranks shared the {fmt_int(cores)} cores of one CPU '
-            f"({fmt_int(b.extra('threads_per_rank'))} thread(s) per rank; D1 ran one process with {fmt_int(d1_threads)}). "
-            "No hardware was added: the figure mostly measures how splitting the same cores between processes (and their "
-            "contention for memory bandwidth, plus gloo's allreduce running on those cores) changes a step, not what more "
+            f"({fmt_int(b.extra('threads_per_rank'))} thread(s) per rank; D1 ran "
+            f"one process with {fmt_int(d1_threads)}). "
+            "No hardware was added: the figure mostly measures how splitting the "
+            "same cores between processes (and their "
+            "contention for memory bandwidth, plus gloo's allreduce running on "
+            "those cores) changes a step, not what more "
             "devices would give. The scaling model below separates the two.",
             "",
         ]
@@ -183,9 +191,7 @@ def d2_section(runs: Sequence[Run], figures: Figures) -> list[str]:
             predicted[label] = (sizes, [float(r["speedup_no_overlap"]) for r in table])
     if measured:
         title = "D2: speedup vs ranks, per batch (weak scaling)"
-        lines += figures.add(
-            "d2_speedup", title, lambda p: plots_distributed.speedup_vs_world_size(p, measured, predicted, title)
-        )
+        lines += figures.add("d2_speedup", title, plots_distributed.speedup_vs_world_size, measured, predicted, title)
     return lines
 
 
@@ -196,11 +202,15 @@ def d3_section(runs: Sequence[Run], figures: Figures) -> list[str]:
     lines = [
         "## D3: computation vs communication",
         "",
-        "Seconds per epoch (the reported epoch's steps). *Lab's method*: the DDP epoch minus D1's training time for as many "
-        "steps at that per-rank batch. *Direct*, in the same processes: every step also runs under `no_sync()` (forward and "
-        "backward without allreduce); DDP minus no_sync is the communication backward did not hide (exposed), and a DDP "
+        "Seconds per epoch (the reported epoch's steps). *Lab's method*: the "
+        "DDP epoch minus D1's training time for as many "
+        "steps at that per-rank batch. *Direct*, in the same processes: every "
+        "step also runs under `no_sync()` (forward and "
+        "backward without allreduce); DDP minus no_sync is the communication "
+        "backward did not hide (exposed), and a DDP "
         "communication hook times each bucket's allreduce; allreduce minus exposed is what overlapped with backward. "
-        "Where the two methods differ, D1's process was not a fair compute baseline for a rank (other threads, other contention).",
+        "Where the two methods differ, D1's process was not a fair compute "
+        "baseline for a rank (other threads, other contention).",
         "",
     ]
     benches = found(runs, groups.D3)
@@ -213,7 +223,7 @@ def d3_section(runs: Sequence[Run], figures: Figures) -> list[str]:
         share = overlap / reduce if overlap is not None and reduce else None
         d1 = b.number("d1_training_s")
         if d1 is None and (base := d1_step(runs, device_of(b), batch_of(b))) is not None and steps(b):
-            d1 = base * steps(b)  # type: ignore[operator]
+            d1 = base * steps(b)  # type: ignore[operator]  # steps(b) tested just above
         ddp = b.number("ddp_training_s")
         lab = (
             b.number("comm_lab_s")
@@ -238,7 +248,7 @@ def d3_section(runs: Sequence[Run], figures: Figures) -> list[str]:
         name = f"{device_of(b)} ×{ranks_of(b)}, b{batch_of(b)}"
         if b.number("nosync_training_s") is not None and exposed is not None:
             labels.append(f"{name}: direct")
-            compute.append(float(b.number("nosync_training_s")))  # type: ignore[arg-type]
+            compute.append(float(b.number("nosync_training_s")))  # type: ignore[arg-type]  # tested not None just above
             comm.append(exposed)
         if d1 is not None and lab is not None:
             labels.append(f"{name}: lab's method")
@@ -271,7 +281,11 @@ def d3_section(runs: Sequence[Run], figures: Figures) -> list[str]:
         lines += figures.add(
             "d3_compute_comm",
             title,
-            lambda p: plots_distributed.stacked_bars(p, labels, parts, title, "seconds per epoch"),
+            plots_distributed.stacked_bars,
+            labels,
+            parts,
+            title,
+            "seconds per epoch",
         )
     return lines
 
@@ -283,9 +297,12 @@ def d4_section(runs: Sequence[Run]) -> list[str]:
     lines = [
         "## D4: allreduce bandwidth",
         "",
-        "fp32 allreduce of all gradients (the lab's 11,173,962 parameters, 44.7 MB) and of one DDP bucket (25 MiB). As nccl-tests "
-        "defines them: algbw = bytes ÷ time; busbw = algbw × 2(n−1)/n, since a ring allreduce moves 2(n−1)/n × the bytes through "
-        "each rank's link. Time per allreduce: median over rounds of back-to-back operations, each round the slowest rank's.",
+        "fp32 allreduce of all gradients (the lab's 11,173,962 parameters, "
+        "44.7 MB) and of one DDP bucket (25 MiB). As nccl-tests "
+        "defines them: algbw = bytes ÷ time; busbw = algbw × 2(n−1)/n, since a "
+        "ring allreduce moves 2(n−1)/n × the bytes through "
+        "each rank's link. Time per allreduce: median over rounds of "
+        "back-to-back operations, each round the slowest rank's.",
         "",
     ]
     benches = found(runs, groups.D4)
@@ -328,7 +345,7 @@ def d4_section(runs: Sequence[Run]) -> list[str]:
         hook = per_step(d3, "allreduce_s")
         if bw is None or not gradient_bytes:
             continue
-        implied = gradient_bytes / (bw.number("algbw_gb_per_s") * GB)  # type: ignore[operator]
+        implied = gradient_bytes / (bw.number("algbw_gb_per_s") * GB)  # type: ignore[operator]  # bw is a D4 bench with algbw recorded
         effective = ring_bytes_per_rank(gradient_bytes, ranks_of(d3)) / hook / GB if hook else None
         util.append(
             [
@@ -345,9 +362,12 @@ def d4_section(runs: Sequence[Run]) -> list[str]:
         )
     if util:
         lines += [
-            "**Utilization (the lab's question).** The ring-allreduce time per step that D4's bandwidth implies for the gradients, "
-            "against D3's communication per step in training: the hook's allreduce time, the exposed part, and the lab's method. "
-            "Utilization = implied ÷ hook time (how much of the measured allreduce bandwidth DDP got while training); the "
+            "**Utilization (the lab's question).** The ring-allreduce time per "
+            "step that D4's bandwidth implies for the gradients, "
+            "against D3's communication per step in training: the hook's allreduce "
+            "time, the exposed part, and the lab's method. "
+            "Utilization = implied ÷ hook time (how much of the measured allreduce "
+            "bandwidth DDP got while training); the "
             "effective busbw is 2(n−1)/n × gradient bytes ÷ hook time.",
             "",
         ]
@@ -376,57 +396,6 @@ def gradient_bandwidth(runs: Sequence[Run], device: str, ranks: int) -> Bench | 
         if device_of(b) == device and ranks_of(b) == ranks and b.extra("size") == "gradients"
     ]
     return match[-1] if match else None
-
-
-# ----------------------------------------------------------------------------- D5
-
-
-def d5_section(runs: Sequence[Run]) -> list[str]:
-    lines = [
-        "## D5: large-batch accuracy",
-        "",
-        "Five epochs at D1's largest per-rank batch × the ranks, against the batch-128 run: learning rate as the lab prescribes "
-        "(0.1), and scaled linearly with the global batch after a linear warm-up (Goyal et al., 2017).",
-        "",
-    ]
-    benches = found(runs, groups.D5)
-    if not benches:
-        return lines + not_run(groups.D5, runs, "D5 trains five full epochs: it runs in the full preset only.")
-    lines += sources_line(run for run, _ in benches)
-    rows = []
-    for _, b in benches:
-        rows.append(
-            [
-                str(b.extra("d5_run") or NR),
-                device_of(b),
-                str(ranks_of(b)),
-                fmt_int(batch_of(b)),
-                fmt_int(b.extra("global_batch")),
-                str(b.param("lr_rule") or NR),
-                fmt_num(b.number("lr"), 4),
-                fmt_loss(b.number("loss")),
-                fmt_pct(b.number("top1")),
-                fmt_pct(b.number("test_top1")),
-                fmt_s(b.number("epoch_s")),
-            ]
-        )
-    lines += md_table(
-        [
-            "run",
-            "device",
-            "ranks",
-            "batch/rank",
-            "global batch",
-            "lr rule",
-            "final lr",
-            "final loss",
-            "train top-1",
-            "test top-1",
-            "mean epoch (s)",
-        ],
-        rows,
-    )
-    return lines
 
 
 def section(runs: Sequence[Run], figures: Figures) -> list[str]:

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 from ..runs import Bench, Run, as_number
 
@@ -59,7 +59,7 @@ def fmt_pct(value: Any) -> str:
 def md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines + [""]
+    return [*lines, ""]
 
 
 def slug(text: str) -> str:
@@ -87,6 +87,9 @@ def not_run(group: str, runs: Sequence[Run], why: str = "") -> list[str]:
     return [f"**Not run**: no `{group}` benchmark in {files}.{(' ' + why) if why else ''}", ""]
 
 
+P = ParamSpec("P")
+
+
 @dataclass
 class Figures:
     """Saves figures into the output folder and hands back the markdown that links them."""
@@ -94,7 +97,11 @@ class Figures:
     out: Path
     written: list[Path] = field(default_factory=list)
 
-    def add(self, name: str, caption: str, draw: Callable[[Path], Path]) -> list[str]:
-        path = draw(self.out / f"{slug(name)}.png")
+    def add(
+        self, name: str, caption: str, draw: Callable[Concatenate[Path, P], Path], *args: P.args, **kwargs: P.kwargs
+    ) -> list[str]:
+        """Draw `draw(path, *args, **kwargs)` now; its inputs are passed, not closed over, so a figure drawn in a
+        loop cannot pick up a later iteration's values."""
+        path = draw(self.out / f"{slug(name)}.png", *args, **kwargs)
         self.written.append(path)
         return [f"![{caption}]({path.name})", ""]

@@ -30,7 +30,8 @@ def section(runs: Sequence[Run], figures: Figures | None = None) -> list[str]:
         else:
             lines += ["Phase summary: not recorded.", ""]
         lines += [
-            f"Profiled steps: {fmt_int(bench.extra('steps'))}. Trace (Chrome/Perfetto): `{bench.extra('trace_path') or NR}`. "
+            f"Profiled steps: {fmt_int(bench.extra('steps'))}. Trace "
+            f"(Chrome/Perfetto): `{bench.extra('trace_path') or NR}`. "
             f"Operator table: `{bench.extra('table_path') or NR}`.",
             "",
         ]

@@ -42,7 +42,8 @@ class Overrides:
 def scaling_inputs(
     runs: Sequence[Run], device: str, batch: int, overrides: Overrides = Overrides()
 ) -> tuple[ScalingInputs | None, list[str]]:
-    """The model's inputs for (device, batch) from D1 / D4 / D3 of the runs and the overrides, with where each came from."""
+    """The model's inputs for (device, batch) from D1 / D4 / D3 of the runs and the overrides, with where each came
+    from."""
     d1 = next(
         (b for _, b in found(runs, groups.D1) if device_of(b) == device and batch_of(b) == batch and not oom(b)), None
     )
@@ -91,23 +92,27 @@ def scaling_inputs(
         )
         if not v
     ]
-    if missing:
+    if missing or not (step and gradient and busbw):  # the second test only tells mypy what the first one did
         return None, [f"missing: {', '.join(missing)}"]
     inputs = ScalingInputs(
         step_s=float(step),
         batch_per_rank=batch,
         gradient_bytes=int(gradient),
         busbw_gb_per_s=float(busbw),
-        images=int(images),  # type: ignore[arg-type]
+        images=int(images),
         backward_fraction=overrides.backward_fraction,
         last_bucket_bytes=int(last) if last else None,
         ranks_share_device=share,
     )
     notes = [
-        f"compute: {'given' if overrides.step_s is not None else 'D1'} step {fmt_s(step)} s at batch {batch} on {device}",
-        f"gradients: {fmt_int(gradient)} bytes; last bucket {fmt_int(last) if last else 'all of them (no D3, none given)'}",
+        f"compute: {'given' if overrides.step_s is not None else 'D1'} step "
+        f"{fmt_s(step)} s at batch {batch} on {device}",
+        f"gradients: {fmt_int(gradient)} bytes; last bucket "
+        f"{fmt_int(last) if last else 'all of them (no D3, none given)'}",
         f"bus bandwidth: {fmt_num(busbw, 4)} GB/s ({source})",
-        f"ranks share one device: {'yes (one CPU)' if share else 'no (one device per rank)'}; backward share of a step {overrides.backward_fraction:.2f}",
+        "ranks share one device: "
+        f"{'yes (one CPU)' if share else 'no (one device per rank)'}; backward "
+        f"share of a step {overrides.backward_fraction:.2f}",
     ]
     return inputs, notes
 
@@ -161,7 +166,7 @@ def scaling_lines(
     inputs, notes = scaling_inputs(runs, device, batch, overrides)
     lines = [f"### {device}, batch {batch} per rank", ""]
     if inputs is None:
-        return lines + [f"Not modelled: {notes[0]}.", ""]
+        return [*lines, f"Not modelled: {notes[0]}.", ""]
     lines += ["Inputs: " + "; ".join(notes) + ".", ""]
     rows = []
     for r in scaling_table(inputs, list(world_sizes)):
@@ -235,10 +240,14 @@ def section(runs: Sequence[Run], figures: Figures | None = None) -> list[str]:
     lines = [
         "## Scaling model: epoch time and efficiency for N ranks",
         "",
-        "Per step and rank (weak scaling): compute c = D1's step × (N if the N ranks share one device, as CPU ranks on one "
-        "host do; 1 with a device per rank); allreduce a = 2(N−1)/N × gradient bytes ÷ busbw; without overlap t = c + a; with "
-        "overlap t = c + max(a_last, a − f × c), since DDP reduces buckets while backward (a share f of the step) runs and only "
-        "the last bucket waits for backward to end. Epoch = ⌈images ÷ (N × batch)⌉ × t. Error = (model − measured) ÷ measured.",
+        "Per step and rank (weak scaling): compute c = D1's step × (N if the N "
+        "ranks share one device, as CPU ranks on one "
+        "host do; 1 with a device per rank); allreduce a = 2(N−1)/N × gradient "
+        "bytes ÷ busbw; without overlap t = c + a; with "
+        "overlap t = c + max(a_last, a − f × c), since DDP reduces buckets "
+        "while backward (a share f of the step) runs and only "
+        "the last bucket waits for backward to end. Epoch = ⌈images ÷ (N × "
+        "batch)⌉ × t. Error = (model − measured) ÷ measured.",
         "",
     ]
     d1 = [(run, b) for run, b in found(runs, groups.D1) if not oom(b)]
@@ -253,5 +262,5 @@ def section(runs: Sequence[Run], figures: Figures | None = None) -> list[str]:
             set(MODEL_WORLD_SIZES)
             | {ranks_of(b) for g in (groups.D2, groups.D3) for _, b in found(runs, g) if device_of(b) == device}
         )
-        lines += scaling_lines(runs, device, batch, sizes)  # type: ignore[arg-type]
+        lines += scaling_lines(runs, device, batch, sizes)  # type: ignore[arg-type]  # the world sizes of found runs are ints
     return lines

@@ -60,7 +60,8 @@ def epoch_rows(benches: Sequence[Bench]) -> list[list[str]]:
 
 
 def band(benches: Sequence[Bench]) -> tuple[list[int], list[float], list[float], list[float], list[float]] | None:
-    """(epochs, loss mean, loss sd, top-1 mean, top-1 sd) over the epochs every seed recorded both figures of; None if none."""
+    """(epochs, loss mean, loss sd, top-1 mean, top-1 sd) over the epochs every seed recorded both figures of; None if
+    none."""
     rows = [(e, loss, top1) for e, loss, top1 in per_epoch(benches) if len(loss) == len(top1) == len(benches)]
     if not rows:
         return None
@@ -81,8 +82,10 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
     lines = [
         "## Seeds: the spread of loss and top-1",
         "",
-        "Configurations trained at several seeds (`--lab-seeds`): per epoch, the mean ± standard deviation over the seeds "
-        "of the training loss and of the train top-1 (percent, over all samples of the epoch). A variant whose curve sits "
+        "Configurations trained at several seeds (`--lab-seeds`): per epoch, "
+        "the mean ± standard deviation over the seeds "
+        "of the training loss and of the train top-1 (percent, over all "
+        "samples of the epoch). A variant whose curve sits "
         "several standard deviations from eager's trains differently.",
         "",
     ]
@@ -101,6 +104,8 @@ def section(runs: Sequence[Run], figures: Figures) -> list[str]:
             lines += figures.add(
                 f"seeds_{group}_{index}",
                 title,
-                lambda p, curves=curves, title=title: plots.seed_bands(p, curves, title),
+                plots.seed_bands,
+                curves,
+                title,
             )
     return lines

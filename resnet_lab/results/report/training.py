@@ -50,7 +50,5 @@ def training_table_section(
         )
         if curves:
             plot_title = f"{group}: loss and top-1 per epoch ({device}, {run.label})"
-            lines += figures.add(
-                f"{group}_curves_{index}_{device}", plot_title, lambda p: plots.epoch_curves(p, curves, plot_title)
-            )
+            lines += figures.add(f"{group}_curves_{index}_{device}", plot_title, plots.epoch_curves, curves, plot_title)
     return lines
